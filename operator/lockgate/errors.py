@@ -1,0 +1,41 @@
+"""Errors that end a command, each with the exit code the CLI contract gives it."""
+
+from __future__ import annotations
+
+
+class LockgateError(Exception):
+    """Base class: the message is shown to the user and must say what to change."""
+
+    exit_code = 1
+
+
+class MigrationFailed(LockgateError):
+    """A migration failed; its transaction rolled back. `error` is the summary's error entry."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, error: object = None) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+class UsageError(LockgateError):
+    """Bad arguments or configuration (including an unreachable database)."""
+
+    exit_code = 2
+
+
+class LockNotAcquired(LockgateError):
+    """Another runner held the migration lock for longer than --lock-wait."""
+
+    exit_code = 3
+
+
+class ValidationRefused(LockgateError):
+    """The migrations on disk and the history table disagree; nothing was run."""
+
+    exit_code = 4
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))

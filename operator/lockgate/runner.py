@@ -1,0 +1,382 @@
+"""`lockgate migrate` and its siblings: run a plan against the database, exactly once.
+
+The decisions live in planner.py; this module is the shell that takes the lock, reads the
+history, executes statements and records what happened.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from pglast import ast
+
+from .database import LOCK_NOT_AVAILABLE, Database
+from .errors import LockgateError, MigrationFailed, ValidationRefused
+from .history import BASELINE, derive_state
+from .planner import Plan, plan_baseline, plan_migrate, plan_undo
+from .scripts import Phase, Script
+from .statements import ScriptSyntaxError, Statement, TransactionControlInScript
+from .summary import MigrationError, Summary, applied_entry, pending_entry, phase_of
+from .versions import Version
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Options:
+    phase: Phase = Phase.EXPAND
+    target: Version | None = None
+    single_transaction: bool = False
+    lock_wait: float = 300.0
+    lock_timeout_ms: int = 3000
+    lock_retries: int = 5
+    statement_timeout: float = 0.0
+    out_of_order: bool = False
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Statements that run together: in one transaction, or one by one in autocommit."""
+
+    transactional: bool
+    statements: list[Statement]
+
+
+def segments(statements: list[Statement]) -> list[Segment]:
+    """Group consecutive transactional statements; each autocommit statement stands alone."""
+    groups: list[Segment] = []
+    for statement in statements:
+        if statement.transactional and groups and groups[-1].transactional:
+            groups[-1].statements.append(statement)
+        else:
+            groups.append(Segment(statement.transactional, [statement]))
+    return groups or [Segment(True, [])]
+
+
+class StatementFailed(Exception):
+    def __init__(self, statement: Statement, cause: sa.exc.DBAPIError) -> None:
+        super().__init__(str(cause))
+        self.statement = statement
+        self.cause = cause
+
+
+class Runner:
+    def __init__(self, db: Database, scripts: list[Script], options: Options, progress: Progress) -> None:
+        self.db = db
+        self.scripts = scripts
+        self.options = options
+        self.progress = progress
+
+    # commands: each returns its Summary, failed or not, so nothing done before a failure is lost
+
+    def migrate(self) -> Summary:
+        summary = self._summary("migrate")
+        with _outcome(summary), self.db.migration_lock(self.options.lock_wait, self.progress):
+            self.db.ensure_history()
+            plan = self._plan()
+            summary.pending = [pending_entry(s) for s in plan.pending]
+            summary.notes = plan.notes
+            if plan.problems:
+                raise ValidationRefused(plan.problems)
+            self._run(plan.pending, summary)
+        return summary
+
+    def plan(self) -> Summary:
+        summary = self._summary("plan")
+        with _outcome(summary):
+            plan = self._plan()
+            summary.pending = [pending_entry(s) | self._statement_counts(s) for s in plan.pending]
+            summary.notes = plan.notes
+            summary.schema_version = self._schema_version()
+            if plan.problems:
+                raise ValidationRefused(plan.problems)
+        return summary
+
+    def undo(self, to: Version) -> Summary:
+        summary = self._summary("undo")
+        summary.target = str(to)
+        with _outcome(summary), self.db.migration_lock(self.options.lock_wait, self.progress):
+            self.db.ensure_history()
+            plan = plan_undo(self.scripts, derive_state(self.db.read_history()), to)
+            summary.pending = [pending_entry(s) for s in plan.pending]
+            if plan.problems:
+                raise ValidationRefused(plan.problems)
+            self._run(plan.pending, summary)
+        return summary
+
+    def baseline(self, version: Version) -> Summary:
+        summary = self._summary("baseline")
+        summary.target = str(version)
+        with _outcome(summary), self.db.migration_lock(self.options.lock_wait, self.progress):
+            self.db.ensure_history()
+            problems = plan_baseline(derive_state(self.db.read_history()), version)
+            if problems:
+                raise ValidationRefused(problems)
+            self.db.record(**self._row(BASELINE, version, "<< baseline >>", "<< baseline >>", None, 0, True))
+            summary.schema_version = str(version)
+            self.progress(f"baselined at {version}: versions up to {version} count as applied")
+        return summary
+
+    def repair(self) -> Summary:
+        summary = self._summary("repair")
+        with _outcome(summary), self.db.migration_lock(self.options.lock_wait, self.progress):
+            removed = self.db.delete_failed() if self.db.history_exists() else 0
+            summary.notes = [f"removed {removed} failed history row(s)"]
+            self.progress(summary.notes[0])
+        return summary
+
+    def _run(self, pending: list[Script], summary: Summary) -> None:
+        try:
+            prepared = self._prepare(pending)
+            self.db.set_timeouts(self.options.lock_timeout_ms, self.options.statement_timeout)
+            self._apply_all(prepared, summary)
+        finally:
+            applied = {a["script"] for a in summary.applied}
+            summary.pending = [p for p in summary.pending if p["script"] not in applied]
+            summary.schema_version = self._schema_version()
+
+    # planning
+
+    def _summary(self, command: str) -> Summary:
+        return Summary(command, self.options.phase.value, str(self.options.target) if self.options.target else None)
+
+    def _plan(self) -> Plan:
+        state = derive_state(self.db.read_history())
+        return plan_migrate(self.scripts, state, self.options.phase, self.options.target, self.options.out_of_order)
+
+    def _schema_version(self) -> str | None:
+        highest = derive_state(self.db.read_history()).highest(self.options.phase)
+        return str(highest) if highest else None
+
+    def _prepare(self, pending: list[Script]) -> list[tuple[Script, list[Statement]]]:
+        """Parse every pending script before running any, so a typo in the last applies nothing."""
+        prepared, problems = [], []
+        for script in pending:
+            try:
+                prepared.append((script, self.db.split(script.sql)))
+            except ScriptSyntaxError as exc:
+                raise MigrationFailed(f"{script.name} line {exc.line}: {exc.message}", _syntax_error(script, exc)) from None
+            except TransactionControlInScript as exc:
+                problems.append(f"{script.name} {exc}")
+        if self.options.single_transaction:
+            problems += [
+                f"{script.name} line {s.line}: cannot run inside --single-transaction (the statement refuses a transaction block)"
+                for script, statements in prepared
+                for s in statements
+                if not s.transactional
+            ]
+        if problems:
+            raise ValidationRefused(problems)
+        return prepared
+
+    def _statement_counts(self, script: Script) -> dict[str, object]:
+        try:
+            statements = self.db.split(script.sql)
+        except (ScriptSyntaxError, TransactionControlInScript) as exc:
+            return {"statements": None, "parse_error": str(exc)}
+        return {"statements": len(statements), "outside_transaction": [s.line for s in statements if not s.transactional]}
+
+    # execution
+
+    def _apply_all(self, prepared: list[tuple[Script, list[Statement]]], summary: Summary) -> None:
+        if not prepared:
+            self.progress(f"nothing to do: {self.options.phase.value} is up to date")
+            return
+        installed_by = self.db.installed_by()
+        if self.options.single_transaction:
+            self._retrying_lock_timeouts("all pending migrations", lambda: self._apply_together(prepared, installed_by, summary))
+        else:
+            for script, statements in prepared:
+                summary.applied.append(self._apply_one(script, statements, installed_by))
+        self.progress(f"applied {len(summary.applied)} migration(s)")
+
+    def _apply_one(self, script: Script, statements: list[Statement], installed_by: str) -> dict[str, object]:
+        started = time.monotonic()
+        groups = segments(statements)
+        for index, group in enumerate(groups):
+            record = index == len(groups) - 1 and group.transactional
+            try:
+                self._retrying_lock_timeouts(script.name, lambda: self._run_segment(script, group, record, started, installed_by))
+            except StatementFailed as failure:
+                if index > 0:  # earlier segments committed: the failure must be on record
+                    self.db.record(**self._script_row(script, _ms_since(started), installed_by, success=False))
+                raise self._failure(script, failure, partial=index > 0) from None
+        if not groups[-1].transactional:
+            self.db.record(**self._script_row(script, _ms_since(started), installed_by, success=True))
+        ms = _ms_since(started)
+        self.progress(f"  {script.label:<12} {script.description:<40} {ms:>7} ms")
+        return applied_entry(script, ms)
+
+    def _run_segment(self, script: Script, group: Segment, record: bool, started: float, installed_by: str) -> None:
+        if not group.transactional:
+            self._run_outside_transaction(group.statements[0])
+            return
+        self.db.begin()
+        try:
+            for statement in group.statements:
+                self._execute(statement)
+            if record:
+                self.db.record(**self._script_row(script, _ms_since(started), installed_by, success=True))
+            self.db.commit()
+        except BaseException:
+            self.db.rollback()
+            raise
+
+    def _apply_together(self, prepared: list[tuple[Script, list[Statement]]], installed_by: str, summary: Summary) -> None:
+        applied = []
+        self.db.begin()
+        try:
+            for script, statements in prepared:
+                started = time.monotonic()
+                try:
+                    for statement in statements:
+                        self._execute(statement)
+                except StatementFailed as failure:
+                    raise self._failure(script, failure, partial=False, together=True) from None
+                ms = _ms_since(started)
+                self.db.record(**self._script_row(script, ms, installed_by, success=True))
+                applied.append(applied_entry(script, ms))
+                self.progress(f"  {script.label:<12} {script.description:<40} {ms:>7} ms")
+            self.db.commit()
+        except BaseException:
+            self.db.rollback()
+            raise
+        summary.applied = applied
+
+    def _execute(self, statement: Statement) -> None:
+        try:
+            self.db.execute(statement.sql)
+        except sa.exc.DBAPIError as exc:
+            raise StatementFailed(statement, exc) from None
+
+    def _run_outside_transaction(self, statement: Statement) -> None:
+        """Run e.g. CREATE INDEX CONCURRENTLY; drop any INVALID index a failed build leaves."""
+        with self._invalid_index_cleanup(statement):
+            self._execute(statement)
+
+    @contextmanager
+    def _invalid_index_cleanup(self, statement: Statement) -> Iterator[None]:
+        table = self._index_table(statement)
+        if table is None:
+            yield
+            return
+        invalid = self.db.invalid_indexes(table)
+        self._drop_indexes({q for q, name in invalid.items() if _left_by_earlier_attempt(statement, name)})
+        before = set(self.db.invalid_indexes(table))
+        try:
+            yield
+        except StatementFailed:
+            self._drop_indexes(set(self.db.invalid_indexes(table)) - before)
+            raise
+
+    def _index_table(self, statement: Statement) -> str | None:
+        node = statement.node
+        if isinstance(node, ast.IndexStmt) and node.concurrent:
+            return _qualified(node.relation)
+        if isinstance(node, ast.ReindexStmt) and node.relation is not None:
+            name = _qualified(node.relation)
+            return self.db.table_of_index(name) if node.kind.name == "REINDEX_OBJECT_INDEX" else name
+        return None
+
+    def _drop_indexes(self, names: set[str]) -> None:
+        for name in sorted(names):
+            self.progress(f"  dropping INVALID index {name} left by a failed concurrent build")
+            try:
+                self.db.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+            except sa.exc.DBAPIError as exc:
+                self.progress(f"  could not drop {name} ({self.db.error_of(exc).message}): drop it by hand")
+
+    def _retrying_lock_timeouts(self, what: str, attempt: Callable[[], None]) -> None:
+        """Retry on lock_timeout with backoff, so waiting DDL gives way to traffic instead of queueing it."""
+        for retry in range(self.options.lock_retries + 1):
+            try:
+                attempt()
+                return
+            except StatementFailed as failure:
+                if self.db.error_of(failure.cause).sqlstate != LOCK_NOT_AVAILABLE or retry == self.options.lock_retries:
+                    raise
+                delay = min(0.5 * 2**retry, 15.0)
+                self.progress(
+                    f"  {what}: lock not granted within {self.options.lock_timeout_ms} ms "
+                    f"(attempt {retry + 1}/{self.options.lock_retries + 1}); retrying in {delay:g}s"
+                )
+                time.sleep(delay)
+
+    def _failure(self, script: Script, failure: StatementFailed, partial: bool, together: bool = False) -> LockgateError:
+        error = self.db.error_of(failure.cause)
+        position = (error.position or 1) - 1
+        line = _line_in(script.sql, failure.statement.offset + position) if error.position else failure.statement.line
+        detail = MigrationError(str(script.version) if script.version else None, script.name, error.sqlstate, error.message, line)
+        if error.sqlstate == LOCK_NOT_AVAILABLE:
+            error_text = f"{error.message} after {self.options.lock_retries + 1} attempts; another transaction holds the lock: retry later or raise --lock-timeout"
+        else:
+            error_text = error.message
+        tail = (
+            "; earlier statements ran outside a transaction and stay applied (recorded as failed)"
+            if partial
+            else "; all pending migrations were rolled back" if together else "; its transaction was rolled back"
+        )
+        return MigrationFailed(f"{script.name} line {line}: [{error.sqlstate}] {error_text}{tail}", detail)
+
+    def _script_row(self, script: Script, ms: int, installed_by: str, success: bool) -> dict[str, object]:
+        return self._row(phase_of(script), script.version, script.description, script.name, script.checksum, ms, success, installed_by)
+
+    def _row(self, phase: str, version: Version | None, description: str, script: str, checksum: str | None, ms: int, success: bool, installed_by: str | None = None) -> dict[str, object]:
+        return {
+            "version": str(version) if version else None,
+            "phase": phase,
+            "description": description,
+            "script": script,
+            "checksum": checksum,
+            "installed_by": installed_by or self.db.installed_by(),
+            "execution_ms": ms,
+            "success": success,
+        }
+
+
+@contextmanager
+def _outcome(summary: Summary) -> Iterator[None]:
+    """Turn a LockgateError into the summary's exit code and error, and time the command."""
+    started = time.monotonic()
+    try:
+        yield
+    except LockgateError as exc:
+        summary.fail(exc)
+    finally:
+        summary.duration_ms = _ms_since(started)
+
+
+def _left_by_earlier_attempt(statement: Statement, index_name: str) -> bool:
+    """Whether an INVALID index is what a killed earlier run of this very statement left behind
+    (we hold the migration lock and the migration is not recorded, so no one else is building it)."""
+    node = statement.node
+    if isinstance(node, ast.IndexStmt):
+        return index_name == node.idxname
+    return bool(re.search(r"_cc(new|old)\d*$", index_name))  # REINDEX CONCURRENTLY's temporary names
+
+
+def _qualified(relation: object) -> str:
+    schema = getattr(relation, "schemaname", None)
+    name = _quote(relation.relname)  # type: ignore[attr-defined]
+    return f"{_quote(schema)}.{name}" if schema else name
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _syntax_error(script: Script, exc: ScriptSyntaxError) -> MigrationError:
+    return MigrationError(str(script.version) if script.version else None, script.name, "42601", exc.message, exc.line)
+
+
+def _line_in(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

@@ -1,0 +1,104 @@
+"""The outcome of a runner command, as JSON and in a compact form for termination messages."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import LockgateError, MigrationFailed, ValidationRefused
+from .scripts import KIND_PHASE, Kind, Script
+
+# A Kubernetes termination message holds at most 4096 bytes.
+TERMINATION_MESSAGE_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class MigrationError:
+    version: str | None
+    script: str | None
+    sqlstate: str | None
+    message: str
+    line: int | None
+
+
+@dataclass
+class Summary:
+    command: str
+    phase: str | None = None
+    target: str | None = None
+    applied: list[dict[str, Any]] = field(default_factory=list)
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    error: MigrationError | None = None
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    schema_version: str | None = None
+    exit_code: int = 0
+    message: str | None = None
+    duration_ms: int = 0
+
+    def fail(self, exc: LockgateError) -> None:
+        """Record why the command ended early; what was applied before stays in `applied`."""
+        self.exit_code = exc.exit_code
+        self.message = str(exc)
+        if isinstance(exc, ValidationRefused):
+            self.problems = exc.problems
+        if isinstance(exc, MigrationFailed) and isinstance(exc.error, MigrationError):
+            self.error = exc.error
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=str)
+
+    def compact(self, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
+        """The summary in under `limit` bytes: newest applied entries kept, long texts cut."""
+        doc: dict[str, Any] = {
+            "command": self.command,
+            "phase": self.phase,
+            "target": self.target,
+            "schema_version": self.schema_version,
+            "exit_code": self.exit_code,
+            "message": _cut(self.message, 500) if self.message else None,
+            "duration_ms": self.duration_ms,
+            "applied_count": len(self.applied),
+            "pending_count": len(self.pending),
+            "applied": [[a["version"] or a["script"], a["ms"]] for a in self.applied],
+            "error": _cut_error(self.error),
+            "problems": [_cut(p, 300) for p in self.problems[:5]],
+        }
+        text = json.dumps(doc, separators=(",", ":"))
+        while len(text.encode()) >= limit and doc["applied"]:
+            doc["applied"] = doc["applied"][len(doc["applied"]) // 2 + 1 :]
+            text = json.dumps(doc, separators=(",", ":"))
+        return text
+
+
+def pending_entry(script: Script) -> dict[str, Any]:
+    return {
+        "version": str(script.version) if script.version else None,
+        "phase": phase_of(script),
+        "description": script.description,
+        "script": script.name,
+    }
+
+
+def applied_entry(script: Script, ms: int) -> dict[str, Any]:
+    return pending_entry(script) | {"ms": ms}
+
+
+def phase_of(script: Script) -> str:
+    if script.kind is Kind.REPEATABLE:
+        return "repeatable"
+    if script.kind is Kind.UNDO:
+        return "undo"
+    return KIND_PHASE[script.kind].value
+
+
+def _cut(text: str, size: int) -> str:
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+def _cut_error(error: MigrationError | None) -> dict[str, Any] | None:
+    return None if error is None else asdict(error) | {"message": _cut(error.message, 1000)}

@@ -1,0 +1,47 @@
+"""Dotted schema versions compared part by part: 1.9 < 1.10, 2026.11.21.1 > 2026.11.21."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import total_ordering
+
+_VERSION = re.compile(r"^\d+([._]\d+)*$")
+
+
+@total_ordering
+@dataclass(frozen=True)
+class Version:
+    """A schema version; trailing zero parts do not count, so 1.0 == 1."""
+
+    parts: tuple[int, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Version:
+        """Parse '1.10' or Flyway-style '1_10'; raise ValueError saying what is wrong."""
+        if not _VERSION.match(text):
+            raise ValueError(f"{text!r} is not a version: use dotted numbers such as 3, 1.10 or 2026.11.21.1")
+        return cls(tuple(int(p) for p in re.split(r"[._]", text)))
+
+    @property
+    def _key(self) -> tuple[int, ...]:
+        parts = list(self.parts)
+        while len(parts) > 1 and parts[-1] == 0:
+            parts.pop()
+        return tuple(parts)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Version) and self._key == other._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __lt__(self, other: Version) -> bool:
+        return self._key < other._key
+
+    def __str__(self) -> str:
+        return ".".join(str(p) for p in self.parts)
+
+
+def is_version(text: str) -> bool:
+    return bool(_VERSION.match(text))

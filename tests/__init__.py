@@ -1,0 +1,1 @@
+"""lockgate's test suite and its harness (a real PostgreSQL and Kubernetes control plane)."""

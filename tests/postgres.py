@@ -1,0 +1,117 @@
+"""A throwaway PostgreSQL cluster: initdb + pg_ctl in a temporary directory on a free port.
+
+Used by the test suite (session-scoped) and by `make demo`. PostgreSQL refuses to run as
+root, so as root the server runs as the `postgres` user that Debian's package creates.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+
+def find_pg_bin() -> Path:
+    """The directory holding initdb and pg_ctl: on PATH, or Debian's /usr/lib/postgresql/N/bin."""
+    on_path = shutil.which("initdb")
+    if on_path and shutil.which("pg_ctl"):
+        return Path(on_path).resolve().parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    if candidates:
+        return Path(candidates[-1]).parent
+    raise RuntimeError("PostgreSQL server binaries not found: run `apt-get install -y postgresql` (make test does)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PostgresServer:
+    """One PostgreSQL server; `url` connects as the superuser `postgres` with a password."""
+
+    password = "lockgate-test-password"
+
+    def __init__(self, base_dir: str | None = None, port: int | None = None, durable: bool = False) -> None:
+        self.bin = find_pg_bin()
+        self.dir = Path(tempfile.mkdtemp(prefix="lockgate-pg-", dir=base_dir))
+        self.data = self.dir / "data"
+        self.port = port or free_port()
+        self.log = self.dir / "postgres.log"
+        self._user = "postgres" if os.geteuid() == 0 else None
+        self.durable = durable  # False trades crash safety for speed: fine for throwaway test data
+
+    @property
+    def url(self) -> str:
+        return self.url_for("postgres")
+
+    def url_for(self, database: str) -> str:
+        return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> PostgresServer:
+        if self._user:
+            owner = pwd.getpwnam(self._user)
+            os.chmod(self.dir, 0o755)
+            os.chown(self.dir, owner.pw_uid, owner.pw_gid)
+        pwfile = self.dir / "pwfile"
+        pwfile.write_text(self.password)
+        if self._user:
+            os.chown(pwfile, pwd.getpwnam(self._user).pw_uid, -1)
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8")
+        pwfile.unlink()
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=300"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "-t", "60", "start")
+        return self
+
+    def stop(self) -> None:
+        if self.data.exists():
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def create_database(self, name: str) -> str:
+        """Create an empty database and return its URL."""
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url_for(name)
+
+    def _run(self, tool: str, *args: str, check: bool = True) -> None:
+        command = [str(self.bin / tool), *args]
+        if self._user:
+            command = ["runuser", "-u", self._user, "--", *command]
+        result = subprocess.run(command, capture_output=True, text=True, cwd=self.dir)
+        if check and result.returncode != 0:
+            log = self.log.read_text()[-2000:] if self.log.exists() else ""
+            raise RuntimeError(f"{tool} failed ({result.returncode}): {result.stderr.strip()}\n{log}")
+
+
+class ExternalPostgres:
+    """A server named by LOCKGATE_TEST_DATABASE_URL; tests get their own databases on it."""
+
+    def __init__(self, url: str) -> None:
+        from sqlalchemy.engine import make_url
+
+        self._url = make_url(url)
+        self.url = url
+
+    def url_for(self, database: str) -> str:
+        return self._url.set(database=database).render_as_string(hide_password=False)
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url_for(name)
+
+    def stop(self) -> None:
+        pass
