@@ -109,6 +109,24 @@ def build_parser() -> argparse.ArgumentParser:
     undo = _command(commands, "undo", cmd_undo, "run U scripts to take expand back to VERSION", database=True, lock_options=True)
     undo.add_argument("--to", required=True, type=_version, help="the version to return to")
     _command(commands, "repair", cmd_repair, "remove failed history rows after fixing the database by hand", database=True, needs_dir=False)
+    run = commands.add_parser("run", help="run the SchemaMigration operator", description="Run the SchemaMigration operator against the current cluster.")
+    run.set_defaults(handler=cmd_run, json=False)
+    run.add_argument("-n", "--namespace", action="append", default=_env_list("LOCKGATE_WATCH_NAMESPACES"), help="watch this namespace (repeatable; default: all namespaces)")
+    run.add_argument("--health-port", type=int, default=int(os.environ.get("LOCKGATE_HEALTH_PORT", 8080)), help="liveness endpoint port, /healthz (0: off)")
+    run.add_argument("--metrics-port", type=int, default=int(os.environ.get("LOCKGATE_METRICS_PORT", 9090)), help="Prometheus metrics port (0: off)")
+    run.add_argument("--log-format", choices=["plain", "json"], default=os.environ.get("LOCKGATE_LOG_FORMAT", "plain"))
+    run.add_argument("--verbose", action="store_true")
+    wait = commands.add_parser("wait", help="block until a SchemaMigration has expanded a version (init container)", description="Block until a SchemaMigration has expanded the schema a pod needs; exit 1 on timeout.")
+    wait.set_defaults(handler=cmd_wait, json=False)
+    wait.add_argument("--name", default=os.environ.get("LOCKGATE_SCHEMAMIGRATION"), help="the SchemaMigration (default: $LOCKGATE_SCHEMAMIGRATION)")
+    wait.add_argument("-n", "--namespace", default=os.environ.get("POD_NAMESPACE"), help="its namespace (default: $POD_NAMESPACE, else the pod's own)")
+    wait.add_argument("--version", dest="required", type=_version, default=os.environ.get("LOCKGATE_REQUIRES_VERSION"), help="the schema version required (default: $LOCKGATE_REQUIRES_VERSION)")
+    wait.add_argument("--timeout", type=_non_negative(float), default=600.0, metavar="SECONDS", help="give up after this long (default 600)")
+    status = commands.add_parser("status", help="show SchemaMigrations in the cluster", description="Show target and applied versions, phase, gated workloads, waiting pods, recent Jobs and errors.")
+    status.set_defaults(handler=cmd_status)
+    status.add_argument("name", nargs="?", help="one SchemaMigration (default: all)")
+    status.add_argument("-n", "--namespace", help="namespace (default: all namespaces, or 'default' with NAME)")
+    status.add_argument("--json", action="store_true")
     return parser
 
 
@@ -137,13 +155,17 @@ def _command(
         sub.add_argument("--out-of-order", action="store_true", help="allow pending versions older than applied ones")
     if migration_options:
         sub.add_argument("--single-transaction", action="store_true", help="all pending migrations in one transaction: all or nothing")
-        sub.add_argument("--summary-file", help="write a compact JSON summary here (e.g. /dev/termination-log)")
     if migration_options or lock_options:
+        sub.add_argument("--summary-file", default=os.environ.get("LOCKGATE_SUMMARY_FILE"), help="write a compact JSON summary here, e.g. /dev/termination-log (default: $LOCKGATE_SUMMARY_FILE)")
         sub.add_argument("--lock-wait", type=_non_negative(float), default=300.0, metavar="SECONDS", help="how long to wait for another runner's lock (default 300)")
         sub.add_argument("--lock-timeout", type=_non_negative(int), default=3000, metavar="MS", help="lock_timeout for each statement (default 3000)")
         sub.add_argument("--lock-retries", type=_non_negative(int), default=5, metavar="N", help="retries after a lock timeout, with backoff (default 5)")
         sub.add_argument("--statement-timeout", type=_non_negative(float), default=0.0, metavar="SECONDS", help="statement_timeout for each statement (default 0: none)")
     return sub
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
 def _version(text: str) -> Version:
@@ -222,7 +244,7 @@ def cmd_plan(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_undo(args: argparse.Namespace, out: Output) -> int:
-    return _run_command(args, out, lambda runner: runner.undo(args.to))
+    return _run_command(args, out, lambda runner: runner.undo(args.to), summary_file=args.summary_file)
 
 
 def cmd_baseline(args: argparse.Namespace, out: Output) -> int:
@@ -233,10 +255,10 @@ def cmd_repair(args: argparse.Namespace, out: Output) -> int:
     return _run_command(args, out, Runner.repair, needs_dir=False)
 
 
-def _run_command(args: argparse.Namespace, out: Output, command: Callable[[Runner], Summary], needs_dir: bool = True) -> int:
+def _run_command(args: argparse.Namespace, out: Output, command: Callable[[Runner], Summary], needs_dir: bool = True, summary_file: str | None = None) -> int:
     runner = _runner(args, out, needs_dir)
     try:
-        return out.finish(command(runner))
+        return out.finish(command(runner), summary_file)
     finally:
         runner.db.close()
 
@@ -258,6 +280,35 @@ def cmd_info(args: argparse.Namespace, out: Output) -> int:
             out.progress(f"  {entry['script']:<44} {entry['state']}{when}")
         if not entries:
             out.progress("  (none)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, out: Output) -> int:
+    from .controller.run import run_operator
+
+    return run_operator(args.namespace, args.health_port, args.metrics_port, args.log_format, args.verbose)
+
+
+def cmd_wait(args: argparse.Namespace, out: Output) -> int:
+    from .wait import wait_for_schema
+
+    if not args.name or args.required is None:
+        raise UsageError("lockgate wait needs --name and --version (or LOCKGATE_SCHEMAMIGRATION and LOCKGATE_REQUIRES_VERSION)")
+    return wait_for_schema(args.namespace, args.name, args.required, args.timeout, out.progress)
+
+
+def cmd_status(args: argparse.Namespace, out: Output) -> int:
+    from .status import list_migrations, render
+
+    migrations = list_migrations(args.namespace, args.name)
+    if args.json:
+        out.document([{"metadata": {"namespace": m["metadata"]["namespace"], "name": m["metadata"]["name"]}, "spec": m.get("spec"), "status": m.get("status")} for m in migrations])
+        return 0
+    for body in migrations:
+        for line in render(body):
+            out.progress(line)
+    if not migrations:
+        out.progress("no SchemaMigrations found")
     return 0
 
 

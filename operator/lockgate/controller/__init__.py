@@ -1,0 +1,1 @@
+"""The SchemaMigration operator: a pure decision core (decide.py) in a thin kopf/API shell."""

@@ -1,0 +1,142 @@
+"""kopf registrations: indexes that mirror what the operator watches, and events that trigger a reconcile.
+
+kopf runs no handler until every index has its initial listing, so after a restart the
+operator never decides from a half-filled view of Jobs, pods or workloads.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from .. import redaction
+from .decide import Observed
+from .kube import Kube
+from .observed import job_pod_view, job_view, pod_view, workload_view
+from .reconciler import Key, Reconciler
+from .spec import GROUP, OWNER_LABEL, PLURAL, SCHEMA_LABEL, VERSION, parse_migration
+
+log = logging.getLogger("lockgate.operator")
+WORKLOADS = (("apps", "v1", "deployments"), ("apps", "v1", "statefulsets"), ("apps", "v1", "daemonsets"))
+WORKLOAD_INDEXES = tuple(f"workload_idx_{plural}" for _, _, plural in WORKLOADS)
+INDEXES = ("migration_idx", "job_idx", "job_pod_idx", "gated_pod_idx", *WORKLOAD_INDEXES)
+
+
+class Operator:
+    """The live indexes (bound on the first handler call) and the reconciler that reads them."""
+
+    def __init__(self) -> None:
+        self.indexes: dict[str, kopf.Index[Any, Any]] = {}
+        self.reconciler: Reconciler | None = None
+
+    def trigger(self, key: Key, kwargs: Mapping[str, Any]) -> None:
+        if self.reconciler is None:
+            self.indexes = {name: kwargs[name] for name in INDEXES}
+            self.reconciler = Reconciler(Kube(), self.observe)
+        self.reconciler.request(key)
+
+    def observe(self, key: Key) -> Observed:
+        namespace, name = key
+        bodies = _values(self.indexes["migration_idx"], key)
+        return Observed(
+            migration=parse_migration(bodies[0]) if bodies else None,
+            namespace=namespace,
+            name=name,
+            jobs=tuple(_values(self.indexes["job_idx"], key)),
+            job_pods=tuple(_values(self.indexes["job_pod_idx"], key)),
+            workloads=tuple(w for index in WORKLOAD_INDEXES for w in _values(self.indexes[index], key)),
+            pods=tuple(_values(self.indexes["gated_pod_idx"], key)),
+        )
+
+
+OPERATOR = Operator()
+
+
+def _values(index: kopf.Index[Any, Any], key: Key) -> list[Any]:
+    store = index.get(key)
+    return list(store) if store is not None else []
+
+
+def plain(value: Any) -> Any:
+    """A detached copy of a kopf body view (indexes must not hold live views)."""
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def _template_label(spec: Mapping[str, Any]) -> str | None:
+    return ((spec.get("template") or {}).get("metadata") or {}).get("labels", {}).get(SCHEMA_LABEL)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.posting.enabled = False  # lockgate posts its own, step-by-step Events
+    settings.watching.server_timeout = 270
+    settings.watching.client_timeout = 300
+    settings.networking.error_backoffs = [1, 2, 5, 10]
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redaction.RedactingFilter())
+
+
+# indexes
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+async def migration_idx(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace, name): plain(body)}
+
+
+@kopf.index("batch", "v1", "jobs", labels={OWNER_LABEL: kopf.PRESENT})
+async def job_idx(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace, labels[OWNER_LABEL]): job_view(plain(body))}
+
+
+@kopf.index("", "v1", "pods", labels={OWNER_LABEL: kopf.PRESENT})
+async def job_pod_idx(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace, labels[OWNER_LABEL]): job_pod_view(plain(body))}
+
+
+@kopf.index("", "v1", "pods", labels={SCHEMA_LABEL: kopf.PRESENT})
+async def gated_pod_idx(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace, labels[SCHEMA_LABEL]): pod_view(plain(body))}
+
+
+async def _index_workload(namespace: str, spec: kopf.Spec, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace, _template_label(spec)): workload_view(plain(body))}
+
+
+def _has_schema_label(spec: kopf.Spec, **_: Any) -> bool:
+    return _template_label(spec) is not None
+
+
+# triggers
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def on_migration(namespace: str, name: str, **kwargs: Any) -> None:
+    OPERATOR.trigger((namespace, name), kwargs)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={OWNER_LABEL: kopf.PRESENT})
+@kopf.on.event("", "v1", "pods", labels={OWNER_LABEL: kopf.PRESENT})
+async def on_job_or_job_pod(namespace: str, labels: kopf.Labels, **kwargs: Any) -> None:
+    OPERATOR.trigger((namespace, labels[OWNER_LABEL]), kwargs)
+
+
+@kopf.on.event("", "v1", "pods", labels={SCHEMA_LABEL: kopf.PRESENT})
+async def on_gated_pod(namespace: str, labels: kopf.Labels, **kwargs: Any) -> None:
+    OPERATOR.trigger((namespace, labels[SCHEMA_LABEL]), kwargs)
+
+
+async def _on_workload(namespace: str, spec: kopf.Spec, **kwargs: Any) -> None:
+    OPERATOR.trigger((namespace, _template_label(spec)), kwargs)
+
+
+for _group, _version, _plural in WORKLOADS:
+    kopf.index(_group, _version, _plural, when=_has_schema_label, id=f"workload_idx_{_plural}")(_index_workload)  # type: ignore[arg-type]
+    kopf.on.event(_group, _version, _plural, when=_has_schema_label, id=f"on_{_plural}")(_on_workload)

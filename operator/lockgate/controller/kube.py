@@ -1,0 +1,122 @@
+"""The operator's Kubernetes API calls: each one small, synchronous, run in a worker thread."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from .decide import Event, GatePatch
+from .spec import GATE_CONDITION, GROUP, KIND, PLURAL, RESULT_FINALIZER, VERSION
+
+log = logging.getLogger("lockgate.kube")
+CONFLICT, NOT_FOUND, INVALID = 409, 404, 422
+
+
+def load_config() -> None:
+    """In-cluster credentials in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+        self.api = api_client or client.ApiClient()
+        self.core = client.CoreV1Api(self.api)
+        self.batch = client.BatchV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+
+    def get_migration(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as exc:
+            if exc.status == NOT_FOUND:
+                return None
+            raise
+
+    def write_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> dict[str, Any] | None:
+        """Replace the status if the object is still at `resource_version`; None on a conflict."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+        try:
+            return self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, body)
+        except ApiException as exc:
+            if exc.status in (CONFLICT, NOT_FOUND):
+                return None
+            raise
+
+    def create_job(self, manifest: dict[str, Any]) -> str | None:
+        """Create the Job; if it exists already, adopt it. Returns the existing Job's owner uid on a name clash."""
+        try:
+            self.batch.create_namespaced_job(manifest["metadata"]["namespace"], manifest)
+            return None
+        except ApiException as exc:
+            if exc.status != CONFLICT:
+                raise
+        existing = self.batch.read_namespaced_job(manifest["metadata"]["name"], manifest["metadata"]["namespace"])
+        owners = [o.uid for o in existing.metadata.owner_references or [] if o.controller]
+        return owners[0] if owners else ""
+
+    def patch_gate(self, namespace: str, patch: GatePatch) -> None:
+        condition = {
+            "type": GATE_CONDITION,
+            "status": "True" if patch.ready else "False",
+            "reason": patch.reason,
+            "message": patch.message,
+            "lastTransitionTime": _now(),
+        }
+        try:
+            self.core.patch_namespaced_pod_status(patch.pod, namespace, {"status": {"conditions": [condition]}})
+        except ApiException as exc:
+            if exc.status != NOT_FOUND:  # a pod that is gone needs no gate
+                raise
+
+    def release_job(self, namespace: str, name: str) -> None:
+        """Remove our finalizer with a test-and-remove JSON patch, so no other finalizer is touched."""
+        for _ in range(3):
+            try:
+                job = self.batch.read_namespaced_job(name, namespace)
+            except ApiException as exc:
+                if exc.status == NOT_FOUND:
+                    return
+                raise
+            finalizers = job.metadata.finalizers or []
+            if RESULT_FINALIZER not in finalizers:
+                return
+            index = finalizers.index(RESULT_FINALIZER)
+            path = f"/metadata/finalizers/{index}"
+            try:
+                self.batch.patch_namespaced_job(name, namespace, [{"op": "test", "path": path, "value": RESULT_FINALIZER}, {"op": "remove", "path": path}])
+                return
+            except ApiException as exc:
+                if exc.status not in (CONFLICT, INVALID, NOT_FOUND):
+                    raise
+
+    def post_event(self, migration: dict[str, Any], event: Event) -> None:
+        meta = migration["metadata"]
+        now = _now()
+        body = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"], "resourceVersion": meta.get("resourceVersion")},
+            "type": event.type,
+            "reason": event.reason,
+            "message": event.message[:1024],
+            "source": {"component": "lockgate"},
+            "reportingComponent": "lockgate.dev/operator",
+            "reportingInstance": "lockgate",
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self.core.create_namespaced_event(meta["namespace"], body)
+        except ApiException as exc:
+            log.warning("could not post event %s on %s/%s: %s", event.reason, meta["namespace"], meta["name"], exc.reason)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

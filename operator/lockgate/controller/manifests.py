@@ -1,0 +1,120 @@
+"""The migration Job for one (SchemaMigration, phase, version, attempt) (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .decide import JobRequest
+from .spec import (
+    API_VERSION, ATTEMPT_LABEL, KIND, MANAGED_BY, OWNER_LABEL, PHASE_LABEL, RESULT_FINALIZER, TERMINATION_LOG, UNDO,
+    VERSION_LABEL, Migration,
+)
+
+CONTAINER = "migrate"
+MIGRATIONS_VOLUME = "migrations"
+# Applied where the spec says nothing: the runner needs no privileges at all.
+RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def job_manifest(migration: Migration, request: JobRequest) -> dict[str, Any]:
+    spec = migration.spec
+    labels = {
+        MANAGED_BY[0]: MANAGED_BY[1],
+        OWNER_LABEL: migration.name,
+        PHASE_LABEL: request.phase,
+        VERSION_LABEL: request.version,
+        ATTEMPT_LABEL: request.attempt,
+    }
+    job_spec: dict[str, Any] = {
+        "backoffLimit": spec.backoff_limit,
+        "template": {"metadata": _pod_metadata(migration, labels), "spec": _pod_spec(migration, request)},
+    }
+    if spec.active_deadline_seconds:
+        job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
+    if spec.ttl_seconds_after_finished is not None:
+        job_spec["ttlSecondsAfterFinished"] = spec.ttl_seconds_after_finished
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": request.name,
+            "namespace": migration.namespace,
+            "labels": labels,
+            "annotations": {VERSION_LABEL: request.version, "lockgate.dev/target": request.target},
+            "finalizers": [RESULT_FINALIZER],
+            "ownerReferences": [
+                {"apiVersion": API_VERSION, "kind": KIND, "name": migration.name, "uid": migration.uid, "controller": True, "blockOwnerDeletion": True}
+            ],
+        },
+        "spec": job_spec,
+    }
+
+
+def _pod_metadata(migration: Migration, labels: dict[str, str]) -> dict[str, Any]:
+    template = migration.spec.pod_template
+    return {"labels": {**(template.get("labels") or {}), **labels}, "annotations": dict(template.get("annotations") or {})}
+
+
+def _pod_spec(migration: Migration, request: JobRequest) -> dict[str, Any]:
+    spec, template = migration.spec, migration.spec.pod_template
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [_container(migration, request)],
+        # The runner never talks to the Kubernetes API; mount a token only for an explicit account.
+        "automountServiceAccountToken": bool(template.get("serviceAccountName")),
+    }
+    for key in ("serviceAccountName", "nodeSelector", "tolerations", "imagePullSecrets", "affinity", "priorityClassName"):
+        if template.get(key):
+            pod[key] = template[key]
+    if template.get("podSecurityContext"):
+        pod["securityContext"] = template["podSecurityContext"]
+    if spec.migrations_config_map:
+        pod["volumes"] = [{"name": MIGRATIONS_VOLUME, "configMap": {"name": spec.migrations_config_map}}]
+    return pod
+
+
+def _container(migration: Migration, request: JobRequest) -> dict[str, Any]:
+    spec, template = migration.spec, migration.spec.pod_template
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": request.image,
+        "env": _env(migration, request),
+        "terminationMessagePath": TERMINATION_LOG,
+        # Tools other than lockgate write no summary: their log tail explains a failure instead.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": template.get("securityContext") or RESTRICTED_CONTAINER,
+    }
+    container.update(_command(migration, request))
+    if spec.image_pull_policy:
+        container["imagePullPolicy"] = spec.image_pull_policy
+    if template.get("resources"):
+        container["resources"] = template["resources"]
+    if spec.migrations_config_map:
+        container["volumeMounts"] = [{"name": MIGRATIONS_VOLUME, "mountPath": spec.migrations_path, "readOnly": True}]
+    return container
+
+
+def _command(migration: Migration, request: JobRequest) -> dict[str, list[str]]:
+    """The phase's override, or `lockgate migrate --phase P --target V` (`lockgate undo --to V`)."""
+    override = migration.spec.phase("rollback" if request.phase == UNDO else request.phase)
+    if override.command or override.args:
+        return {k: v for k, v in (("command", override.command), ("args", override.args)) if v}
+    if request.phase == UNDO:
+        return {"command": ["lockgate"], "args": ["undo", "--to", request.target]}
+    return {"command": ["lockgate"], "args": ["migrate", "--phase", request.phase, "--target", request.target]}
+
+
+def _env(migration: Migration, request: JobRequest) -> list[dict[str, Any]]:
+    spec = migration.spec
+    env: list[dict[str, Any]] = [
+        # The URL reaches the pod only through the Secret: never in the Job, status or logs.
+        {"name": "LOCKGATE_DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": spec.secret_name, "key": spec.secret_key}}},
+        {"name": "LOCKGATE_MIGRATIONS_DIR", "value": spec.migrations_path},
+        {"name": "LOCKGATE_SUMMARY_FILE", "value": TERMINATION_LOG},
+        {"name": "LOCKGATE_PHASE", "value": request.phase},
+        {"name": "LOCKGATE_TARGET_VERSION", "value": request.target},
+        {"name": "LOCKGATE_SCHEMAMIGRATION", "value": migration.name},
+    ]
+    if spec.history_table:
+        env.append({"name": "LOCKGATE_HISTORY_TABLE", "value": spec.history_table})
+    return env + list(spec.env)

@@ -1,0 +1,202 @@
+"""Compact, typed views of the objects the operator watches (pure).
+
+The kopf indexes store these views rather than whole objects, which keeps memory flat
+and gives the decision function plain values to work with.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .. import redaction
+from ..versions import Version
+from .spec import ATTEMPT_LABEL, GATE_CONDITION, OWNER_LABEL, PHASE_LABEL, REQUIRES_ANNOTATION, RESULT_FINALIZER, VERSION_LABEL
+
+ACTIVE, SUCCEEDED, FAILED = "active", "succeeded", "failed"
+ERROR_EXCERPT = 1000
+
+
+@dataclass(frozen=True)
+class RunnerReport:
+    """What a migration container reported in its termination message."""
+
+    exit_code: int | None
+    applied: int | None = None
+    schema_version: str | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class JobView:
+    name: str
+    phase: str
+    version: str
+    attempt: str
+    image: str
+    state: str
+    start: str | None
+    finished: str | None
+    has_finalizer: bool
+    deleting: bool
+    owner_uid: str | None
+
+
+@dataclass(frozen=True)
+class JobPodView:
+    """A pod of a migration Job: what its container said when it ended."""
+
+    name: str
+    job: str
+    finished: str | None
+    report: RunnerReport | None
+
+
+@dataclass(frozen=True)
+class PodView:
+    """A gated application pod."""
+
+    name: str
+    uid: str
+    required: str | None
+    gate: tuple[str, str] | None  # (status, reason) of the gate condition, if set
+    created: str | None
+    deleting: bool
+
+
+@dataclass(frozen=True)
+class WorkloadView:
+    kind: str
+    name: str
+    required: str | None
+    desired: int
+    updated: int
+    available: int
+    total: int
+    rolled_out: bool
+
+
+def job_view(body: dict[str, Any]) -> JobView:
+    meta, status = body["metadata"], body.get("status") or {}
+    labels = meta.get("labels") or {}
+    containers = body.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or [{}]
+    owner = next((o.get("uid") for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
+    return JobView(
+        name=meta["name"],
+        phase=labels.get(PHASE_LABEL, ""),
+        version=(meta.get("annotations") or {}).get(VERSION_LABEL, labels.get(VERSION_LABEL, "")),
+        attempt=labels.get(ATTEMPT_LABEL, ""),
+        image=containers[0].get("image", ""),
+        state=job_state(status),
+        start=status.get("startTime") or meta.get("creationTimestamp"),
+        finished=status.get("completionTime") or _condition_time(status, "Failed"),
+        has_finalizer=RESULT_FINALIZER in (meta.get("finalizers") or []),
+        deleting=bool(meta.get("deletionTimestamp")),
+        owner_uid=owner,
+    )
+
+
+def job_state(status: dict[str, Any]) -> str:
+    for condition in status.get("conditions") or []:
+        if condition.get("status") == "True" and condition.get("type") in ("Complete", "Failed"):
+            return SUCCEEDED if condition["type"] == "Complete" else FAILED
+    return ACTIVE
+
+
+def job_pod_view(body: dict[str, Any]) -> JobPodView:
+    meta, status = body["metadata"], body.get("status") or {}
+    terminated = next(
+        (s["state"]["terminated"] for s in status.get("containerStatuses") or [] if (s.get("state") or {}).get("terminated")),
+        None,
+    )
+    return JobPodView(
+        name=meta["name"],
+        job=(meta.get("labels") or {}).get("job-name", ""),
+        finished=terminated.get("finishedAt") if terminated else None,
+        report=parse_report(terminated.get("message"), terminated.get("exitCode")) if terminated else None,
+    )
+
+
+def parse_report(message: str | None, exit_code: int | None) -> RunnerReport:
+    """Read lockgate's compact JSON summary; any other tool's message becomes the error text."""
+    try:
+        doc = json.loads(message or "")
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict) or "exit_code" not in doc:
+        text = (message or "").strip()
+        return RunnerReport(exit_code, error=_excerpt(text) if text and exit_code else None)
+    return RunnerReport(
+        exit_code=doc.get("exit_code", exit_code),
+        applied=doc.get("applied_count"),
+        schema_version=doc.get("schema_version"),
+        duration_ms=doc.get("duration_ms"),
+        error=_excerpt(_error_text(doc)) if doc.get("exit_code") else None,
+    )
+
+
+def _error_text(doc: dict[str, Any]) -> str:
+    error = doc.get("error") or {}
+    if error:
+        where = f"{error.get('script')} line {error.get('line')}" if error.get("script") else "migration"
+        return f"{where}: [{error.get('sqlstate')}] {error.get('message')}"
+    return doc.get("message") or "; ".join(doc.get("problems") or []) or f"exit code {doc.get('exit_code')}"
+
+
+def _excerpt(text: str) -> str:
+    text = redaction.redact(text)
+    return text if len(text) <= ERROR_EXCERPT else text[: ERROR_EXCERPT - 1] + "…"
+
+
+def pod_view(body: dict[str, Any]) -> PodView:
+    meta, status = body["metadata"], body.get("status") or {}
+    gate = next(((c.get("status", ""), c.get("reason", "")) for c in status.get("conditions") or [] if c.get("type") == GATE_CONDITION), None)
+    return PodView(
+        name=meta["name"],
+        uid=meta.get("uid", ""),
+        required=(meta.get("annotations") or {}).get(REQUIRES_ANNOTATION),
+        gate=gate,
+        created=meta.get("creationTimestamp"),
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
+def workload_view(body: dict[str, Any]) -> WorkloadView:
+    kind, meta = body.get("kind", ""), body["metadata"]
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    template_annotations = (spec.get("template", {}).get("metadata") or {}).get("annotations") or {}
+    current = status.get("observedGeneration", 0) >= meta.get("generation", 0)
+    if kind == "DaemonSet":
+        desired, updated = status.get("desiredNumberScheduled", 0), status.get("updatedNumberScheduled", 0)
+        available, total = status.get("numberAvailable", 0), status.get("currentNumberScheduled", 0)
+        done = current and updated == desired and available == desired
+    else:
+        desired, updated = spec.get("replicas", 1), status.get("updatedReplicas", 0)
+        available = status.get("availableReplicas", status.get("readyReplicas", 0))
+        total = status.get("replicas", 0)
+        done = current and updated == desired and total == desired and available == desired
+        if kind == "StatefulSet":
+            done = done and status.get("currentRevision") == status.get("updateRevision")
+    return WorkloadView(kind, meta["name"], template_annotations.get(REQUIRES_ANNOTATION), desired, updated, available, total, done)
+
+
+def owner_of(body: dict[str, Any]) -> str | None:
+    return ((body.get("metadata") or {}).get("labels") or {}).get(OWNER_LABEL)
+
+
+def parse_version(text: str | None) -> Version | None:
+    try:
+        return Version.parse(text) if text else None
+    except ValueError:
+        return None
+
+
+def parse_time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def _condition_time(status: dict[str, Any], kind: str) -> str | None:
+    return next((c.get("lastTransitionTime") for c in status.get("conditions") or [] if c.get("type") == kind and c.get("status") == "True"), None)

@@ -1,0 +1,109 @@
+"""Runs decide() for a SchemaMigration whenever anything it depends on changes, and carries out the result.
+
+Requests for the same SchemaMigration coalesce: while one reconcile runs, later requests
+mark it dirty and it runs once more, so bursts of pod events cost one pass, not dozens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .. import redaction
+from . import metrics
+from .decide import Decision, Observed, decide
+from .kube import Kube
+from .manifests import job_manifest
+from .spec import parse_migration
+
+log = logging.getLogger("lockgate.reconciler")
+Key = tuple[str, str]  # (namespace, SchemaMigration name)
+MAX_CONFLICTS = 5
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, observe: Callable[[Key], Observed]) -> None:
+        self.kube = kube
+        self.observe = observe  # reads the kopf indexes: no API calls
+        self._running: dict[Key, asyncio.Task[None]] = {}
+        self._dirty: set[Key] = set()
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
+
+    def request(self, key: Key) -> None:
+        if key in self._running:
+            self._dirty.add(key)
+            return
+        self._running[key] = asyncio.get_running_loop().create_task(self._loop(key), name=f"reconcile {key[0]}/{key[1]}")
+
+    async def _loop(self, key: Key) -> None:
+        try:
+            while True:
+                self._dirty.discard(key)
+                await self._reconcile(key)
+                if key not in self._dirty:
+                    return
+        finally:
+            del self._running[key]
+
+    async def _reconcile(self, key: Key) -> None:
+        started = time.monotonic()
+        try:
+            await self._reconcile_once(key)
+        except Exception as exc:  # one bad object must not stop the others: retry it later
+            log.error("reconciling %s/%s failed: %s", key[0], key[1], redaction.redact(str(exc)))
+            self._schedule(key, 5.0)
+        finally:
+            metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+
+    async def _reconcile_once(self, key: Key) -> None:
+        observed = self.observe(key)
+        for _ in range(MAX_CONFLICTS):
+            decision = decide(observed)
+            if decision.status is None or await self._write_status(observed, decision):
+                await self._act(observed, decision)
+                return
+            metrics.STATUS_CONFLICTS.inc()
+            fresh = await asyncio.to_thread(self.kube.get_migration, *key)
+            observed = dataclasses.replace(observed, migration=parse_migration(fresh) if fresh else None)
+        self._schedule(key, 1.0)
+
+    async def _write_status(self, observed: Observed, decision: Decision) -> bool:
+        m = observed.migration
+        assert m is not None and decision.status is not None
+        written = await asyncio.to_thread(self.kube.write_status, m.namespace, m.name, m.resource_version, decision.status)
+        return written is not None
+
+    async def _act(self, observed: Observed, decision: Decision) -> None:
+        """Everything after the status write: it has been accepted, so these are safe to do."""
+        m, namespace = observed.migration, observed.namespace
+        if decision.create and m is not None:
+            owner = await asyncio.to_thread(self.kube.create_job, job_manifest(m, decision.create))
+            if owner not in (None, m.uid):
+                log.error("Job %s/%s exists but belongs to another owner; delete it to let lockgate proceed", namespace, decision.create.name)
+        await asyncio.gather(*(asyncio.to_thread(self.kube.patch_gate, namespace, gate) for gate in decision.gates))
+        await asyncio.gather(*(asyncio.to_thread(self.kube.release_job, namespace, job) for job in decision.release))
+        if m is not None:
+            body = _event_target(m)
+            for event in decision.events:
+                await asyncio.to_thread(self.kube.post_event, body, event)
+        metrics.observe(decision)
+        if decision.requeue_after is not None:
+            self._schedule((namespace, observed.name), decision.requeue_after)
+
+    def _schedule(self, key: Key, delay: float) -> None:
+        """Reconcile again after `delay` (contract delay, claim grace, retry after an error)."""
+        if (timer := self._timers.pop(key, None)) is not None:
+            timer.cancel()
+        self._timers[key] = asyncio.get_running_loop().call_later(max(0.05, delay), self._fire, key)
+
+    def _fire(self, key: Key) -> None:
+        self._timers.pop(key, None)
+        self.request(key)
+
+
+def _event_target(m: Any) -> Mapping[str, Any]:
+    return {"metadata": {"name": m.name, "namespace": m.namespace, "uid": m.uid, "resourceVersion": m.resource_version}}

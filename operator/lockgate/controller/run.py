@@ -1,0 +1,31 @@
+"""`lockgate run`: the operator process."""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+from prometheus_client import start_http_server
+
+from .. import redaction
+from .kube import load_config
+
+
+def run_operator(namespaces: list[str], health_port: int, metrics_port: int, log_format: str, verbose: bool) -> int:
+    from . import handlers  # noqa: F401  (importing registers the kopf handlers)
+
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redaction.RedactingFilter())
+    if not verbose:  # kopf logs every handler call at INFO; lockgate logs what it does instead
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    load_config()
+    if metrics_port:
+        start_http_server(metrics_port)
+    kopf.run(
+        standalone=True,  # correctness never rests on kopf peering: claims are guarded by resourceVersion
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz" if health_port else None,
+    )
+    return 0

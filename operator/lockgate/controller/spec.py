@@ -1,0 +1,145 @@
+"""The SchemaMigration resource as typed values (pure parsing of the API object).
+
+The CRD's OpenAPI schema and CEL rules reject malformed objects before they get here;
+this module only applies defaults and turns strings into types.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from ..versions import Version
+
+GROUP, VERSION, PLURAL, KIND = "lockgate.dev", "v1alpha1", "schemamigrations", "SchemaMigration"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# labels and annotations
+SCHEMA_LABEL = "lockgate.dev/schema"  # on gated pod templates: the SchemaMigration's name
+REQUIRES_ANNOTATION = "lockgate.dev/requires-version"
+GATE_CONDITION = "lockgate.dev/schema-ready"
+OWNER_LABEL = "lockgate.dev/schemamigration"  # on Jobs and their pods
+PHASE_LABEL = "lockgate.dev/phase"
+VERSION_LABEL = "lockgate.dev/version"
+ATTEMPT_LABEL = "lockgate.dev/attempt"
+MANAGED_BY = ("app.kubernetes.io/managed-by", "lockgate")
+RESULT_FINALIZER = "lockgate.dev/result"
+RETRY_ANNOTATION = "lockgate.dev/retry"
+APPROVE_ANNOTATION = "lockgate.dev/approve-contract"
+
+PHASES = ("expand", "background", "contract")
+UNDO = "undo"
+DEFAULT_MIGRATIONS_PATH = "/migrations"
+TERMINATION_LOG = "/dev/termination-log"
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+@dataclass(frozen=True)
+class PhaseSpec:
+    enabled: bool = True
+    command: list[str] | None = None
+    args: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class MigrationSpec:
+    version: Version
+    image: str
+    secret_name: str
+    secret_key: str
+    image_pull_policy: str | None = None
+    history_table: str | None = None
+    migrations_path: str = DEFAULT_MIGRATIONS_PATH
+    migrations_config_map: str | None = None
+    phases: dict[str, PhaseSpec] = field(default_factory=dict)
+    contract_delay: timedelta = timedelta()
+    contract_requires_approval: bool = False
+    rollback_policy: str = "Never"
+    env: list[dict[str, Any]] = field(default_factory=list)
+    pod_template: dict[str, Any] = field(default_factory=dict)
+    backoff_limit: int = 2
+    active_deadline_seconds: int | None = None
+    ttl_seconds_after_finished: int | None = 86400
+    gate_kinds: tuple[str, ...] = ("Deployment", "StatefulSet", "DaemonSet")
+
+    def phase(self, name: str) -> PhaseSpec:
+        return self.phases.get(name, PhaseSpec())
+
+
+@dataclass(frozen=True)
+class Migration:
+    """A SchemaMigration as observed: identity, parsed spec, raw status and annotations."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    resource_version: str
+    spec: MigrationSpec
+    status: dict[str, Any]
+    annotations: dict[str, str]
+    deleting: bool = False
+
+    @property
+    def retry_token(self) -> str:
+        return self.annotations.get(RETRY_ANNOTATION, "")
+
+    @property
+    def approved_version(self) -> str | None:
+        return self.annotations.get(APPROVE_ANNOTATION)
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90s', '10m', '1h30m', '500ms' -> timedelta; the CRD's pattern admits only these."""
+    parts = _DURATION.findall(text or "0s")
+    if not parts or "".join(n + u for n, u in parts) != (text or "0s"):
+        raise ValueError(f"{text!r} is not a duration such as 30s, 10m or 1h30m")
+    seconds = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    return timedelta(seconds=sum(float(n) * seconds[u] for n, u in parts))
+
+
+def parse_migration(body: dict[str, Any]) -> Migration:
+    meta, spec = body["metadata"], body.get("spec", {})
+    return Migration(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta["uid"],
+        generation=int(meta.get("generation", 1)),
+        resource_version=meta.get("resourceVersion", ""),
+        spec=parse_spec(spec),
+        status=body.get("status") or {},
+        annotations=meta.get("annotations") or {},
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
+def parse_spec(spec: dict[str, Any]) -> MigrationSpec:
+    secret = spec["database"]["urlFrom"]["secretKeyRef"]
+    migrations = spec.get("migrations") or {}
+    contract = spec.get("contract") or {}
+    return MigrationSpec(
+        version=Version.parse(str(spec["version"])),
+        image=spec["image"],
+        image_pull_policy=spec.get("imagePullPolicy"),
+        secret_name=secret["name"],
+        secret_key=secret["key"],
+        history_table=spec["database"].get("historyTable"),
+        migrations_path=migrations.get("path", DEFAULT_MIGRATIONS_PATH),
+        migrations_config_map=(migrations.get("configMap") or {}).get("name"),
+        phases={name: _phase(spec.get(name) or {}) for name in (*PHASES, "rollback")},
+        contract_delay=parse_duration(contract.get("delay", "0s")),
+        contract_requires_approval=bool(contract.get("requireApproval", False)),
+        rollback_policy=(spec.get("rollback") or {}).get("policy", "Never"),
+        env=list(spec.get("env") or []),
+        pod_template=dict(spec.get("podTemplate") or {}),
+        backoff_limit=int(spec.get("backoffLimit", 2)),
+        active_deadline_seconds=spec.get("activeDeadlineSeconds"),
+        ttl_seconds_after_finished=spec.get("ttlSecondsAfterFinished", 86400),
+        gate_kinds=tuple((spec.get("gate") or {}).get("kinds") or ("Deployment", "StatefulSet", "DaemonSet")),
+    )
+
+
+def _phase(block: dict[str, Any]) -> PhaseSpec:
+    return PhaseSpec(enabled=bool(block.get("enabled", True)), command=block.get("command"), args=block.get("args"))

@@ -1,0 +1,235 @@
+"""The operator's decisions, as a pure function of what it observes (no cluster)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from lockgate.controller.decide import CLAIM_GRACE, HISTORY_LIMIT, Decision, Observed, decide
+from lockgate.controller.observed import ACTIVE, FAILED, SUCCEEDED, JobPodView, JobView, PodView, WorkloadView, parse_report
+from lockgate.controller.spec import Migration, parse_migration
+
+NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
+UID = "uid-1"
+
+
+def migration(version: str = "3", status: dict[str, Any] | None = None, generation: int = 1, annotations: dict[str, str] | None = None, **spec: Any) -> Migration:
+    body = {
+        "metadata": {"name": "shop", "namespace": "ns", "uid": UID, "generation": generation, "resourceVersion": "1", "annotations": annotations or {}},
+        "spec": {"version": version, "image": f"registry/shop-migrations:{version}", "database": {"urlFrom": {"secretKeyRef": {"name": "db", "key": "url"}}}, **spec},
+        "status": status or {},
+    }
+    return parse_migration(body)
+
+
+def job(name: str, phase: str = "expand", version: str = "3", state: str = ACTIVE, attempt: str = "", owner: str = UID, deleting: bool = False, image: str = "registry/shop-migrations:3") -> JobView:
+    return JobView(name, phase, version, attempt, image, state, "2026-11-21T11:59:00Z", None if state == ACTIVE else "2026-11-21T11:59:30Z", True, deleting, owner)
+
+
+def report(job_name: str, applied: int = 2, exit_code: int = 0, error: dict[str, Any] | None = None) -> JobPodView:
+    message = json.dumps({"exit_code": exit_code, "applied_count": applied, "schema_version": "3", "duration_ms": 40, "error": error})
+    return JobPodView(f"{job_name}-pod", job_name, "2026-11-21T11:59:29Z", parse_report(message, exit_code))
+
+
+def pod(name: str, required: str | None = "3", gate: tuple[str, str] | None = None) -> PodView:
+    return PodView(name, f"uid-{name}", required, gate, "2026-11-21T11:58:00Z", False)
+
+
+def workload(name: str, required: str = "3", rolled_out: bool = True) -> WorkloadView:
+    return WorkloadView("Deployment", name, required, 2, 2 if rolled_out else 1, 2 if rolled_out else 1, 2 if rolled_out else 3, rolled_out)
+
+
+def observe(m: Migration | None, now: datetime = NOW, **parts: Any) -> Observed:
+    return Observed(m, "ns", "shop", now=now, **{k: tuple(v) for k, v in parts.items()})
+
+
+def applied(m: Migration, decision: Decision) -> Migration:
+    """The migration as the next reconcile sees it, after the decision's status write."""
+    return dataclasses.replace(m, status=decision.status) if decision.status is not None else m
+
+
+def conditions(decision: Decision) -> dict[str, str]:
+    return {c["type"]: c["status"] for c in decision.status["conditions"]}
+
+
+def test_a_new_migration_claims_exactly_one_expand_job() -> None:
+    d = decide(observe(migration()))
+    assert d.create is not None and (d.create.phase, d.create.version, d.create.target) == ("expand", "3", "3")
+    assert d.create.name.startswith("shop-expand-3-")
+    assert d.status["history"] == [d.status["history"][0]] and d.status["history"][0]["result"] == "Running"
+    assert d.status["jobs"] == {"expand": d.create.name}
+    assert conditions(d) == {"Ready": "False", "Reconciling": "True", "Stalled": "False", "Expanded": "False", "RolledOut": "False", "Contracted": "False"}
+    assert d.status["phase"] == "Expanding" and d.status["observedGeneration"] == 1
+    assert [e.reason for e in d.events] == ["JobCreated"]
+
+
+def test_a_fresh_claim_waits_for_its_job_instead_of_claiming_again() -> None:
+    first = decide(observe(migration()))
+    m = applied(migration(), first)
+    again = decide(observe(m, now=NOW + timedelta(seconds=1)))
+    assert again.create is None and again.status is None
+    assert 0 < again.requeue_after <= CLAIM_GRACE.total_seconds()
+    late = decide(observe(m, now=NOW + CLAIM_GRACE + timedelta(seconds=1)))
+    assert late.create is not None and late.create.name == first.create.name  # the operator stopped between claim and create
+    assert late.status is not None  # even a re-create goes through a guarded status write
+
+
+def test_a_running_job_is_waited_for() -> None:
+    first = decide(observe(migration()))
+    seen = decide(observe(applied(migration(), first), jobs=[job(first.create.name, attempt=first.create.attempt)]))
+    assert seen.create is None and seen.release == ()
+    assert "is running" in next(c for c in seen.status["conditions"] if c["type"] == "Reconciling")["message"]
+    again = decide(observe(applied(migration(), seen), jobs=[job(first.create.name, attempt=first.create.attempt)]))
+    assert again.status is None and again.create is None
+
+
+def test_success_is_recorded_then_the_job_released_and_background_claimed() -> None:
+    first = decide(observe(migration()))
+    name = first.create.name
+    d = decide(observe(applied(migration(), first), jobs=[job(name, state=SUCCEEDED, attempt=first.create.attempt)], job_pods=[report(name)]))
+    entry = d.status["history"][0]
+    assert (entry["result"], entry["applied"], entry["schemaVersion"], entry["error"]) == ("Succeeded", 2, "3", None)
+    assert d.status["appliedVersion"] == "3"
+    assert conditions(d)["Ready"] == "True" and conditions(d)["Expanded"] == "True" and conditions(d)["Reconciling"] == "False"
+    assert d.release == (name,)
+    assert d.create is not None and d.create.phase == "background"
+    assert [e.reason for e in d.events] == ["ExpandSucceeded", "JobCreated", "RolledOut"]  # no gated workloads yet
+    assert [f["job"] for f in d.finished] == [name]
+
+
+def test_a_failed_job_stalls_until_the_spec_or_the_retry_annotation_changes() -> None:
+    first = decide(observe(migration()))
+    name = first.create.name
+    failure = report(name, applied=0, exit_code=1, error={"script": "V3__x.sql", "line": 4, "sqlstate": "42P01", "message": "relation \"nope\" does not exist"})
+    failed = decide(observe(applied(migration(), first), jobs=[job(name, state=FAILED, attempt=first.create.attempt)], job_pods=[failure]))
+    assert conditions(failed)["Stalled"] == "True" and conditions(failed)["Ready"] == "False"
+    assert failed.create is None and failed.status["phase"] == "Failed"
+    assert 'V3__x.sql line 4: [42P01] relation "nope" does not exist' in failed.status["history"][0]["error"]
+    assert failed.events[0].type == "Warning" and failed.events[0].reason == "ExpandFailed"
+    stalled = applied(migration(), failed)
+    assert decide(observe(stalled)).create is None  # the Job is gone (TTL): still no second Job
+    retried = decide(observe(dataclasses.replace(stalled, annotations={"lockgate.dev/retry": "1"})))
+    assert retried.create is not None and retried.create.name != name
+    respecified = decide(observe(dataclasses.replace(stalled, generation=2)))
+    assert respecified.create is not None and respecified.create.name not in (name, retried.create.name)
+
+
+def test_a_job_deleted_while_running_counts_as_failed() -> None:
+    first = decide(observe(migration()))
+    d = decide(observe(applied(migration(), first), jobs=[job(first.create.name, deleting=True, attempt=first.create.attempt)]))
+    assert d.status["history"][0]["result"] == "Failed" and "deleted before it finished" in d.status["history"][0]["error"]
+    assert d.release == (first.create.name,)
+
+
+def expanded(version: str = "3", background: str | None = None, contracted: str | None = None, **spec: Any) -> Migration:
+    status = {"appliedVersion": version, "backgroundVersion": background, "contractedVersion": contracted, "history": []}
+    return migration(version, status, **spec)
+
+
+def test_the_gate_opens_for_pods_requiring_the_expanded_version_or_less() -> None:
+    pods = [pod("new", "3"), pod("old", "2", ("True", "SchemaReady")), pod("future", "4"), pod("unlabelled", None), pod("garbage", "v3")]
+    gates = {g.pod: (g.ready, g.reason) for g in decide(observe(expanded(), pods=pods)).gates}
+    assert gates == {"new": (True, "SchemaReady"), "future": (False, "WaitingForSchema"), "unlabelled": (False, "MissingRequiredVersion"), "garbage": (False, "InvalidRequiredVersion")}
+    before = {g.pod: g.ready for g in decide(observe(migration(), pods=[pod("new", "3")])).gates}
+    assert before == {"new": False}
+
+
+def test_background_never_holds_the_gate_and_contract_waits_for_it() -> None:
+    d = decide(observe(expanded(), pods=[pod("p", "3")], workloads=[workload("web")]))
+    assert d.create.phase == "background"
+    assert conditions(d)["Ready"] == "True" and d.gates[0].ready
+
+
+def test_contract_waits_for_every_gated_workload_to_roll_out() -> None:
+    rolling = decide(observe(expanded(background="3"), workloads=[workload("web", rolled_out=False)], pods=[pod("a", "3"), pod("b", "2")]))
+    assert rolling.create is None and conditions(rolling)["RolledOut"] == "False"
+    assert "Deployment/web" in next(c for c in rolling.status["conditions"] if c["type"] == "RolledOut")["message"]
+    old_pod = decide(observe(expanded(background="3"), workloads=[workload("web")], pods=[pod("a", "3"), pod("b", "2")]))
+    assert old_pod.create is None  # a pod still needs the old schema
+    old_template = decide(observe(expanded(background="3"), workloads=[workload("web", required="2")], pods=[pod("a", "3")]))
+    assert old_template.create is None
+    done = decide(observe(expanded(background="3"), workloads=[workload("web")], pods=[pod("a", "3")]))
+    assert done.create is not None and done.create.phase == "contract"
+    assert conditions(done)["RolledOut"] == "True" and "RolledOut" in [e.reason for e in done.events]
+
+
+def test_contract_delay_and_approval() -> None:
+    delayed = expanded(background="3", contract={"delay": "10m"})
+    first = decide(observe(delayed))
+    assert first.create is None and first.status["phase"] == "ContractPending" and first.requeue_after == 600
+    later = decide(observe(applied(delayed, first), now=NOW + timedelta(minutes=10, seconds=1)))
+    assert later.create is not None and later.create.phase == "contract"
+    gated = expanded(background="3", contract={"requireApproval": True})
+    waiting = decide(observe(gated))
+    assert waiting.create is None and waiting.status["phase"] == "AwaitingApproval"
+    wrong_version = decide(observe(dataclasses.replace(gated, annotations={"lockgate.dev/approve-contract": "2"})))
+    assert wrong_version.create is None
+    approved = decide(observe(dataclasses.replace(gated, annotations={"lockgate.dev/approve-contract": "3"})))
+    assert approved.create is not None and approved.create.phase == "contract"
+
+
+def test_complete_and_contract_disabled() -> None:
+    done = decide(observe(expanded(background="3", contracted="3")))
+    assert done.create is None and done.status["phase"] == "Complete" and conditions(done)["Contracted"] == "True"
+    disabled = decide(observe(expanded(background="3", contract={"enabled": False})))
+    assert disabled.create is None and disabled.status["phase"] == "Complete" and conditions(disabled)["Contracted"] == "False"
+
+
+def test_lowering_the_version_starts_nothing_by_default_and_says_so() -> None:
+    m = migration("2", {"appliedVersion": "3", "history": []})
+    d = decide(observe(m, pods=[pod("old", "2"), pod("new", "3")]))
+    assert d.create is None
+    assert d.status["phase"] == "NewerSchemaKept" and conditions(d)["Ready"] == "True"
+    assert "rollback.policy Never" in next(c for c in d.status["conditions"] if c["type"] == "Ready")["message"]
+    assert {g.pod for g in d.gates if g.ready} == {"old", "new"}
+
+
+def test_undo_runs_with_the_image_that_expanded_the_newer_version() -> None:
+    history = [{"version": "3", "phase": "expand", "job": "shop-expand-3-x", "attempt": "a", "image": "registry/shop-migrations:3", "result": "Succeeded"}]
+    m = migration("2", {"appliedVersion": "3", "history": history}, rollback={"policy": "Undo"})
+    d = decide(observe(m))
+    assert d.create is not None and (d.create.phase, d.create.target, d.create.image) == ("undo", "2", "registry/shop-migrations:3")
+    assert d.status["phase"] == "RollingBack" and conditions(d)["Ready"] == "False"
+    done = decide(observe(applied(m, d), jobs=[job(d.create.name, phase="undo", version="2", state=SUCCEEDED, attempt=d.create.attempt)]))
+    assert done.status["appliedVersion"] == "2"
+    no_image = decide(observe(migration("2", {"appliedVersion": "3", "history": []}, rollback={"policy": "Undo"})))
+    assert no_image.create is None and conditions(no_image)["Stalled"] == "True"
+
+
+def test_a_deleted_migration_releases_its_jobs_and_never_pulls_serving_pods() -> None:
+    jobs = [job("shop-expand-3-x", state=SUCCEEDED), job("shop-expand-3-y")]
+    gone = decide(observe(None, jobs=jobs, pods=[pod("serving", "3", ("True", "SchemaReady")), pod("new", "3")]))
+    assert gone.status is None and set(gone.release) == {"shop-expand-3-x", "shop-expand-3-y"}
+    assert [(g.pod, g.ready, g.reason) for g in gone.gates] == [("new", False, "SchemaMigrationNotFound")]
+    deleting = decide(observe(dataclasses.replace(migration(), deleting=True), jobs=jobs, pods=[pod("new", "3")]))
+    assert deleting.gates == () and len(deleting.release) == 2
+
+
+def test_jobs_of_an_earlier_migration_with_the_same_name_are_released_not_recorded() -> None:
+    d = decide(observe(migration(), jobs=[job("shop-expand-3-old", state=SUCCEEDED, owner="uid-0")]))
+    assert d.release == ("shop-expand-3-old",)
+    assert [e["result"] for e in d.status["history"]] == ["Running"]
+    assert d.create is not None
+
+
+def test_history_stays_bounded_but_keeps_running_claims() -> None:
+    old = [{"version": str(i), "phase": "expand", "job": f"j{i}", "attempt": "a", "image": "i", "result": "Succeeded"} for i in range(1, 30)]
+    running = {"version": "3", "phase": "background", "job": "bg", "attempt": "a", "image": "i", "result": "Running", "claimedAt": "2026-11-21T11:59:59Z"}
+    d = decide(observe(migration("30", {"appliedVersion": "29", "history": [running, *old]})))
+    assert len(d.status["history"]) <= HISTORY_LIMIT + 1 and d.status["history"][0]["job"] == "bg"
+
+
+def test_decisions_converge_nothing_changes_when_nothing_changed() -> None:
+    m = expanded(background="3", contracted="3")
+    first = decide(observe(m, pods=[pod("a", "3", ("True", "SchemaReady"))], workloads=[workload("web")]))
+    second = decide(observe(applied(m, first), now=NOW + timedelta(minutes=5), pods=[pod("a", "3", ("True", "SchemaReady"))], workloads=[workload("web")]))
+    assert second.status is None and second.create is None and second.gates == () and second.events == ()
+
+
+def test_job_names_are_deterministic_and_fit_kubernetes() -> None:
+    long = dataclasses.replace(migration("2026.11.21.1"), name="a" * 80)
+    first, again = decide(observe(long)), decide(observe(long))
+    assert first.create.name == again.create.name
+    assert len(first.create.name) <= 63 and first.create.name.split("-")[-5:-1] == ["2026", "11", "21", "1"]
