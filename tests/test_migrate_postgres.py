@@ -172,7 +172,7 @@ def test_secrets_never_appear_in_output(tmp_path: Path, postgres, database_url: 
 def test_lock_held_longer_than_lock_wait_exits_3(tmp_path: Path, database_url: str) -> None:
     d = write(tmp_path / "m", {"V1__a.sql": "CREATE TABLE a (id int);"})
     with psycopg.connect(database_url, autocommit=True) as holder:
-        holder.execute("SELECT pg_advisory_lock(%s)", (advisory_key("lockgate_schema_history"),))
+        holder.execute("SELECT pg_advisory_lock(%s)", (advisory_key("lockgate_schema_history", "expand"),))
         started = time.monotonic()
         result = lockgate("migrate", "--dir", str(d), "--lock-wait", "1", url=database_url)
         waited = time.monotonic() - started
@@ -180,6 +180,22 @@ def test_lock_held_longer_than_lock_wait_exits_3(tmp_path: Path, database_url: s
     assert "waiting up to 1s for the migration lock, held by pid" in result.out
     assert 1 <= waited < 20
     assert query(database_url, "SELECT to_regclass('a') IS NULL") == [(True,)]
+
+
+def test_a_long_background_run_does_not_block_the_next_expand(tmp_path: Path, database_url: str) -> None:
+    d = write(tmp_path / "m", {"V1__a.sql": "CREATE TABLE a (id int);", "A1__slow.sql": "SELECT pg_sleep(4);", "V2__b.sql": "CREATE TABLE b (id int);"})
+    assert lockgate("migrate", "--dir", str(d), "--target", "1", url=database_url).code == 0
+    from tests.runner_support import popen
+
+    background = popen("migrate", "--dir", str(d), "--phase", "background", url=database_url)
+    time.sleep(1)
+    started = time.monotonic()
+    expand = lockgate("migrate", "--dir", str(d), "--lock-wait", "0", url=database_url)
+    assert expand.code == 0 and time.monotonic() - started < 3, expand.err
+    assert background.wait(timeout=30) == 0
+    with psycopg.connect(database_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (advisory_key("lockgate_schema_history", "background"),))
+        assert lockgate("migrate", "--dir", str(d), "--phase", "background", "--lock-wait", "0", url=database_url).code == 3
 
 
 def test_lock_timeout_retries_then_gives_way_to_traffic(tmp_path: Path, database_url: str) -> None:

@@ -155,8 +155,19 @@ class Database:
         return sa.inspect(self.conn).has_table(self.table.name, schema=self.table.schema)
 
     def ensure_history(self) -> None:
-        if not self.history_exists():
-            self.table.create(self.conn)
+        """Create the table once, even when runners of different lanes start together."""
+        if self.history_exists():
+            return
+        self.begin()
+        try:
+            if self.is_postgres:
+                self.execute(f"SELECT pg_advisory_xact_lock({advisory_key(self.table_name, 'create')})")
+            if not self.history_exists():
+                self.table.create(self.conn)
+            self.commit()
+        except BaseException:
+            self.rollback()
+            raise
 
     def read_history(self) -> list[HistoryRow]:
         if not self.history_exists():
@@ -173,20 +184,19 @@ class Database:
     # the migration lock
 
     @contextmanager
-    def migration_lock(self, wait_seconds: float, progress: Callable[[str], None]) -> Iterator[None]:
-        """Hold the lock that makes one runner at a time migrate this history table."""
+    def migration_lock(self, lane: str, wait_seconds: float, progress: Callable[[str], None]) -> Iterator[None]:
+        """Hold the lock that makes one runner at a time migrate this lane of this history table."""
         if self.is_postgres:
-            with self._advisory_lock(wait_seconds, progress):
+            with self._advisory_lock(advisory_key(self.table_name, lane), wait_seconds, progress):
                 yield
         else:
             with _file_lock(self.engine.url.database, wait_seconds, progress):
                 yield
 
     @contextmanager
-    def _advisory_lock(self, wait_seconds: float, progress: Callable[[str], None]) -> Iterator[None]:
+    def _advisory_lock(self, key: int, wait_seconds: float, progress: Callable[[str], None]) -> Iterator[None]:
         # A session-level lock on its own connection: migrations commit and roll back on the
         # other one, and if this process dies the server ends the session and frees the lock.
-        key = advisory_key(self.table_name)
         lock_conn = self._connect()
         try:
             if not lock_conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({key})").scalar():
@@ -246,15 +256,17 @@ class Database:
         ).scalar()
 
 
-def advisory_key(table_name: str) -> int:
-    """A stable signed 64-bit key per history table, so separate apps in one database do not block each other."""
-    digest = hashlib.sha256(f"lockgate:{table_name}".encode()).digest()
+def advisory_key(table_name: str, lane: str) -> int:
+    """A stable signed 64-bit key per history table and lane: separate apps in one database do not
+    block each other, and a long background backfill does not block the next version's expand."""
+    digest = hashlib.sha256(f"lockgate:{table_name}:{lane}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
 @contextmanager
 def _file_lock(database: str | None, wait_seconds: float, progress: Callable[[str], None]) -> Iterator[None]:
-    """SQLite's stand-in for the advisory lock: an flock the kernel drops if the process dies."""
+    """SQLite's stand-in for the advisory lock: an flock the kernel drops if the process dies.
+    SQLite allows one writer at a time anyway, so all lanes share it."""
     if not database or database == ":memory:":
         yield
         return

@@ -25,6 +25,7 @@ from .summary import MigrationError, Summary, applied_entry, pending_entry, phas
 from .versions import Version
 
 Progress = Callable[[str], None]
+EXPAND_LANE = Phase.EXPAND.value  # undo, baseline and repair change what expand relies on
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class Runner:
 
     def migrate(self) -> Summary:
         summary = self._summary("migrate")
-        with _outcome(summary), self.db.migration_lock(self.options.lock_wait, self.progress):
+        with _outcome(summary), self.db.migration_lock(self.options.phase.value, self.options.lock_wait, self.progress):
             self.db.ensure_history()
             plan = self._plan()
             summary.pending = [pending_entry(s) for s in plan.pending]
@@ -100,7 +101,7 @@ class Runner:
     def undo(self, to: Version) -> Summary:
         summary = self._summary("undo")
         summary.target = str(to)
-        with _outcome(summary), self.db.migration_lock(self.options.lock_wait, self.progress):
+        with _outcome(summary), self.db.migration_lock(EXPAND_LANE, self.options.lock_wait, self.progress):
             self.db.ensure_history()
             plan = plan_undo(self.scripts, derive_state(self.db.read_history()), to)
             summary.pending = [pending_entry(s) for s in plan.pending]
@@ -112,7 +113,7 @@ class Runner:
     def baseline(self, version: Version) -> Summary:
         summary = self._summary("baseline")
         summary.target = str(version)
-        with _outcome(summary), self.db.migration_lock(self.options.lock_wait, self.progress):
+        with _outcome(summary), self.db.migration_lock(EXPAND_LANE, self.options.lock_wait, self.progress):
             self.db.ensure_history()
             problems = plan_baseline(derive_state(self.db.read_history()), version)
             if problems:
@@ -124,7 +125,7 @@ class Runner:
 
     def repair(self) -> Summary:
         summary = self._summary("repair")
-        with _outcome(summary), self.db.migration_lock(self.options.lock_wait, self.progress):
+        with _outcome(summary), self.db.migration_lock(EXPAND_LANE, self.options.lock_wait, self.progress):
             removed = self.db.delete_failed() if self.db.history_exists() else 0
             summary.notes = [f"removed {removed} failed history row(s)"]
             self.progress(summary.notes[0])
