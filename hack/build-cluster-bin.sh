@@ -23,19 +23,28 @@ fi
 
 cache="${LOCKGATE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lockgate}"
 bin="$cache/kube/$KUBE_VERSION/bin"
-if have_all "$bin"; then echo "$bin"; exit 0; fi
+# A change to this recipe (script, pins) makes the cache cold, so it never serves stale builds.
+recipe="$(cat "${BASH_SOURCE[0]}" "$here/kubebin/go.mod" "$here/kubebin/go.sum" | sha256sum | cut -d' ' -f1)"
+if have_all "$bin" && [[ "$(cat "$bin/.recipe" 2>/dev/null)" == "$recipe" ]]; then echo "$bin"; exit 0; fi
 
 command -v go >/dev/null || { echo "go is required to build the control plane (apt-get install golang)" >&2; exit 1; }
 mkdir -p "$bin"
 tmp="$(mktemp -d "$bin/.build.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 start=$SECONDS
+kube_major="${KUBE_VERSION#v}"; kube_major="${kube_major%%.*}"
+kube_minor="${KUBE_VERSION#v*.}"; kube_minor="${kube_minor%%.*}"
+# What Kubernetes' own build stamps in; without it every binary reports v0.0.0-master
+# (and `helm install` of a chart with a kubeVersion constraint fails against it).
+version_flags() {
+  echo "-X $1.gitVersion=$KUBE_VERSION -X $1.gitMajor=$kube_major -X $1.gitMinor=$kube_minor -X $1.gitTreeState=clean"
+}
 log() { echo "[cluster-bin +$((SECONDS - start))s] $*" >&2; }
 
-log "building Kubernetes $KUBE_VERSION and etcd from Go modules into $bin (first run only: ~15-30 min on 2 cores)"
+log "building Kubernetes $KUBE_VERSION and etcd from Go modules into $bin (first run only: about 5 min on 2 cores with an empty Go cache)"
 (
   cd "$here/kubebin"
-  CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$tmp/" \
+  CGO_ENABLED=0 go build -trimpath -ldflags="-s -w $(version_flags k8s.io/component-base/version) $(version_flags k8s.io/client-go/pkg/version)" -o "$tmp/" \
     ./etcd \
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
@@ -43,8 +52,13 @@ log "building Kubernetes $KUBE_VERSION and etcd from Go modules into $bin (first
     k8s.io/kubernetes/cmd/kubectl
 )
 log "building helm $HELM_VERSION"
-GOBIN="$tmp" CGO_ENABLED=0 go install -trimpath -ldflags="-s -w" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+helm_flags="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+for pkg in chartutil lint/rules; do  # the Kubernetes version helm assumes without a cluster, as its release builds set it
+  helm_flags+=" -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMajor=$kube_major -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMinor=$kube_minor"
+done
+GOBIN="$tmp" CGO_ENABLED=0 go install -trimpath -ldflags="-s -w $helm_flags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 # Move into place only when everything built, so a failed build never looks warm.
 for b in "${BINARIES[@]}"; do mv "$tmp/$b" "$bin/$b"; done
+echo "$recipe" > "$bin/.recipe"
 log "done: $(du -sh "$bin" | cut -f1) in $bin"
 echo "$bin"

@@ -10,6 +10,8 @@ import pytest
 
 from tests.postgres import ExternalPostgres, PostgresServer
 
+pytest_plugins = ["tests.cluster.fixtures", "tests.operator_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer | ExternalPostgres]:
