@@ -115,3 +115,16 @@ class ExternalPostgres:
 
     def stop(self) -> None:
         pass
+
+
+def in_cluster_url(url: str) -> str:
+    """The URL pods use for the same database: on kind, PostgreSQL runs in the cluster and the tests
+    reach it through a port-forward (LOCKGATE_TEST_DATABASE_URL_IN_CLUSTER); locally they are one."""
+    import os
+
+    from sqlalchemy.engine import make_url
+
+    inside = os.environ.get("LOCKGATE_TEST_DATABASE_URL_IN_CLUSTER")
+    if not inside:
+        return url
+    return make_url(inside).set(database=make_url(url).database).render_as_string(hide_password=False)

@@ -88,7 +88,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.index(GROUP, VERSION, PLURAL)
 async def migration_idx(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    return {(namespace, name): plain(body)}
+    copy = plain(body)
+    copy["metadata"].pop("managedFields", None)  # the largest part of the object, and never read
+    return {(namespace, name): copy}
 
 
 @kopf.index("batch", "v1", "jobs", labels={OWNER_LABEL: kopf.PRESENT})

@@ -79,20 +79,28 @@ class Reconciler:
 
     async def _act(self, observed: Observed, decision: Decision) -> None:
         """Everything after the status write: it has been accepted, so these are safe to do."""
-        m, namespace = observed.migration, observed.namespace
+        m, where = observed.migration, f"{observed.namespace}/{observed.name}"
+        if decision.status is not None:
+            log.info("%s: status written, phase %s", where, decision.status.get("phase"))
+        for entry in decision.finished:
+            log.info("%s: %s Job %s for version %s %s", where, entry["phase"], entry["job"], entry["version"], entry["result"].lower())
         if decision.create and m is not None:
             owner = await asyncio.to_thread(self.kube.create_job, job_manifest(m, decision.create))
             if owner not in (None, m.uid):
-                log.error("Job %s/%s exists but belongs to another owner; delete it to let lockgate proceed", namespace, decision.create.name)
-        await asyncio.gather(*(asyncio.to_thread(self.kube.patch_gate, namespace, gate) for gate in decision.gates))
-        await asyncio.gather(*(asyncio.to_thread(self.kube.release_job, namespace, job) for job in decision.release))
+                log.error("%s: Job %s exists but belongs to another owner; delete it to let lockgate proceed", where, decision.create.name)
+            else:
+                log.info("%s: %s Job %s for version %s %s", where, decision.create.phase, decision.create.name, decision.create.version, "adopted" if owner else "created")
+        await asyncio.gather(*(asyncio.to_thread(self.kube.patch_gate, observed.namespace, gate) for gate in decision.gates))
+        for gate in decision.gates:
+            log.info("%s: gate %s for pod %s (%s)", where, "open" if gate.ready else "closed", gate.pod, gate.reason)
+        await asyncio.gather(*(asyncio.to_thread(self.kube.release_job, observed.namespace, job) for job in decision.release))
         if m is not None:
             body = _event_target(m)
             for event in decision.events:
                 await asyncio.to_thread(self.kube.post_event, body, event)
         metrics.observe(decision)
         if decision.requeue_after is not None:
-            self._schedule((namespace, observed.name), decision.requeue_after)
+            self._schedule((observed.namespace, observed.name), decision.requeue_after)
 
     def _schedule(self, key: Key, delay: float) -> None:
         """Reconcile again after `delay` (contract delay, claim grace, retry after an error)."""
