@@ -3,10 +3,14 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test demo venv postgres cluster-bin bench clean
+.PHONY: test demo venv postgres cluster-bin cluster-up cluster-down bench bench-operator e2e-kind clean
 
 test: venv postgres cluster-bin
 	$(PY) -m pytest
+
+# The local demo: control plane, PostgreSQL, the operator and examples/shop, two releases, narrated.
+demo: venv postgres cluster-bin
+	$(PY) hack/demo.py
 
 venv: $(VENV)/.installed
 
@@ -26,8 +30,23 @@ postgres:
 cluster-bin:
 	@hack/build-cluster-bin.sh >/dev/null
 
+# The tests' control plane and node agent outside pytest; the admin kubeconfig is $(CLUSTER_DIR)/kubeconfig.
+CLUSTER_DIR ?= .cache/cluster
+cluster-up: venv cluster-bin
+	$(PY) -m tests.cluster up --dir $(CLUSTER_DIR)
+
+cluster-down:
+	$(PY) -m tests.cluster down --dir $(CLUSTER_DIR)
+
 bench: venv postgres
 	$(PY) benchmarks/runner_throughput.py
+
+bench-operator: venv postgres cluster-bin
+	$(PY) benchmarks/operator_latency.py --runs 20 --many 200
+
+# The end-to-end tests on a kind cluster, where a Docker engine exists.
+e2e-kind:
+	hack/e2e-kind.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -40,11 +40,22 @@ version_flags() {
   echo "-X $1.gitVersion=$KUBE_VERSION -X $1.gitMajor=$kube_major -X $1.gitMinor=$kube_minor -X $1.gitTreeState=clean"
 }
 log() { echo "[cluster-bin +$((SECONDS - start))s] $*" >&2; }
+# go build prints nothing for minutes: say every 30 s that it is still at work.
+with_heartbeat() {
+  "$@" &
+  local pid=$!
+  ( while sleep 30; do kill -0 "$pid" 2>/dev/null || exit 0; log "still compiling ($1 ${*: -1})..."; done ) &
+  local beat=$!
+  local status=0
+  wait "$pid" || status=$?
+  kill "$beat" 2>/dev/null || true
+  return "$status"
+}
 
 log "building Kubernetes $KUBE_VERSION and etcd from Go modules into $bin (first run only: about 5 min on 2 cores with an empty Go cache)"
 (
   cd "$here/kubebin"
-  CGO_ENABLED=0 go build -trimpath -ldflags="-s -w $(version_flags k8s.io/component-base/version) $(version_flags k8s.io/client-go/pkg/version)" -o "$tmp/" \
+  CGO_ENABLED=0 with_heartbeat go build -trimpath -ldflags="-s -w $(version_flags k8s.io/component-base/version) $(version_flags k8s.io/client-go/pkg/version)" -o "$tmp/" \
     ./etcd \
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
@@ -56,7 +67,7 @@ helm_flags="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 for pkg in chartutil lint/rules; do  # the Kubernetes version helm assumes without a cluster, as its release builds set it
   helm_flags+=" -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMajor=$kube_major -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMinor=$kube_minor"
 done
-GOBIN="$tmp" CGO_ENABLED=0 go install -trimpath -ldflags="-s -w $helm_flags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+GOBIN="$tmp" CGO_ENABLED=0 with_heartbeat go install -trimpath -ldflags="-s -w $helm_flags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 # Move into place only when everything built, so a failed build never looks warm.
 for b in "${BINARIES[@]}"; do mv "$tmp/$b" "$bin/$b"; done
 echo "$recipe" > "$bin/.recipe"

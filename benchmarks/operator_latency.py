@@ -1,0 +1,198 @@
+"""Benchmark: how fast the operator reacts, and how much memory it needs.
+
+Prints medians (and p90) over --runs runs of:
+  applied -> Job created            SchemaMigration created -> its expand Job exists
+  Job succeeded -> gate True        expand Job Complete -> a waiting pod's gate condition True
+  rollout complete -> contract Job  gated Deployment rolled out -> contract Job exists
+and the operator's resident memory with --many SchemaMigrations.
+
+Starts its own control plane (the test harness), PostgreSQL and operator. Run with
+`make bench-operator` or `.venv/bin/python benchmarks/operator_latency.py [--runs 20] [--many 200]`.
+All times are observed through watches by this process, as a user would see them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kubernetes import watch  # noqa: E402
+
+from lockgate.controller.spec import GATE_CONDITION, GROUP, PLURAL, VERSION  # noqa: E402
+from tests.cluster.clusters import LocalCluster  # noqa: E402
+from tests.cluster.kube import Kube, watch_until  # noqa: E402
+from tests.cluster.processes import ManagedProcess  # noqa: E402
+from tests.operator_fixtures import CRD, condition  # noqa: E402
+from tests.postgres import PostgresServer, free_port  # noqa: E402
+
+NS = "bench"
+SIMULATED = "registry.k8s.io/pause:3.10"
+
+
+class Clock:
+    """First time each (kind, name, what) was seen through a watch."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self.seen: dict[tuple[str, str, str], float] = {}
+        self.changed = threading.Condition()
+
+    def start(self) -> Clock:
+        for target in (self._jobs, self._pods, self._deployments):
+            threading.Thread(target=self._follow, args=(target,), daemon=True).start()
+        return self
+
+    def mark(self, key: tuple[str, str, str]) -> None:
+        with self.changed:
+            self.seen.setdefault(key, time.monotonic())
+            self.changed.notify_all()
+
+    def wait(self, key: tuple[str, str, str], timeout: float = 120) -> float:
+        with self.changed:
+            if not self.changed.wait_for(lambda: key in self.seen, timeout):
+                raise TimeoutError(f"never saw {key}")
+            return self.seen[key]
+
+    def _follow(self, handle: Any) -> None:
+        lister, on_event = handle()
+        try:
+            while True:
+                for event in watch.Watch().stream(lister, NS, timeout_seconds=300):
+                    on_event(event["object"])
+        except Exception:  # the control plane stopped at the end of the run
+            return
+
+    def _jobs(self) -> tuple[Any, Any]:
+        def on_job(job: Any) -> None:
+            self.mark(("job", job.metadata.name, "created"))
+            if any(c.type == "Complete" and c.status == "True" for c in job.status.conditions or []):
+                self.mark(("job", job.metadata.name, "complete"))
+
+        return self.kube.batch.list_namespaced_job, on_job
+
+    def _pods(self) -> tuple[Any, Any]:
+        def on_pod(pod: Any) -> None:
+            if any(c.type == GATE_CONDITION and c.status == "True" for c in pod.status.conditions or []):
+                self.mark(("pod", pod.metadata.name, "gate"))
+
+        return self.kube.core.list_namespaced_pod, on_pod
+
+    def _deployments(self) -> tuple[Any, Any]:
+        def on_deployment(d: Any) -> None:
+            s = d.status
+            if (s.observed_generation or 0) >= d.metadata.generation and s.updated_replicas == d.spec.replicas == s.replicas == (s.available_replicas or 0):
+                self.mark(("deployment", d.metadata.name, f"rolled-out-{d.metadata.generation}"))
+
+        return self.kube.apps.list_namespaced_deployment, on_deployment
+
+
+def smig(name: str, config_map: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "SchemaMigration", "metadata": {"name": name},
+        "spec": {"version": "1", "image": "lockgate:dev", "database": {"urlFrom": {"secretKeyRef": {"name": "db", "key": "url"}}, "historyTable": f"h_{name.replace('-', '_')}"}, "migrations": {"configMap": {"name": config_map}}, **spec},
+    }
+
+
+def gated(kind_name: str, schema: str, requires: str) -> dict[str, Any]:
+    template = {
+        "metadata": {"labels": {"app": kind_name, "lockgate.dev/schema": schema}, "annotations": {"lockgate.dev/requires-version": requires}},
+        "spec": {"readinessGates": [{"conditionType": GATE_CONDITION}], "containers": [{"name": "app", "image": SIMULATED}]},
+    }
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": kind_name}, "spec": {"replicas": 1, "selector": {"matchLabels": {"app": kind_name}}, "strategy": {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}, "template": template}}
+
+
+def one_run(kube: Kube, clock: Clock, i: int) -> tuple[float, float, float]:
+    name = f"run{i}"
+    kube.apps.create_namespaced_deployment(NS, gated(f"{name}-web", name, "0"))
+    created = time.monotonic()
+    kube.custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, smig(name, "scripts"))
+    job = watch_until(kube.batch.list_namespaced_job, lambda j: j.metadata.labels.get("lockgate.dev/phase") == "expand", namespace=NS, label_selector=f"lockgate.dev/schemamigration={name}")
+    applied_to_job = clock.wait(("job", job.metadata.name, "created")) - created
+    pod = watch_until(kube.core.list_namespaced_pod, lambda p: True, namespace=NS, label_selector=f"app={name}-web")
+    gate_after_job = clock.wait(("pod", pod.metadata.name, "gate")) - clock.wait(("job", job.metadata.name, "complete"))
+    watch_until(
+        kube.custom.list_namespaced_custom_object, lambda b: (b.get("status") or {}).get("backgroundVersion") == "1",
+        group=GROUP, version=VERSION, namespace=NS, plural=PLURAL, field_selector=f"metadata.name={name}",
+    )
+    patched = kube.apps.patch_namespaced_deployment(f"{name}-web", NS, {"spec": {"template": {"metadata": {"annotations": {"lockgate.dev/requires-version": "1"}}}}})
+    rolled = clock.wait(("deployment", f"{name}-web", f"rolled-out-{patched.metadata.generation}"))
+    contract = watch_until(kube.batch.list_namespaced_job, lambda j: j.metadata.labels.get("lockgate.dev/phase") == "contract", namespace=NS, label_selector=f"lockgate.dev/schemamigration={name}")
+    return applied_to_job, gate_after_job, clock.wait(("job", contract.metadata.name, "created")) - rolled
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def report(label: str, values: list[float]) -> None:
+    ordered = sorted(values)
+    p90 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
+    print(f"{label:<34} median {statistics.median(values) * 1000:7.0f} ms   p90 {p90 * 1000:7.0f} ms   max {max(values) * 1000:7.0f} ms   (n={len(values)})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--many", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="lockgate-bench-") as tmp:
+        cluster = LocalCluster(Path(tmp) / "cluster").start()
+        postgres = PostgresServer().start()
+        operator = None
+        try:
+            kube = Kube.from_kubeconfig(cluster.kubeconfig)
+            import yaml
+
+            kube.apiextensions.create_custom_resource_definition(yaml.safe_load(CRD.read_text()))
+            kube.core.create_namespace({"metadata": {"name": NS}})
+            watch_until(kube.core.list_namespaced_service_account, lambda sa: True, namespace=NS, field_selector="metadata.name=default")
+            kube.core.create_namespaced_secret(NS, {"metadata": {"name": "db"}, "stringData": {"url": postgres.create_database("bench")}})
+            kube.core.create_namespaced_config_map(NS, {"metadata": {"name": "scripts"}, "data": {"V1__t.sql": "SELECT 1;", "A1__b.sql": "SELECT 1;", "C1__c.sql": "SELECT 1;"}})
+            command = [sys.executable, "-m", "lockgate", "run", "-n", NS, "--health-port", str(free_port()), "--metrics-port", "0"]
+            operator = ManagedProcess("operator", command, Path(tmp) / "operator.log", env={"KUBECONFIG": str(cluster.kubeconfig), "PATH": "/usr/bin:/bin"}).start()
+            time.sleep(2)
+            clock = Clock(kube).start()
+            idle = rss_mib(operator.pid)
+            samples = defaultdict(list)
+            for i in range(args.runs):
+                for label, value in zip(("applied -> Job created", "Job succeeded -> gate True", "rollout complete -> contract Job"), one_run(kube, clock, i)):
+                    samples[label].append(value)
+            print(f"operator latencies over {args.runs} runs (control plane, node agent, PostgreSQL and operator on one 2-core machine):")
+            for label, values in samples.items():
+                report(label, values)
+            many(kube, operator, args.many, idle)
+        finally:
+            if operator:
+                operator.stop()
+            postgres.stop()
+            cluster.stop()
+
+
+def many(kube: Kube, operator: ManagedProcess, count: int, idle: float) -> None:
+    """Memory with `count` SchemaMigrations (each expanded once: background and contract off to keep it quick)."""
+    for i in range(count):
+        kube.custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, smig(f"many{i}", "scripts", background={"enabled": False}, contract={"enabled": False}))
+    started = time.monotonic()
+    for i in range(count):
+        watch_until(
+            kube.custom.list_namespaced_custom_object, lambda b: condition(b, "Ready").get("status") == "True", timeout=900,
+            group=GROUP, version=VERSION, namespace=NS, plural=PLURAL, field_selector=f"metadata.name=many{i}",
+        )
+    print(f"{count} more SchemaMigrations Ready in {time.monotonic() - started:.0f}s (their Jobs really run the runner)")
+    print(f"operator memory: {idle:.0f} MiB RSS idle with nothing to do, {rss_mib(operator.pid):.0f} MiB RSS with {count + 20} SchemaMigrations, their Jobs, pods and Deployments indexed")
+
+
+if __name__ == "__main__":
+    main()
