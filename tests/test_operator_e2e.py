@@ -325,3 +325,10 @@ def test_kubectl_get_wait_and_describe(migrations: Migrations, run_operator: Any
     described = subprocess.run([*kubectl, "describe", "smig", "shop"], capture_output=True, text=True, check=True).stdout
     for reason in ("JobCreated", "ExpandSucceeded", "BackgroundSucceeded", "ContractSucceeded"):
         assert reason in described
+    import os
+    import sys
+
+    status = subprocess.run([sys.executable, "-m", "lockgate", "status", "-n", namespace, "shop"], capture_output=True, text=True, env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)})
+    assert status.returncode == 0, status.stderr
+    assert f"{namespace}/shop: target 1, applied 1, phase Complete, ready True" in status.stdout
+    assert "pods at the gate: 0 waiting" in status.stdout and "contract" in status.stdout

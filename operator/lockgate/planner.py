@@ -148,6 +148,10 @@ def _highest_any(state: SchemaState) -> Version | None:
     return max([v for (_, v) in state.applied] + ([state.baseline] if state.baseline else []), default=None)
 
 
+def _timestamp(value: object) -> str:
+    return value.isoformat(sep=" ", timespec="seconds") if hasattr(value, "isoformat") else str(value)
+
+
 def _date(value: object) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S %Z").strip() if hasattr(value, "strftime") else "an earlier run"
 
@@ -167,7 +171,7 @@ def inventory(scripts: list[Script], state: SchemaState) -> dict[str, list[dict[
                     "script": script.name if script else row.script,
                     "description": script.description if script else row.description,
                     "state": _state_of(phase, version, script, row, state),
-                    "installed_on": str(row.installed_on) if row else None,
+                    "installed_on": _timestamp(row.installed_on) if row else None,
                     "installed_by": row.installed_by if row else None,
                     "ms": row.execution_ms if row else None,
                 }

@@ -31,6 +31,7 @@ RUNNING = "Running"
 # whose Job never appeared means the operator stopped between claim and create.
 CLAIM_GRACE = timedelta(seconds=10)
 LANES = {UNDO: "expand"}  # undo and expand take the same runner lock: never side by side
+NOT_STALLED = (False, "NoFailure", "no Job of this version has failed")
 RESULTS = {SUCCEEDED: "Succeeded", FAILED: "Failed"}
 
 
@@ -254,7 +255,7 @@ class Planner:
             phase="Expanding",
             ready=(False, "Expanding", f"expanding the schema to {self.target}: pods requiring it wait at the gate"),
             reconciling=(True, "Expanding", step.waiting or f"expand Job for {self.target} is running"),
-            stalled=(False, "Progressing", ""),
+            stalled=NOT_STALLED,
             rolled_out=waiting,
             contracted=not_contracted,
             request=step.request,
@@ -267,7 +268,7 @@ class Planner:
             phase="RollingOut",
             ready=(True, "SchemaExpanded", f"schema {self.target} is expanded: pods requiring it pass the gate"),
             reconciling=(False, "SchemaExpanded", "the gate is open; background and contract continue on their own"),
-            stalled=(False, "Progressing", ""),
+            stalled=NOT_STALLED,
             rolled_out=rolled_out,
             contracted=(False, "WaitingForRollout", "contract runs after background and the rollout complete"),
         )
@@ -318,7 +319,7 @@ class Planner:
             phase="RollingBack",
             ready=(False, "RollingBack", f"undoing the schema from {expanded} to {v}"),
             reconciling=(True, "RollingBack", f"undo Job to {v} is running"),
-            stalled=(False, "Progressing", ""),
+            stalled=NOT_STALLED,
             rolled_out=(False, "RollingBack", ""),
             contracted=(False, "RollingBack", ""),
         )
