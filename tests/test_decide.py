@@ -99,6 +99,16 @@ def test_success_is_recorded_then_the_job_released_and_background_claimed() -> N
     assert [f["job"] for f in d.finished] == [name]
 
 
+def test_a_finished_job_waits_briefly_for_its_pods_report() -> None:
+    first = decide(observe(migration()))
+    name, m = first.create.name, applied(migration(), first)
+    finished = job(name, state=SUCCEEDED, attempt=first.create.attempt)  # completed 11:59:30
+    early = decide(observe(m, now=datetime(2026, 11, 21, 11, 59, 31, tzinfo=timezone.utc), jobs=[finished]))
+    assert early.release == () and early.finished == () and early.requeue_after == 1.0
+    late = decide(observe(m, jobs=[finished]))  # 30 s later: recorded without the summary
+    assert late.release == (name,) and late.status["history"][0]["result"] == "Succeeded" and late.status["history"][0]["applied"] is None
+
+
 def test_a_failed_job_stalls_until_the_spec_or_the_retry_annotation_changes() -> None:
     first = decide(observe(migration()))
     name = first.create.name

@@ -30,6 +30,9 @@ RUNNING = "Running"
 # A claim younger than this is left alone while the Job shows up in the watch; an older one
 # whose Job never appeared means the operator stopped between claim and create.
 CLAIM_GRACE = timedelta(seconds=10)
+# Pods and Jobs arrive on separate watches: a Job may finish before its pod's termination
+# message is seen. Its result waits this long for the runner's summary, then goes without.
+REPORT_GRACE = timedelta(seconds=5)
 LANES = {UNDO: "expand"}  # undo and expand take the same runner lock: never side by side
 NOT_STALLED = (False, "NoFailure", "no Job of this version has failed")
 RESULTS = {SUCCEEDED: "Succeeded", FAILED: "Failed"}
@@ -92,7 +95,7 @@ def decide(observed: Observed) -> Decision:
     foreign = tuple(j.name for j in observed.jobs if j.owner_uid != migration.uid and j.has_finalizer)
     observed = dataclasses.replace(observed, jobs=ours)
     ledger = Ledger.from_status(migration.status)
-    finished = ledger.record_finished(observed)
+    finished, report_retry = ledger.record_finished(observed)
     plan = Planner(migration, ledger, observed).plan()
     status = _status(migration, ledger, plan, observed)
     changed = status != migration.status
@@ -100,9 +103,9 @@ def decide(observed: Observed) -> Decision:
         status=status if changed else None,
         create=plan.request,
         gates=gate_patches(observed, ledger.expanded),
-        release=foreign + tuple(j.name for j in ours if j.has_finalizer and (j.state != ACTIVE or j.deleting)),
+        release=foreign + tuple(j.name for j in ours if j.has_finalizer and (j.state != ACTIVE or j.deleting) and ledger.is_recorded(j.name)),
         events=_events(migration, status, plan, finished),
-        requeue_after=plan.requeue_after,
+        requeue_after=min(filter(None, (plan.requeue_after, report_retry)), default=None),
         finished=tuple(finished),
     )
 
@@ -132,6 +135,10 @@ class Ledger:
     def by_job(self, name: str) -> dict[str, Any] | None:
         return next((e for e in self.history if e["job"] == name), None)
 
+    def is_recorded(self, job: str) -> bool:
+        entry = self.by_job(job)
+        return entry is not None and entry["result"] in RESULTS.values()
+
     def image_of(self, version: Version) -> str | None:
         """The image that expanded `version`: it carries that version's undo scripts."""
         return next((e["image"] for e in reversed(self.history) if e["phase"] == "expand" and e["result"] == "Succeeded" and parse_version(e["version"]) == version), None)
@@ -143,19 +150,25 @@ class Ledger:
             self.history.append(entry)
         entry["claimedAt"] = now  # a claim is always a status change, so it is always guarded by resourceVersion
 
-    def record_finished(self, observed: Observed) -> list[dict[str, Any]]:
-        """Write each finished Job's result into its history entry (once) and advance the versions."""
-        done = []
+    def record_finished(self, observed: Observed) -> tuple[list[dict[str, Any]], float | None]:
+        """Write each finished Job's result into its history entry (once) and advance the versions.
+        Also returns when to look again for a result still waiting for its pod's report."""
+        done, retry = [], None
         for job in sorted(observed.jobs, key=lambda j: j.start or ""):
             entry = self.by_job(job.name)
             version = parse_version(job.version)
             if version is None or (job.state == ACTIVE and not job.deleting) or (entry and entry["result"] in RESULTS.values()):
                 continue
-            entry = self._finish(job, entry, _report(observed.job_pods, job.name), observed.now)
+            report = _report(observed.job_pods, job.name)
+            waited = observed.now - (parse_time(job.finished) or observed.now)
+            if report is None and job.state != ACTIVE and waited < REPORT_GRACE:
+                retry = min(retry or 1.0, 1.0)
+                continue
+            entry = self._finish(job, entry, report, observed.now)
             if entry["result"] == "Succeeded":
                 self._advance(job.phase, version)
             done.append(entry)
-        return done
+        return done, retry
 
     def _finish(self, job: JobView, entry: dict[str, Any] | None, report: RunnerReport | None, now: datetime) -> dict[str, Any]:
         if entry is None:  # a Job we did not claim (history trimmed, or status lost): adopt its result
