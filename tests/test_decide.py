@@ -90,7 +90,7 @@ def test_success_is_recorded_then_the_job_released_and_background_claimed() -> N
     name = first.create.name
     d = decide(observe(applied(migration(), first), jobs=[job(name, state=SUCCEEDED, attempt=first.create.attempt)], job_pods=[report(name)]))
     entry = d.status["history"][0]
-    assert (entry["result"], entry["applied"], entry["schemaVersion"], entry["error"]) == ("Succeeded", 2, "3", None)
+    assert (entry["result"], entry["applied"], entry["schemaVersion"], entry.get("error")) == ("Succeeded", 2, "3", None)
     assert d.status["appliedVersion"] == "3"
     assert conditions(d)["Ready"] == "True" and conditions(d)["Expanded"] == "True" and conditions(d)["Reconciling"] == "False"
     assert d.release == (name,)
@@ -106,7 +106,7 @@ def test_a_finished_job_waits_briefly_for_its_pods_report() -> None:
     early = decide(observe(m, now=datetime(2026, 11, 21, 11, 59, 31, tzinfo=timezone.utc), jobs=[finished]))
     assert early.release == () and early.finished == () and early.requeue_after == 1.0
     late = decide(observe(m, jobs=[finished]))  # 30 s later: recorded without the summary
-    assert late.release == (name,) and late.status["history"][0]["result"] == "Succeeded" and late.status["history"][0]["applied"] is None
+    assert late.release == (name,) and late.status["history"][0]["result"] == "Succeeded" and "applied" not in late.status["history"][0]
 
 
 def test_a_failed_job_stalls_until_the_spec_or_the_retry_annotation_changes() -> None:
@@ -236,6 +236,31 @@ def test_decisions_converge_nothing_changes_when_nothing_changed() -> None:
     first = decide(observe(m, pods=[pod("a", "3", ("True", "SchemaReady"))], workloads=[workload("web")]))
     second = decide(observe(applied(m, first), now=NOW + timedelta(minutes=5), pods=[pod("a", "3", ("True", "SchemaReady"))], workloads=[workload("web")]))
     assert second.status is None and second.create is None and second.gates == () and second.events == ()
+
+
+def test_status_has_no_nulls_and_patches_remove_what_went_away() -> None:
+    from lockgate.controller.decide import merge_patch
+
+    d = decide(observe(migration()))
+    assert "appliedVersion" not in d.status and "contractedVersion" not in d.status
+    assert all(v is not None for e in d.status["history"] for v in e.values())
+    again = decide(observe(applied(migration(), d), now=NOW + timedelta(seconds=1)))
+    assert again.status is None  # stored form and decided form agree
+    current = {"appliedVersion": "2", "gate": {"podsWaiting": 1, "old": 1}, "history": [{"a": 1}]}
+    desired = {"gate": {"podsWaiting": 0}, "history": [{"b": 2}]}
+    assert merge_patch(current, desired) == {"appliedVersion": None, "gate": {"old": None, "podsWaiting": 0}, "history": [{"b": 2}]}
+
+
+def test_an_operator_error_stalls_visibly_until_it_clears() -> None:
+    first = decide(observe(migration()))
+    m = applied(migration(), first)
+    forbidden = 'the operator cannot act: 403 Forbidden: jobs.batch is forbidden: User "system:serviceaccount:x:lockgate" cannot create resource "jobs"'
+    blocked = decide(dataclasses.replace(observe(m, now=NOW + CLAIM_GRACE * 2), error=forbidden.split(": ", 1)[1]))
+    stalled = next(c for c in blocked.status["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"], stalled["message"]) == ("True", "OperatorError", forbidden)
+    assert conditions(blocked)["Ready"] == "False" and [e.reason for e in blocked.events] == ["OperatorError"]
+    cleared = decide(observe(applied(m, blocked), now=NOW + CLAIM_GRACE * 2))
+    assert conditions(cleared)["Stalled"] == "False"
 
 
 def test_job_names_are_deterministic_and_fit_kubernetes() -> None:

@@ -48,6 +48,7 @@ class Observed:
     workloads: tuple[WorkloadView, ...] = ()
     pods: tuple[PodView, ...] = ()
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    error: str | None = None  # why the operator's last attempt to act failed (e.g. a 403), if it did
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,9 @@ def decide(observed: Observed) -> Decision:
     ledger = Ledger.from_status(migration.status)
     finished, report_retry = ledger.record_finished(observed)
     plan = Planner(migration, ledger, observed).plan()
-    status = _status(migration, ledger, plan, observed)
+    if observed.error:
+        plan = _blocked(plan, observed.error)
+    status = without_nulls(_status(migration, ledger, plan, observed))
     changed = status != migration.status
     return Decision(
         status=status if changed else None,
@@ -441,6 +444,12 @@ def gate_for(pod: PodView, observed: Observed, expanded: Version | None) -> tupl
 # status and events
 
 
+def _blocked(plan: Plan, error: str) -> Plan:
+    """The operator itself cannot act (RBAC, API errors): say so where users look."""
+    message = f"the operator cannot act: {error}"
+    return dataclasses.replace(plan, stalled=(True, "OperatorError", message), ready=(False, "OperatorError", message))
+
+
 def _status(m: Migration, ledger: Ledger, plan: Plan, observed: Observed) -> dict[str, Any]:
     old = m.status.get("conditions") or []
     now, gen = _iso(observed.now), m.generation
@@ -472,6 +481,8 @@ def _events(m: Migration, status: dict[str, Any], plan: Plan, finished: list[dic
     if plan.request and (m.status.get("jobs") or {}).get(plan.request.phase) != plan.request.name:
         events.append(Event("Normal", "JobCreated", f"created {plan.request.phase} Job {plan.request.name} for version {plan.request.version}"))
     old, new = m.status.get("conditions") or [], status["conditions"]
+    if became_true(old, new, "Stalled") and find(new, "Stalled")["reason"] == "OperatorError":
+        events.append(Event("Warning", "OperatorError", find(new, "Stalled")["message"]))
     if became_true(old, new, "RolledOut"):
         events.append(Event("Normal", "RolledOut", find(new, "RolledOut")["message"]))
     if status["phase"] != m.status.get("phase") and status["phase"] in ("NewerSchemaKept", "AwaitingApproval", "ContractPending"):
@@ -491,6 +502,25 @@ def _without_migration(observed: Observed, deleting: bool) -> Decision:
     """The SchemaMigration is gone or going: let go of its Jobs; hold only new pods at the gate."""
     release = tuple(j.name for j in observed.jobs if j.has_finalizer)
     return Decision(gates=() if deleting else gate_patches(observed, None), release=release)
+
+
+def without_nulls(value: Any) -> Any:
+    """The status as the API server stores it: a merge patch drops null fields, so a status
+    with nulls would never compare equal to what is stored, and be written again and again."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
+
+
+def merge_patch(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    """An RFC 7386 merge patch from `current` to `desired`: fields that must go become null."""
+    patch: dict[str, Any] = {key: None for key in current if key not in desired}
+    for key, value in desired.items():
+        old = current.get(key)
+        patch[key] = merge_patch(old, value) if isinstance(value, dict) and isinstance(old, dict) else value
+    return patch
 
 
 def _iso(moment: datetime) -> str:

@@ -76,6 +76,9 @@ def _template_label(spec: Mapping[str, Any]) -> str | None:
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.enabled = False  # lockgate posts its own, step-by-step Events
+    # kopf would list CRDs (and namespaces) cluster-wide at start; least-privilege RBAC forbids
+    # that, and the resources lockgate watches are fixed: the CRD is installed before it runs.
+    settings.scanning.disabled = True
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10]

@@ -39,9 +39,9 @@ class Kube:
                 return None
             raise
 
-    def write_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> dict[str, Any] | None:
-        """Replace the status if the object is still at `resource_version`; None on a conflict."""
-        body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+    def write_status(self, namespace: str, name: str, resource_version: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+        """Merge-patch the status if the object is still at `resource_version`; None on a conflict."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": patch}
         try:
             return self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, body)
         except ApiException as exc:

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from kubernetes.client.rest import ApiException
+
 from .. import redaction
 from . import metrics
-from .decide import Decision, Observed, decide
+from .decide import Decision, Observed, decide, merge_patch
 from .kube import Kube
 from .manifests import job_manifest
 from .spec import parse_migration
@@ -32,6 +35,7 @@ class Reconciler:
         self._running: dict[Key, asyncio.Task[None]] = {}
         self._dirty: set[Key] = set()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
+        self._errors: dict[Key, tuple[str, int]] = {}  # last failure to act, and how many in a row
 
     def request(self, key: Key) -> None:
         if key in self._running:
@@ -53,14 +57,19 @@ class Reconciler:
         started = time.monotonic()
         try:
             await self._reconcile_once(key)
-        except Exception as exc:  # one bad object must not stop the others: retry it later
-            log.error("reconciling %s/%s failed: %s", key[0], key[1], redaction.redact(str(exc)))
-            self._schedule(key, 5.0)
+        except Exception as exc:  # one bad object must not stop the others: retry it later, with backoff
+            message, failures = describe(exc), self._errors.get(key, ("", 0))[1] + 1
+            self._errors[key] = (message, failures)
+            log.error("%s/%s: %s (attempt %d; retrying)", key[0], key[1], message, failures)
+            self._schedule(key, min(60.0, 5.0 * 2 ** (failures - 1)))
+        else:
+            if self._errors.pop(key, None):
+                self.request(key)  # clear the error from the status
         finally:
             metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
 
     async def _reconcile_once(self, key: Key) -> None:
-        observed = self.observe(key)
+        observed = dataclasses.replace(self.observe(key), error=self._errors.get(key, (None, 0))[0])
         for _ in range(MAX_CONFLICTS):
             decision = decide(observed)
             if decision.status is None or await self._write_status(observed, decision):
@@ -74,7 +83,8 @@ class Reconciler:
     async def _write_status(self, observed: Observed, decision: Decision) -> bool:
         m = observed.migration
         assert m is not None and decision.status is not None
-        written = await asyncio.to_thread(self.kube.write_status, m.namespace, m.name, m.resource_version, decision.status)
+        patch = merge_patch(m.status, decision.status)
+        written = await asyncio.to_thread(self.kube.write_status, m.namespace, m.name, m.resource_version, patch)
         return written is not None
 
     async def _act(self, observed: Observed, decision: Decision) -> None:
@@ -111,6 +121,18 @@ class Reconciler:
     def _fire(self, key: Key) -> None:
         self._timers.pop(key, None)
         self.request(key)
+
+
+def describe(exc: Exception) -> str:
+    """One line a person can act on: for API errors, the status and the server's message."""
+    if isinstance(exc, ApiException):
+        try:
+            detail = json.loads(exc.body or "{}").get("message") or exc.reason
+        except ValueError:
+            detail = exc.reason
+        return redaction.redact(f"{exc.status} {exc.reason}: {detail}")
+    text = str(exc).strip().splitlines()
+    return redaction.redact(f"{type(exc).__name__}: {text[0] if text else ''}")
 
 
 def _event_target(m: Any) -> Mapping[str, Any]:
