@@ -1,0 +1,69 @@
+"""The real helm binary (built by hack/build-cluster-bin.sh) and the chart, for the chart tests."""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.cluster.binaries import cluster_bin_dir
+
+REPO = Path(__file__).resolve().parents[1]
+CHART = REPO / "charts" / "lockgate"
+
+
+@functools.cache
+def bin_dir() -> Path:
+    return cluster_bin_dir()
+
+
+def helm(*args: str, kubeconfig: Path | None = None, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run helm (its cache, config and data under the temp dir, not the user's); raises with helm's output on failure."""
+    state = Path(tempfile.gettempdir()) / "lockgate-helm"
+    env = {**os.environ, **{f"HELM_{kind}_HOME": str(state / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")}}
+    if kubeconfig is not None:
+        env["KUBECONFIG"] = str(kubeconfig)
+    result = subprocess.run([str(bin_dir() / "helm"), *args], capture_output=True, text=True, env=env, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def values_args(values: Mapping[str, Any] | None, directory: Path) -> list[str]:
+    if not values:
+        return []
+    path = directory / "values.yaml"
+    path.write_text(yaml.safe_dump(dict(values)))
+    return ["--values", str(path)]
+
+
+def template(values: Mapping[str, Any] | None = None, extra: Sequence[str] = (), release: str = "lg", namespace: str = "lockgate-system", check: bool = True) -> subprocess.CompletedProcess[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        return helm("template", release, str(CHART), "--namespace", namespace, *values_args(values, Path(tmp)), *extra, check=check)
+
+
+def render(values: Mapping[str, Any] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+    """The chart's manifests for these values, parsed."""
+    return [doc for doc in yaml.safe_load_all(template(values, **kwargs).stdout) if doc]
+
+
+def only(docs: Sequence[Mapping[str, Any]], kind: str) -> list[Mapping[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: Sequence[Mapping[str, Any]], kind: str) -> Any:
+    found = only(docs, kind)
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}: {[d['metadata']['name'] for d in found]}"
+    return found[0]
+
+
+def split_image(image: str) -> tuple[str, str]:
+    """`lockgate:dev` -> (`lockgate`, `dev`); a reference without a tag gets `latest`."""
+    slash, colon = image.rfind("/"), image.rfind(":")
+    return (image[:colon], image[colon + 1:]) if colon > slash else (image, "latest")
