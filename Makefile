@@ -3,10 +3,14 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test demo venv postgres cluster-bin cluster-up cluster-down bench bench-operator e2e-kind clean
+.PHONY: test lint demo venv postgres cluster-bin cluster-up cluster-down bench bench-operator e2e-kind clean
 
-test: venv postgres cluster-bin
+test: lint postgres cluster-bin
 	$(PY) -m pytest
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 # The local demo: control plane, PostgreSQL, the operator and examples/shop, two releases, narrated.
 demo: venv postgres cluster-bin

@@ -89,7 +89,11 @@ class Clock:
     def _deployments(self) -> tuple[Any, Any]:
         def on_deployment(d: Any) -> None:
             s = d.status
-            if (s.observed_generation or 0) >= d.metadata.generation and s.updated_replicas == d.spec.replicas == s.replicas == (s.available_replicas or 0):
+            if (
+                s.observed_generation or 0
+            ) >= d.metadata.generation and s.updated_replicas == d.spec.replicas == s.replicas == (
+                s.available_replicas or 0
+            ):
                 self.mark(("deployment", d.metadata.name, f"rolled-out-{d.metadata.generation}"))
 
         return self.kube.apps.list_namespaced_deployment, on_deployment
@@ -97,17 +101,44 @@ class Clock:
 
 def smig(name: str, config_map: str, **spec: Any) -> dict[str, Any]:
     return {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "SchemaMigration", "metadata": {"name": name},
-        "spec": {"version": "1", "image": "lockgate:dev", "database": {"urlFrom": {"secretKeyRef": {"name": "db", "key": "url"}}, "historyTable": f"h_{name.replace('-', '_')}"}, "migrations": {"configMap": {"name": config_map}}, **spec},
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "SchemaMigration",
+        "metadata": {"name": name},
+        "spec": {
+            "version": "1",
+            "image": "lockgate:dev",
+            "database": {
+                "urlFrom": {"secretKeyRef": {"name": "db", "key": "url"}},
+                "historyTable": f"h_{name.replace('-', '_')}",
+            },
+            "migrations": {"configMap": {"name": config_map}},
+            **spec,
+        },
     }
 
 
 def gated(kind_name: str, schema: str, requires: str) -> dict[str, Any]:
     template = {
-        "metadata": {"labels": {"app": kind_name, "lockgate.dev/schema": schema}, "annotations": {"lockgate.dev/requires-version": requires}},
-        "spec": {"readinessGates": [{"conditionType": GATE_CONDITION}], "containers": [{"name": "app", "image": SIMULATED}]},
+        "metadata": {
+            "labels": {"app": kind_name, "lockgate.dev/schema": schema},
+            "annotations": {"lockgate.dev/requires-version": requires},
+        },
+        "spec": {
+            "readinessGates": [{"conditionType": GATE_CONDITION}],
+            "containers": [{"name": "app", "image": SIMULATED}],
+        },
     }
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": kind_name}, "spec": {"replicas": 1, "selector": {"matchLabels": {"app": kind_name}}, "strategy": {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}, "template": template}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": kind_name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": kind_name}},
+            "strategy": {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": template,
+        },
+    }
 
 
 def one_run(kube: Kube, clock: Clock, i: int) -> tuple[float, float, float]:
@@ -115,17 +146,34 @@ def one_run(kube: Kube, clock: Clock, i: int) -> tuple[float, float, float]:
     kube.apps.create_namespaced_deployment(NS, gated(f"{name}-web", name, "0"))
     created = time.monotonic()
     kube.custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, smig(name, "scripts"))
-    job = watch_until(kube.batch.list_namespaced_job, lambda j: j.metadata.labels.get("lockgate.dev/phase") == "expand", namespace=NS, label_selector=f"lockgate.dev/schemamigration={name}")
+    job = watch_until(
+        kube.batch.list_namespaced_job,
+        lambda j: j.metadata.labels.get("lockgate.dev/phase") == "expand",
+        namespace=NS,
+        label_selector=f"lockgate.dev/schemamigration={name}",
+    )
     applied_to_job = clock.wait(("job", job.metadata.name, "created")) - created
     pod = watch_until(kube.core.list_namespaced_pod, lambda p: True, namespace=NS, label_selector=f"app={name}-web")
     gate_after_job = clock.wait(("pod", pod.metadata.name, "gate")) - clock.wait(("job", job.metadata.name, "complete"))
     watch_until(
-        kube.custom.list_namespaced_custom_object, lambda b: (b.get("status") or {}).get("backgroundVersion") == "1",
-        group=GROUP, version=VERSION, namespace=NS, plural=PLURAL, field_selector=f"metadata.name={name}",
+        kube.custom.list_namespaced_custom_object,
+        lambda b: (b.get("status") or {}).get("backgroundVersion") == "1",
+        group=GROUP,
+        version=VERSION,
+        namespace=NS,
+        plural=PLURAL,
+        field_selector=f"metadata.name={name}",
     )
-    patched = kube.apps.patch_namespaced_deployment(f"{name}-web", NS, {"spec": {"template": {"metadata": {"annotations": {"lockgate.dev/requires-version": "1"}}}}})
+    patched = kube.apps.patch_namespaced_deployment(
+        f"{name}-web", NS, {"spec": {"template": {"metadata": {"annotations": {"lockgate.dev/requires-version": "1"}}}}}
+    )
     rolled = clock.wait(("deployment", f"{name}-web", f"rolled-out-{patched.metadata.generation}"))
-    contract = watch_until(kube.batch.list_namespaced_job, lambda j: j.metadata.labels.get("lockgate.dev/phase") == "contract", namespace=NS, label_selector=f"lockgate.dev/schemamigration={name}")
+    contract = watch_until(
+        kube.batch.list_namespaced_job,
+        lambda j: j.metadata.labels.get("lockgate.dev/phase") == "contract",
+        namespace=NS,
+        label_selector=f"lockgate.dev/schemamigration={name}",
+    )
     return applied_to_job, gate_after_job, clock.wait(("job", contract.metadata.name, "created")) - rolled
 
 
@@ -139,7 +187,9 @@ def rss_mib(pid: int) -> float:
 def report(label: str, values: list[float]) -> None:
     ordered = sorted(values)
     p90 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
-    print(f"{label:<34} median {statistics.median(values) * 1000:7.0f} ms   p90 {p90 * 1000:7.0f} ms   max {max(values) * 1000:7.0f} ms   (n={len(values)})")
+    print(
+        f"{label:<34} median {statistics.median(values) * 1000:7.0f} ms   p90 {p90 * 1000:7.0f} ms   max {max(values) * 1000:7.0f} ms   (n={len(values)})"
+    )
 
 
 def main() -> None:
@@ -157,19 +207,54 @@ def main() -> None:
 
             kube.apiextensions.create_custom_resource_definition(yaml.safe_load(CRD.read_text()))
             kube.core.create_namespace({"metadata": {"name": NS}})
-            watch_until(kube.core.list_namespaced_service_account, lambda sa: True, namespace=NS, field_selector="metadata.name=default")
-            kube.core.create_namespaced_secret(NS, {"metadata": {"name": "db"}, "stringData": {"url": postgres.create_database("bench")}})
-            kube.core.create_namespaced_config_map(NS, {"metadata": {"name": "scripts"}, "data": {"V1__t.sql": "SELECT 1;", "A1__b.sql": "SELECT 1;", "C1__c.sql": "SELECT 1;"}})
-            command = [sys.executable, "-m", "lockgate", "run", "-n", NS, "--health-port", str(free_port()), "--metrics-port", "0"]
-            operator = ManagedProcess("operator", command, Path(tmp) / "operator.log", env={"KUBECONFIG": str(cluster.kubeconfig), "PATH": "/usr/bin:/bin"}).start()
+            watch_until(
+                kube.core.list_namespaced_service_account,
+                lambda sa: True,
+                namespace=NS,
+                field_selector="metadata.name=default",
+            )
+            kube.core.create_namespaced_secret(
+                NS, {"metadata": {"name": "db"}, "stringData": {"url": postgres.create_database("bench")}}
+            )
+            kube.core.create_namespaced_config_map(
+                NS,
+                {
+                    "metadata": {"name": "scripts"},
+                    "data": {"V1__t.sql": "SELECT 1;", "A1__b.sql": "SELECT 1;", "C1__c.sql": "SELECT 1;"},
+                },
+            )
+            command = [
+                sys.executable,
+                "-m",
+                "lockgate",
+                "run",
+                "-n",
+                NS,
+                "--health-port",
+                str(free_port()),
+                "--metrics-port",
+                "0",
+            ]
+            operator = ManagedProcess(
+                "operator",
+                command,
+                Path(tmp) / "operator.log",
+                env={"KUBECONFIG": str(cluster.kubeconfig), "PATH": "/usr/bin:/bin"},
+            ).start()
             time.sleep(2)
             clock = Clock(kube).start()
             idle = rss_mib(operator.pid)
             samples = defaultdict(list)
             for i in range(args.runs):
-                for label, value in zip(("applied -> Job created", "Job succeeded -> gate True", "rollout complete -> contract Job"), one_run(kube, clock, i)):
+                for label, value in zip(
+                    ("applied -> Job created", "Job succeeded -> gate True", "rollout complete -> contract Job"),
+                    one_run(kube, clock, i),
+                    strict=True,
+                ):
                     samples[label].append(value)
-            print(f"operator latencies over {args.runs} runs (control plane, node agent, PostgreSQL and operator on one 2-core machine):")
+            print(
+                f"operator latencies over {args.runs} runs (control plane, node agent, PostgreSQL and operator on one 2-core machine):"
+            )
             for label, values in samples.items():
                 report(label, values)
             many(kube, operator, args.many, idle)
@@ -183,15 +268,31 @@ def main() -> None:
 def many(kube: Kube, operator: ManagedProcess, count: int, idle: float) -> None:
     """Memory with `count` SchemaMigrations (each expanded once: background and contract off to keep it quick)."""
     for i in range(count):
-        kube.custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, smig(f"many{i}", "scripts", background={"enabled": False}, contract={"enabled": False}))
+        kube.custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            NS,
+            PLURAL,
+            smig(f"many{i}", "scripts", background={"enabled": False}, contract={"enabled": False}),
+        )
     started = time.monotonic()
     for i in range(count):
         watch_until(
-            kube.custom.list_namespaced_custom_object, lambda b: condition(b, "Ready").get("status") == "True", timeout=900,
-            group=GROUP, version=VERSION, namespace=NS, plural=PLURAL, field_selector=f"metadata.name=many{i}",
+            kube.custom.list_namespaced_custom_object,
+            lambda b: condition(b, "Ready").get("status") == "True",
+            timeout=900,
+            group=GROUP,
+            version=VERSION,
+            namespace=NS,
+            plural=PLURAL,
+            field_selector=f"metadata.name=many{i}",
         )
-    print(f"{count} more SchemaMigrations Ready in {time.monotonic() - started:.0f}s (their Jobs really run the runner)")
-    print(f"operator memory: {idle:.0f} MiB RSS idle with nothing to do, {rss_mib(operator.pid):.0f} MiB RSS with {count + 20} SchemaMigrations, their Jobs, pods and Deployments indexed")
+    print(
+        f"{count} more SchemaMigrations Ready in {time.monotonic() - started:.0f}s (their Jobs really run the runner)"
+    )
+    print(
+        f"operator memory: {idle:.0f} MiB RSS idle with nothing to do, {rss_mib(operator.pid):.0f} MiB RSS with {count + 20} SchemaMigrations, their Jobs, pods and Deployments indexed"
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,10 @@ def run_once(url: str, directory: Path) -> tuple[float, int, int]:
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "lockgate", "migrate", "--dir", str(directory), "--json"],
-        capture_output=True, text=True, env={"LOCKGATE_DATABASE_URL": url, "PATH": "/usr/bin:/bin"}, check=True,
+        capture_output=True,
+        text=True,
+        env={"LOCKGATE_DATABASE_URL": url, "PATH": "/usr/bin:/bin"},
+        check=True,
     )
     wall = time.perf_counter() - started
     summary = json.loads(done.stdout)
@@ -60,8 +63,12 @@ def main() -> None:
                 assert applied == args.count, f"applied {applied} of {args.count}"
                 rates.append(applied / (migrate_ms / 1000))
                 walls.append(applied / wall)
-                print(f"run {run + 1}: {applied} migrations, migrate {migrate_ms} ms ({rates[-1]:.0f}/s), process wall {wall:.2f} s ({walls[-1]:.0f}/s incl. start-up)")
-        print(f"median: {statistics.median(rates):.0f} migrations/s (migrate command), {statistics.median(walls):.0f}/s including process start-up; fsync on, PostgreSQL on loopback")
+                print(
+                    f"run {run + 1}: {applied} migrations, migrate {migrate_ms} ms ({rates[-1]:.0f}/s), process wall {wall:.2f} s ({walls[-1]:.0f}/s incl. start-up)"
+                )
+        print(
+            f"median: {statistics.median(rates):.0f} migrations/s (migrate command), {statistics.median(walls):.0f}/s including process start-up; fsync on, PostgreSQL on loopback"
+        )
     finally:
         server.stop()
 

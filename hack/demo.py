@@ -57,12 +57,20 @@ class Demo:
         self.follow(lambda: self.done("1"))
         say("release 2: the SchemaMigration moves to version 2 first, then the app (as an Argo CD sync wave would)")
         self.kubectl("patch", "smig", "shop", "--type", "merge", "-p", '{"spec":{"version":"2"}}')
-        self.kubectl("patch", "deployment", "shop-web", "-p", '{"spec":{"template":{"metadata":{"annotations":{"lockgate.dev/requires-version":"2"}}}}}')
+        self.kubectl(
+            "patch",
+            "deployment",
+            "shop-web",
+            "-p",
+            '{"spec":{"template":{"metadata":{"annotations":{"lockgate.dev/requires-version":"2"}}}}}',
+        )
         self.follow(lambda: self.done("2"))
         self.summary()
 
     def start(self) -> None:
-        say("building or reusing the control-plane binaries (the first run builds Kubernetes from source: several minutes)")
+        say(
+            "building or reusing the control-plane binaries (the first run builds Kubernetes from source: several minutes)"
+        )
         bin_dir = cluster_bin_dir()
         self.kubectl_path = str(bin_dir / "kubectl")
         say("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the node agent")
@@ -73,9 +81,22 @@ class Demo:
         url = self.postgres.create_database("shop")
         self.kubectl("apply", "-f", str(REPO / "crds"))
         self.kubectl("wait", "--for=condition=Established", "crd/schemamigrations.lockgate.dev", namespaced=False)
-        command = [sys.executable, "-m", "lockgate", "run", "-n", NS, "--health-port", str(free_port()), "--metrics-port", "0"]
+        command = [
+            sys.executable,
+            "-m",
+            "lockgate",
+            "run",
+            "-n",
+            NS,
+            "--health-port",
+            str(free_port()),
+            "--metrics-port",
+            "0",
+        ]
         env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig)}
-        self.operator = ManagedProcess("operator", command, self.workdir / "operator.log", env=env, cwd=REPO, die_with_parent=True).start()
+        self.operator = ManagedProcess(
+            "operator", command, self.workdir / "operator.log", env=env, cwd=REPO, die_with_parent=True
+        ).start()
         say(f"operator running (log: {self.workdir / 'operator.log'})")
         self.kubectl("create", "namespace", NS, namespaced=False)
         self.kubectl("wait", "--for=jsonpath={.metadata.name}=default", "serviceaccount/default", "--timeout=60s")
@@ -85,7 +106,13 @@ class Demo:
 
     def kubectl(self, *args: str, namespaced: bool = True, quiet: bool = False) -> str:
         assert self.cluster is not None
-        command = [self.kubectl_path, "--kubeconfig", str(self.cluster.kubeconfig), *(["-n", NS] if namespaced else []), *args]
+        command = [
+            self.kubectl_path,
+            "--kubeconfig",
+            str(self.cluster.kubeconfig),
+            *(["-n", NS] if namespaced else []),
+            *args,
+        ]
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise RuntimeError(f"kubectl {args[0]} failed: {done.stderr.strip()}")
@@ -114,7 +141,11 @@ class Demo:
     def facts(self) -> list[str]:
         smig, pods, deployment = self.state()
         status = (smig or {}).get("status") or {}
-        facts = [f"SchemaMigration shop: version {smig['spec']['version']}, phase {status['phase']}" for _ in [0] if smig and status.get("phase")]
+        facts = [
+            f"SchemaMigration shop: version {smig['spec']['version']}, phase {status['phase']}"
+            for _ in [0]
+            if smig and status.get("phase")
+        ]
         for entry in status.get("history") or []:
             facts.append(f"{entry['phase']} Job {entry['job']} created (version {entry['version']})")
             if entry["result"] != "Running":
@@ -129,7 +160,9 @@ class Demo:
                 facts.append(f"gate {state} for pod {pod.metadata.name} (requires schema {needs})")
         if deployment is not None:
             s = deployment.status
-            facts.append(f"Deployment shop-web: {s.updated_replicas or 0}/{deployment.spec.replicas} updated, {s.available_replicas or 0} available, {s.replicas or 0} running")
+            facts.append(
+                f"Deployment shop-web: {s.updated_replicas or 0}/{deployment.spec.replicas} updated, {s.available_replicas or 0} available, {s.replicas or 0} running"
+            )
         return facts
 
     def state(self) -> tuple[dict[str, Any] | None, list[Any], Any]:
@@ -148,7 +181,11 @@ class Demo:
         if status.get("phase") == "Failed":
             raise RuntimeError("the SchemaMigration failed: " + " / ".join(render(smig)))
         s = deployment.status if deployment else None
-        rolled_out = s is not None and (s.observed_generation or 0) >= deployment.metadata.generation and s.updated_replicas == deployment.spec.replicas == s.replicas == (s.available_replicas or 0)
+        rolled_out = (
+            s is not None
+            and (s.observed_generation or 0) >= deployment.metadata.generation
+            and s.updated_replicas == deployment.spec.replicas == s.replicas == (s.available_replicas or 0)
+        )
         return status.get("contractedVersion") == version and status.get("phase") == "Complete" and rolled_out
 
     def summary(self) -> None:
@@ -163,7 +200,9 @@ class Demo:
         print("\n--- lockgate info (the history table in PostgreSQL) " + "-" * 16)
         info = subprocess.run(
             [sys.executable, "-m", "lockgate", "info", "--dir", str(EXAMPLE / "migrations")],
-            capture_output=True, text=True, env={**os.environ, "LOCKGATE_DATABASE_URL": self.postgres.url_for("shop")},
+            capture_output=True,
+            text=True,
+            env={**os.environ, "LOCKGATE_DATABASE_URL": self.postgres.url_for("shop")},
         )
         print(info.stdout.rstrip())
         print(f"\nfinished in {time.monotonic() - STARTED:.0f}s")

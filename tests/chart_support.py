@@ -23,7 +23,9 @@ def bin_dir() -> Path:
     return cluster_bin_dir()
 
 
-def helm(*args: str, kubeconfig: Path | None = None, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def helm(
+    *args: str, kubeconfig: Path | None = None, check: bool = True, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """Run helm (its cache, config and data under the temp dir, not the user's); raises with helm's output on failure."""
     state = Path(tempfile.gettempdir()) / "lockgate-helm"
     env = {**os.environ, **{f"HELM_{kind}_HOME": str(state / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")}}
@@ -43,9 +45,24 @@ def values_args(values: Mapping[str, Any] | None, directory: Path) -> list[str]:
     return ["--values", str(path)]
 
 
-def template(values: Mapping[str, Any] | None = None, extra: Sequence[str] = (), release: str = "lg", namespace: str = "lockgate-system", check: bool = True) -> subprocess.CompletedProcess[str]:
+def template(
+    values: Mapping[str, Any] | None = None,
+    extra: Sequence[str] = (),
+    release: str = "lg",
+    namespace: str = "lockgate-system",
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
     with tempfile.TemporaryDirectory() as tmp:
-        return helm("template", release, str(CHART), "--namespace", namespace, *values_args(values, Path(tmp)), *extra, check=check)
+        return helm(
+            "template",
+            release,
+            str(CHART),
+            "--namespace",
+            namespace,
+            *values_args(values, Path(tmp)),
+            *extra,
+            check=check,
+        )
 
 
 def render(values: Mapping[str, Any] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
@@ -66,4 +83,4 @@ def one(docs: Sequence[Mapping[str, Any]], kind: str) -> Any:
 def split_image(image: str) -> tuple[str, str]:
     """`lockgate:dev` -> (`lockgate`, `dev`); a reference without a tag gets `latest`."""
     slash, colon = image.rfind("/"), image.rfind(":")
-    return (image[:colon], image[colon + 1:]) if colon > slash else (image, "latest")
+    return (image[:colon], image[colon + 1 :]) if colon > slash else (image, "latest")

@@ -63,7 +63,18 @@ class Operator:
 def run_operator(crd: dict[str, Any], start_operator: Callable[..., Any], namespace: str) -> Callable[..., Operator]:
     def run(name: str = "operator", watch_namespace: str | None = None) -> Operator:
         metrics = free_port()
-        command = [sys.executable, "-m", "lockgate", "run", "-n", watch_namespace or namespace, "--health-port", str(free_port()), "--metrics-port", str(metrics)]
+        command = [
+            sys.executable,
+            "-m",
+            "lockgate",
+            "run",
+            "-n",
+            watch_namespace or namespace,
+            "--health-port",
+            str(free_port()),
+            "--metrics-port",
+            str(metrics),
+        ]
         return Operator(start_operator(command, name=name), metrics)
 
     return run
@@ -81,7 +92,9 @@ class Migrations:
 
     def __post_init__(self) -> None:
         url = in_cluster_url(self.database_url)
-        self.kube.core.create_namespaced_secret(self.namespace, {"metadata": {"name": self.secret}, "stringData": {"url": url}})
+        self.kube.core.create_namespaced_secret(
+            self.namespace, {"metadata": {"name": self.secret}, "stringData": {"url": url}}
+        )
 
     def scripts(self, name: str, files: dict[str, str]) -> str:
         """A ConfigMap holding one release's scripts; returns its name."""
@@ -104,7 +117,9 @@ class Migrations:
         }
 
     def create(self, name: str, version: str, config_map: str, **spec: Any) -> dict[str, Any]:
-        return self.kube.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.body(name, version, config_map, **spec))
+        return self.kube.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, self.body(name, version, config_map, **spec)
+        )
 
     def patch(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         return self.kube.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, patch)
@@ -117,7 +132,11 @@ class Migrations:
             self.kube.custom.list_namespaced_custom_object,
             predicate,
             timeout=timeout,
-            group=GROUP, version=VERSION, namespace=self.namespace, plural=PLURAL, field_selector=f"metadata.name={name}",
+            group=GROUP,
+            version=VERSION,
+            namespace=self.namespace,
+            plural=PLURAL,
+            field_selector=f"metadata.name={name}",
         )
 
     def wait_condition(self, name: str, kind: str, status: str = "True", timeout: float = 90) -> dict[str, Any]:
@@ -128,12 +147,17 @@ class Migrations:
 
     def wait_event(self, name: str, reason: str, timeout: float = 30) -> Any:
         return watch_until(
-            self.kube.core.list_namespaced_event, lambda e: e.reason == reason, timeout=timeout,
-            namespace=self.namespace, field_selector=f"involvedObject.name={name}",
+            self.kube.core.list_namespaced_event,
+            lambda e: e.reason == reason,
+            timeout=timeout,
+            namespace=self.namespace,
+            field_selector=f"involvedObject.name={name}",
         )
 
     def jobs(self, name: str) -> list[Any]:
-        return self.kube.batch.list_namespaced_job(self.namespace, label_selector=f"lockgate.dev/schemamigration={name}").items
+        return self.kube.batch.list_namespaced_job(
+            self.namespace, label_selector=f"lockgate.dev/schemamigration={name}"
+        ).items
 
 
 def condition(body: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -151,7 +175,9 @@ class JobRecorder:
 
     kube: Kube
     namespace: str
-    created: dict[str, tuple[str, str, str, float]] = field(default_factory=dict)  # name -> (owner, phase, version, seen at)
+    created: dict[str, tuple[str, str, str, float]] = field(
+        default_factory=dict
+    )  # name -> (owner, phase, version, seen at)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> JobRecorder:
@@ -164,7 +190,12 @@ class JobRecorder:
             self._record(job)
         resource_version = listing.metadata.resource_version
         while not self._stop.is_set():  # resume from the last resourceVersion: no Job slips between streams
-            stream = watch.Watch().stream(self.kube.batch.list_namespaced_job, self.namespace, resource_version=resource_version, timeout_seconds=5)
+            stream = watch.Watch().stream(
+                self.kube.batch.list_namespaced_job,
+                self.namespace,
+                resource_version=resource_version,
+                timeout_seconds=5,
+            )
             for event in stream:
                 self._record(event["object"])
                 resource_version = event["object"].metadata.resource_version

@@ -36,13 +36,23 @@ def lockgate(*args: str, url: str | None = None, timeout: float = 120, **env: st
     environment = {k: v for k, v in os.environ.items() if not k.startswith("LOCKGATE_")} | env
     if url:
         environment["LOCKGATE_DATABASE_URL"] = url
-    done = subprocess.run([sys.executable, "-m", "lockgate", *args], capture_output=True, text=True, env=environment, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, "-m", "lockgate", *args], capture_output=True, text=True, env=environment, timeout=timeout
+    )
     return Result(done.returncode, done.stdout, done.stderr)
 
 
 def popen(*args: str, url: str) -> subprocess.Popen[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("LOCKGATE_")} | {"LOCKGATE_DATABASE_URL": url}
-    return subprocess.Popen([sys.executable, "-m", "lockgate", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("LOCKGATE_")} | {
+        "LOCKGATE_DATABASE_URL": url
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "lockgate", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+    )
 
 
 def query(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:

@@ -40,7 +40,9 @@ def test_every_testdata_object_has_an_expectation_and_every_verdict_is_covered()
         assert (obj["apiVersion"], obj["kind"]) == ("lockgate.dev/v1alpha1", "SchemaMigration")
 
 
-@pytest.mark.parametrize("name", ["healthy_while_contract_pending.yaml", "healthy_while_rolling_out.yaml", "healthy_awaiting_approval.yaml"])
+@pytest.mark.parametrize(
+    "name", ["healthy_while_contract_pending.yaml", "healthy_while_rolling_out.yaml", "healthy_awaiting_approval.yaml"]
+)
 def test_ready_does_not_wait_for_contract(name: str) -> None:
     obj = load(name)
     assert conditions(obj)["Contracted"]["status"] == "False" and conditions(obj)["Ready"]["status"] == "True"
@@ -51,7 +53,10 @@ def test_a_spec_change_makes_a_healthy_object_progressing_until_the_operator_cat
     obj = load("healthy.yaml")
     assert evaluate(obj)[0] == "Healthy"
     obj["metadata"]["generation"] += 1  # spec edited; status is still the old generation's
-    assert evaluate(obj) == ("Progressing", f"Waiting for the lockgate operator to observe generation {obj['metadata']['generation']} (status is for generation {obj['status']['observedGeneration']})")
+    assert evaluate(obj) == (
+        "Progressing",
+        f"Waiting for the lockgate operator to observe generation {obj['metadata']['generation']} (status is for generation {obj['status']['observedGeneration']})",
+    )
     obj["status"]["observedGeneration"] += 1  # observed, but Ready still describes the old spec
     assert evaluate(obj)[0] == "Progressing"
     for c in obj["status"]["conditions"]:
@@ -83,7 +88,12 @@ def test_ready_false_without_stalled_is_progressing_not_healthy() -> None:
 )
 def test_malformed_status_never_raises(status: dict[str, Any]) -> None:
     # A Lua error would show as an unknown health with a script error in Argo CD.
-    obj = {"apiVersion": "lockgate.dev/v1alpha1", "kind": "SchemaMigration", "metadata": {"name": "x", "generation": 1}, "status": status}
+    obj = {
+        "apiVersion": "lockgate.dev/v1alpha1",
+        "kind": "SchemaMigration",
+        "metadata": {"name": "x", "generation": 1},
+        "status": status,
+    }
     verdict, message = evaluate(obj)
     assert verdict in {"Progressing", "Degraded"} and isinstance(message, str) and message
 
@@ -92,7 +102,9 @@ def test_argocd_cm_installs_exactly_health_lua_under_the_documented_key() -> Non
     cm = yaml.safe_load(ARGOCD_CM.read_text())
     assert (cm["apiVersion"], cm["kind"], cm["metadata"]["name"]) == ("v1", "ConfigMap", "argocd-cm")
     assert list(cm["data"]) == [HEALTH_KEY]
-    assert cm["data"][HEALTH_KEY] == HEALTH_LUA.read_text(), "argocd-cm.yaml's script differs from health.lua: paste health.lua into it, indented by 4"
+    assert cm["data"][HEALTH_KEY] == HEALTH_LUA.read_text(), (
+        "argocd-cm.yaml's script differs from health.lua: paste health.lua into it, indented by 4"
+    )
     assert evaluate(load("degraded_stalled.yaml"), cm["data"][HEALTH_KEY])[0] == "Degraded"
 
 
@@ -144,7 +156,12 @@ EXAMPLES = REPO_ROOT / "examples" / "argocd"
 
 
 def example_objects() -> list[dict[str, Any]]:
-    return [doc for path in sorted((EXAMPLES / "shop").glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return [
+        doc
+        for path in sorted((EXAMPLES / "shop").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
 
 
 def wave(obj: dict[str, Any]) -> int:

@@ -31,14 +31,22 @@ EXPECTED_RULES = {
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }
-STANDARD_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version", "app.kubernetes.io/managed-by", "helm.sh/chart")
+STANDARD_LABELS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+    "helm.sh/chart",
+)
 
 
 def permissions(rules: list[Mapping[str, Any]]) -> dict[tuple[str, str], set[str]]:
     """(group, resource) -> verbs, refusing anything that widens access in ways a flat map hides."""
     granted: dict[tuple[str, str], set[str]] = {}
     for rule in rules:
-        assert set(rule) <= {"apiGroups", "resources", "verbs"}, f"unexpected rule fields (resourceNames, nonResourceURLs...): {rule}"
+        assert set(rule) <= {"apiGroups", "resources", "verbs"}, (
+            f"unexpected rule fields (resourceNames, nonResourceURLs...): {rule}"
+        )
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 granted.setdefault((group, resource), set()).update(rule["verbs"])
@@ -67,7 +75,11 @@ def defaults() -> list[dict[str, Any]]:
 # lint
 
 
-@pytest.mark.parametrize("values", [None, {"watchNamespaces": ["a", "b"]}, {"serviceMonitor": {"enabled": True}}], ids=["defaults", "namespaced", "servicemonitor"])
+@pytest.mark.parametrize(
+    "values",
+    [None, {"watchNamespaces": ["a", "b"]}, {"serviceMonitor": {"enabled": True}}],
+    ids=["defaults", "namespaced", "servicemonitor"],
+)
 def test_helm_lint_passes_strict(values: dict[str, Any] | None, tmp_path: Path) -> None:
     args = ["lint", str(CHART), "--strict"]
     if values:
@@ -85,18 +97,32 @@ def test_helm_lint_fails_on_bad_values(tmp_path: Path) -> None:
 
 
 def test_chart_metadata() -> None:
-    assert (CHART_META["apiVersion"], CHART_META["name"], CHART_META["version"], CHART_META["appVersion"]) == ("v2", "lockgate", "0.1.0", "0.1.0")
+    assert (CHART_META["apiVersion"], CHART_META["name"], CHART_META["version"], CHART_META["appVersion"]) == (
+        "v2",
+        "lockgate",
+        "0.1.0",
+        "0.1.0",
+    )
 
 
 # the default (cluster-wide) install
 
 
 def test_defaults_render_the_cluster_wide_install(defaults: list[dict[str, Any]]) -> None:
-    assert sorted(d["kind"] for d in defaults) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+    assert sorted(d["kind"] for d in defaults) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+    ]
     for doc in defaults:
         labels = doc["metadata"]["labels"]
         assert all(label in labels for label in STANDARD_LABELS), f"{doc['kind']} lacks standard labels: {labels}"
-        assert labels["app.kubernetes.io/version"] == APP_VERSION and labels["helm.sh/chart"] == f"lockgate-{CHART_META['version']}"
+        assert (
+            labels["app.kubernetes.io/version"] == APP_VERSION
+            and labels["helm.sh/chart"] == f"lockgate-{CHART_META['version']}"
+        )
         if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
             assert doc["metadata"]["namespace"] == "lockgate-system"
 
@@ -105,15 +131,23 @@ def test_cluster_role_grants_exactly_the_operators_permissions(defaults: list[di
     role = one(defaults, "ClusterRole")
     assert permissions(role["rules"]) == EXPECTED_RULES
     binding = one(defaults, "ClusterRoleBinding")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role["metadata"]["name"]}
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
     account = one(defaults, "ServiceAccount")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": "lockgate-system"}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": "lockgate-system"}
+    ]
     assert deployment(defaults)["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
 
 
 def test_the_permission_check_catches_a_missing_or_an_extra_permission(defaults: list[dict[str, Any]]) -> None:
     rules = one(defaults, "ClusterRole")["rules"]
-    missing = [dict(r, verbs=[v for v in r["verbs"] if v != "create"]) if r["resources"] == ["jobs"] else r for r in rules]
+    missing = [
+        dict(r, verbs=[v for v in r["verbs"] if v != "create"]) if r["resources"] == ["jobs"] else r for r in rules
+    ]
     extra = [*rules, {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
     assert permissions(missing) != EXPECTED_RULES and permissions(extra) != EXPECTED_RULES
     with pytest.raises(AssertionError):
@@ -158,7 +192,11 @@ def test_the_operator_runs_lockgate_run_configured_through_its_environment(defau
     c = container(defaults)
     assert "command" not in c  # the image's ENTRYPOINT, lockgate
     assert c["args"] == ["run"]
-    assert env_of(defaults) == {"LOCKGATE_HEALTH_PORT": "8080", "LOCKGATE_METRICS_PORT": "9090", "LOCKGATE_LOG_FORMAT": "plain"}
+    assert env_of(defaults) == {
+        "LOCKGATE_HEALTH_PORT": "8080",
+        "LOCKGATE_METRICS_PORT": "9090",
+        "LOCKGATE_LOG_FORMAT": "plain",
+    }
     tuned = render({"logFormat": "json", "verbose": True, "extraEnv": [{"name": "TZ", "value": "UTC"}]})
     assert container(tuned)["args"] == ["run", "--verbose"]
     assert env_of(tuned)["LOCKGATE_LOG_FORMAT"] == "json" and env_of(tuned)["TZ"] == "UTC"
@@ -172,10 +210,23 @@ def test_default_image_is_the_app_version_and_resources_are_bounded(defaults: li
 
 
 def test_custom_image_tag_digest_and_pull_policy() -> None:
-    c = container(render({"image": {"repository": "registry.example.com:5000/team/lockgate", "tag": "0.2.0-rc.1", "pullPolicy": "Always"}}))
+    c = container(
+        render(
+            {
+                "image": {
+                    "repository": "registry.example.com:5000/team/lockgate",
+                    "tag": "0.2.0-rc.1",
+                    "pullPolicy": "Always",
+                }
+            }
+        )
+    )
     assert (c["image"], c["imagePullPolicy"]) == ("registry.example.com:5000/team/lockgate:0.2.0-rc.1", "Always")
     digest = "sha256:" + "ab" * 32
-    assert container(render({"image": {"repository": "lockgate", "digest": digest, "pullPolicy": "Never"}}))["image"] == f"lockgate@{digest}"
+    assert (
+        container(render({"image": {"repository": "lockgate", "digest": digest, "pullPolicy": "Never"}}))["image"]
+        == f"lockgate@{digest}"
+    )
 
 
 def test_scheduling_and_pod_metadata_values_reach_the_pod() -> None:
@@ -183,7 +234,13 @@ def test_scheduling_and_pod_metadata_values_reach_the_pod() -> None:
         "replicas": 3,
         "nodeSelector": {"kubernetes.io/os": "linux"},
         "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"}],
-        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "pool", "operator": "In", "values": ["ops"]}]}]}}},
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [{"key": "pool", "operator": "In", "values": ["ops"]}]}]
+                }
+            }
+        },
         "podAnnotations": {"example.com/team": "platform"},
         "podLabels": {"team": "platform"},
         "imagePullSecrets": [{"name": "regcred"}],
@@ -197,7 +254,10 @@ def test_scheduling_and_pod_metadata_values_reach_the_pod() -> None:
         assert pod["spec"][key] == values[key]
     assert pod["metadata"]["annotations"] == values["podAnnotations"]
     assert pod["metadata"]["labels"]["team"] == "platform"
-    assert d["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "lockgate", "app.kubernetes.io/instance": "lg"}
+    assert d["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "lockgate",
+        "app.kubernetes.io/instance": "lg",
+    }
     assert pod["spec"]["containers"][0]["resources"] == values["resources"]
 
 
@@ -222,7 +282,11 @@ def test_watch_namespaces_grants_roles_in_those_namespaces_only() -> None:
         assert permissions(role["rules"]) == EXPECTED_RULES
     for binding in bindings:
         role = next(r for r in roles if r["metadata"]["namespace"] == binding["metadata"]["namespace"])
-        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": role["metadata"]["name"],
+        }
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "lockgate-system"}]
     assert env_of(docs)["LOCKGATE_WATCH_NAMESPACES"] == "a,b"
 
@@ -230,13 +294,20 @@ def test_watch_namespaces_grants_roles_in_those_namespaces_only() -> None:
 def test_rbac_create_false_renders_no_rbac() -> None:
     kinds = {d["kind"] for d in render({"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "ops"}})}
     assert kinds == {"Deployment", "Service"}
-    assert deployment(render({"serviceAccount": {"create": False, "name": "ops"}}))["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
+    assert (
+        deployment(render({"serviceAccount": {"create": False, "name": "ops"}}))["spec"]["template"]["spec"][
+            "serviceAccountName"
+        ]
+        == "ops"
+    )
 
 
 # ServiceMonitor
 
 
-def test_service_monitor_is_off_by_default_and_scrapes_the_metrics_service_when_on(defaults: list[dict[str, Any]]) -> None:
+def test_service_monitor_is_off_by_default_and_scrapes_the_metrics_service_when_on(
+    defaults: list[dict[str, Any]],
+) -> None:
     assert not only(defaults, "ServiceMonitor")
     docs = render({"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}, "interval": "15s"}})
     monitor = one(docs, "ServiceMonitor")
@@ -245,7 +316,9 @@ def test_service_monitor_is_off_by_default_and_scrapes_the_metrics_service_when_
     service = one(docs, "Service")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["lockgate-system"]}
-    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}]
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}
+    ]
 
 
 # the values schema
@@ -312,7 +385,9 @@ def render_notes(tmp_path: Path) -> str:
     shutil.copytree(CHART, chart)
     shutil.copy(chart / "templates" / "NOTES.txt", chart / "notes.txt")
     (chart / "templates" / "notes-preview.yaml").write_text('notes: {{ tpl (.Files.Get "notes.txt") . | toJson }}\n')
-    result = helm("template", "lg", str(chart), "--namespace", "lockgate-system", "--show-only", "templates/notes-preview.yaml")
+    result = helm(
+        "template", "lg", str(chart), "--namespace", "lockgate-system", "--show-only", "templates/notes-preview.yaml"
+    )
     return yaml.safe_load(result.stdout)["notes"]
 
 
@@ -320,7 +395,9 @@ def test_the_charts_crd_is_byte_identical_to_the_top_level_crd() -> None:
     top = sorted(p.name for p in (REPO / "crds").iterdir())
     assert sorted(p.name for p in (CHART / "crds").iterdir()) == top
     for name in top:
-        assert (CHART / "crds" / name).read_bytes() == (REPO / "crds" / name).read_bytes(), f"charts/lockgate/crds/{name} drifted: cp crds/{name} charts/lockgate/crds/"
+        assert (CHART / "crds" / name).read_bytes() == (REPO / "crds" / name).read_bytes(), (
+            f"charts/lockgate/crds/{name} drifted: cp crds/{name} charts/lockgate/crds/"
+        )
 
 
 def test_helm_installs_the_crd_with_the_chart() -> None:
@@ -334,7 +411,9 @@ def test_notes_say_how_to_check_the_install_and_give_a_valid_sample(tmp_path: Pa
     notes = render_notes(tmp_path)
     assert "kubectl -n lockgate-system rollout status deployment/lg-lockgate" in notes
     assert "kubectl wait --for=condition=Ready smig/app" in notes
-    sample = yaml.safe_load(textwrap.dedent(notes.split("<<'YAML' | kubectl apply -f -\n", 1)[1].split("\n  YAML\n", 1)[0]))
+    sample = yaml.safe_load(
+        textwrap.dedent(notes.split("<<'YAML' | kubectl apply -f -\n", 1)[1].split("\n  YAML\n", 1)[0])
+    )
     assert (sample["apiVersion"], sample["kind"]) == ("lockgate.dev/v1alpha1", "SchemaMigration")
     crd = yaml.safe_load((REPO / "crds" / "lockgate.dev_schemamigrations.yaml").read_text())
     spec_schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
@@ -349,11 +428,20 @@ def test_docs_list_every_value() -> None:
         found = []
         for key, value in values.items():
             path = f"{prefix}{key}"
-            nested = isinstance(value, dict) and value and key not in ("resources", "podSecurityContext", "securityContext", "livenessProbe", "readinessProbe")
+            nested = (
+                isinstance(value, dict)
+                and value
+                and key not in ("resources", "podSecurityContext", "securityContext", "livenessProbe", "readinessProbe")
+            )
             found += leaves(value, f"{path}.") if nested else [path]
         return found
 
     docs = (REPO / "docs" / "helm.md").read_text()
-    table = {cell.strip().strip("`") for line in docs.splitlines() if line.startswith("| `") for cell in line.split("|")[1].split(",")}
+    table = {
+        cell.strip().strip("`")
+        for line in docs.splitlines()
+        if line.startswith("| `")
+        for cell in line.split("|")[1].split(",")
+    }
     missing = [key for key in leaves(yaml.safe_load((CHART / "values.yaml").read_text())) if key not in table]
     assert not missing, f"docs/helm.md's values table lacks {missing}"

@@ -37,7 +37,12 @@ MIGRATION_READY_SECONDS = 150
 
 
 def kubectl(kubeconfig: Path, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([str(bin_dir() / "kubectl"), f"--kubeconfig={kubeconfig}", *args], capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [str(bin_dir() / "kubectl"), f"--kubeconfig={kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stdout}{result.stderr}")
     return result
@@ -67,11 +72,27 @@ class Release:
     def install(self, image: str, **values: Any) -> Release:
         repository, tag = split_image(image)
         skip_crds = crd_exists(self.kube)  # helm would skip it anyway; say so explicitly
-        values = {"image": {"repository": repository, "tag": tag, "pullPolicy": "Never"}, "healthPort": free_port(), "metricsPort": free_port(), **values}
+        values = {
+            "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+            "healthPort": free_port(),
+            "metricsPort": free_port(),
+            **values,
+        }
         values_file = self.workdir / f"values-{self.name}.yaml"
         values_file.write_text(yaml.safe_dump(values))
         self.values = values
-        args = ["install", self.name, str(CHART), "--namespace", self.namespace, "--values", str(values_file), "--wait", "--timeout", f"{OPERATOR_READY_SECONDS}s"]
+        args = [
+            "install",
+            self.name,
+            str(CHART),
+            "--namespace",
+            self.namespace,
+            "--values",
+            str(values_file),
+            "--wait",
+            "--timeout",
+            f"{OPERATOR_READY_SECONDS}s",
+        ]
         result = helm(*args, *(["--skip-crds"] if skip_crds else []), kubeconfig=self.kubeconfig)
         self.installed = True
         self.notes = result.stdout
@@ -98,7 +119,18 @@ class Release:
         """The API server's own authorization answer for the operator's ServiceAccount."""
         resource, _, subresource = resource.partition("/")
         extra = [f"--subresource={subresource}"] if subresource else []
-        result = kubectl(self.kubeconfig, "auth", "can-i", verb, resource, *extra, "-n", namespace, f"--as={self.service_account}", check=False)
+        result = kubectl(
+            self.kubeconfig,
+            "auth",
+            "can-i",
+            verb,
+            resource,
+            *extra,
+            "-n",
+            namespace,
+            f"--as={self.service_account}",
+            check=False,
+        )
         return result.stdout.strip() == "yes"
 
     def get(self, pod: Any, port_value: str, path: str) -> str:
@@ -110,11 +142,25 @@ class Release:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
                 assert response.status == 200
                 return response.read().decode()
-        return str(self.kube.core.connect_get_namespaced_pod_proxy_with_path(f"{pod.metadata.name}:{port}", self.namespace, path.lstrip("/")))
+        return str(
+            self.kube.core.connect_get_namespaced_pod_proxy_with_path(
+                f"{pod.metadata.name}:{port}", self.namespace, path.lstrip("/")
+            )
+        )
 
     def uninstall(self) -> None:
         if self.installed:
-            helm("uninstall", self.name, "--namespace", self.namespace, "--wait", "--timeout", "60s", kubeconfig=self.kubeconfig, check=False)
+            helm(
+                "uninstall",
+                self.name,
+                "--namespace",
+                self.namespace,
+                "--wait",
+                "--timeout",
+                "60s",
+                kubeconfig=self.kubeconfig,
+                check=False,
+            )
             self.installed = False
 
 
@@ -146,7 +192,12 @@ def extra_namespace(kube: Kube, namespace: str) -> Iterator[str]:
     """A second namespace (the operator's own, in the namespaced install), deleted afterwards."""
     name = f"{namespace[:50]}-op"
     kube.core.create_namespace({"metadata": {"name": name, "labels": {"lockgate.dev/test": "true"}}})
-    watch_until(kube.core.list_namespaced_service_account, lambda sa: True, namespace=name, field_selector="metadata.name=default")
+    watch_until(
+        kube.core.list_namespaced_service_account,
+        lambda sa: True,
+        namespace=name,
+        field_selector="metadata.name=default",
+    )
     yield name
     try:
         kube.core.delete_namespace(name)
@@ -157,7 +208,9 @@ def extra_namespace(kube: Kube, namespace: str) -> Iterator[str]:
 
 def create_migration(kube: Kube, namespace: str, name: str, image: str, database_url: str) -> None:
     # The URL the migration Job's pod reaches the database by (on kind: PostgreSQL inside the cluster).
-    kube.core.create_namespaced_secret(namespace, {"metadata": {"name": f"{name}-db"}, "stringData": {"url": in_cluster_url(database_url)}})
+    kube.core.create_namespaced_secret(
+        namespace, {"metadata": {"name": f"{name}-db"}, "stringData": {"url": in_cluster_url(database_url)}}
+    )
     kube.core.create_namespaced_config_map(namespace, {"metadata": {"name": f"{name}-scripts"}, "data": SCRIPTS})
     body = {
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -181,9 +234,16 @@ def ready_condition(body: dict[str, Any]) -> dict[str, Any]:
 def wait_ready(kube: Kube, namespace: str, name: str, timeout: float = MIGRATION_READY_SECONDS) -> dict[str, Any]:
     return watch_until(
         kube.custom.list_namespaced_custom_object,
-        lambda b: ready_condition(b).get("status") == "True" and (b.get("status") or {}).get("observedGeneration") == b["metadata"]["generation"],
+        lambda b: (
+            ready_condition(b).get("status") == "True"
+            and (b.get("status") or {}).get("observedGeneration") == b["metadata"]["generation"]
+        ),
         timeout=timeout,
-        group=GROUP, version=VERSION, namespace=namespace, plural=PLURAL, field_selector=f"metadata.name={name}",
+        group=GROUP,
+        version=VERSION,
+        namespace=namespace,
+        plural=PLURAL,
+        field_selector=f"metadata.name={name}",
     )
 
 
@@ -209,14 +269,32 @@ def assert_migrated_with_kubectl(release: Release, namespace: str, name: str, da
         raise AssertionError(f"{e}\n\noperator log (end):\n{release.log()[-6000:]}") from None
     assert body["status"]["appliedVersion"] == "1"
     assert "t" in tables(database_url)
-    waited = kubectl(release.kubeconfig, "wait", "--for=condition=Ready", f"smig/{name}", "-n", namespace, "--timeout=60s", check=False)
-    assert waited.returncode == 0 and f"schemamigration.lockgate.dev/{name} condition met" in waited.stdout, waited.stdout + waited.stderr
+    waited = kubectl(
+        release.kubeconfig,
+        "wait",
+        "--for=condition=Ready",
+        f"smig/{name}",
+        "-n",
+        namespace,
+        "--timeout=60s",
+        check=False,
+    )
+    assert waited.returncode == 0 and f"schemamigration.lockgate.dev/{name} condition met" in waited.stdout, (
+        waited.stdout + waited.stderr
+    )
     listing = kubectl(release.kubeconfig, "get", "smig", "-n", namespace).stdout.splitlines()
     assert listing[0].split() == ["NAME", "TARGET", "APPLIED", "PHASE", "READY", "AGE"]
     row = next(line.split() for line in listing[1:] if line.split()[0] == name)
-    assert row[1:3] == ["1", "1"] and row[4] == "True" and row[3] in {"RollingOut", "Backfilling", "ContractPending", "Contracting", "Complete"}
+    assert (
+        row[1:3] == ["1", "1"]
+        and row[4] == "True"
+        and row[3] in {"RollingOut", "Backfilling", "ContractPending", "Contracting", "Complete"}
+    )
     # The Argo CD health check agrees on the live object.
-    assert evaluate(release.kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))[0] == "Healthy"
+    assert (
+        evaluate(release.kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))[0]
+        == "Healthy"
+    )
     # The operator never sees the database URL, so it cannot log it.
     assert_no_password_in(release.log(), database_url)
 
@@ -239,18 +317,36 @@ def test_helm_install_cluster_wide_runs_the_operator_with_its_own_credentials_an
     assert "lockgate_jobs_total" in release.get(pod, "metricsPort", "/metrics")
     # Least privilege as the API server sees it.
     assert release.can("create", "jobs", namespace) and release.can("patch", "pods/status", namespace)
-    assert not release.can("get", "secrets", namespace) and not release.can("delete", "jobs", namespace) and not release.can("create", "pods", namespace)
+    assert (
+        not release.can("get", "secrets", namespace)
+        and not release.can("delete", "jobs", namespace)
+        and not release.can("create", "pods", namespace)
+    )
 
     create_migration(kube, namespace, "shop", cluster.real_image, database_url)
     assert_migrated_with_kubectl(release, namespace, "shop", database_url)
     # The Argo CD example passes the real API server's validation (CRD schema and CEL rules included).
-    dry_run = kubectl(release.kubeconfig, "apply", "--dry-run=server", "-n", namespace, "-f", str(REPO / "examples" / "argocd" / "shop"), check=False)
+    dry_run = kubectl(
+        release.kubeconfig,
+        "apply",
+        "--dry-run=server",
+        "-n",
+        namespace,
+        "-f",
+        str(REPO / "examples" / "argocd" / "shop"),
+        check=False,
+    )
     assert dry_run.returncode == 0, dry_run.stderr
     print(f"cluster-wide install to Ready: {time.monotonic() - started:.1f}s")
 
 
 def test_helm_install_with_watch_namespaces_uses_roles_only_there(
-    cluster: Any, kube: Kube, namespace: str, extra_namespace: str, database_url: str, release_factory: Callable[[str], Release]
+    cluster: Any,
+    kube: Kube,
+    namespace: str,
+    extra_namespace: str,
+    database_url: str,
+    release_factory: Callable[[str], Release],
 ) -> None:
     # The operator lives in its own namespace and watches only the test namespace.
     release = release_factory(extra_namespace).install(cluster.real_image, watchNamespaces=[namespace])
@@ -259,7 +355,11 @@ def test_helm_install_with_watch_namespaces_uses_roles_only_there(
         kube.rbac.read_cluster_role(release.fullname)
     assert missing.value.status == 404
     assert kube.rbac.read_namespaced_role(release.fullname, namespace).metadata.name == release.fullname
-    assert release.can("create", "jobs", namespace) and not release.can("create", "jobs", extra_namespace) and not release.can("list", "schemamigrations", "default")
+    assert (
+        release.can("create", "jobs", namespace)
+        and not release.can("create", "jobs", extra_namespace)
+        and not release.can("list", "schemamigrations", "default")
+    )
 
     create_migration(kube, namespace, "shop", cluster.real_image, database_url)
     assert_migrated_with_kubectl(release, namespace, "shop", database_url)
@@ -283,7 +383,9 @@ def test_a_missing_permission_keeps_the_migration_from_becoming_ready(
 
     create_migration(kube, namespace, "shop", cluster.real_image, database_url)
     # The operator reports the refusal (its log; the API error names the verb, resource and account).
-    refused = re.compile(rf'{re.escape(release.service_account)}\\?" cannot create resource \\?"jobs\\?" in API group \\?"batch\\?"')
+    refused = re.compile(
+        rf'{re.escape(release.service_account)}\\?" cannot create resource \\?"jobs\\?" in API group \\?"batch\\?"'
+    )
     deadline = time.monotonic() + 90
     while not refused.search(log := release.log()):
         if time.monotonic() > deadline:

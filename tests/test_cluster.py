@@ -83,7 +83,15 @@ def test_container_env_resolves_references_in_order() -> None:
         ],
     }
     env = podspec.container_env(POD, container, lookup, {"PATH": "/bin"})
-    assert env == {"PATH": "/bin", "CFG_A": "1", "CFG_B": "2", "DATABASE_URL": "postgresql://x", "POD": "p", "TIER": "db", "GREETING": "p in 1"}
+    assert env == {
+        "PATH": "/bin",
+        "CFG_A": "1",
+        "CFG_B": "2",
+        "DATABASE_URL": "postgresql://x",
+        "POD": "p",
+        "TIER": "db",
+        "GREETING": "p in 1",
+    }
 
 
 @pytest.mark.parametrize(
@@ -101,7 +109,11 @@ def test_container_env_refuses_what_it_cannot_resolve(source: dict, error: str) 
 
 
 def test_argv_uses_the_image_entrypoint_only_without_a_command() -> None:
-    assert podspec.container_argv({"args": ["migrate", "$(V)"]}, {"V": "2"}, ["lockgate"]) == ["lockgate", "migrate", "2"]
+    assert podspec.container_argv({"args": ["migrate", "$(V)"]}, {"V": "2"}, ["lockgate"]) == [
+        "lockgate",
+        "migrate",
+        "2",
+    ]
     assert podspec.container_argv({"command": ["sh", "-c"], "args": ["true"]}, {}, ["lockgate"]) == ["sh", "-c", "true"]
     with pytest.raises(podspec.ConfigError, match="no command"):
         podspec.container_argv({}, {}, [])
@@ -109,13 +121,27 @@ def test_argv_uses_the_image_entrypoint_only_without_a_command() -> None:
 
 def test_volume_content_projects_items_and_modes() -> None:
     lookup = lookup_of({("ConfigMap", "m"): {"V1__a.sql": b"create", "x": b"y"}, ("Secret", "s"): {"k": b"v"}})
-    configmap = podspec.volume_content(POD, {"name": "m", "configMap": {"name": "m", "items": [{"key": "V1__a.sql", "path": "sql/V1__a.sql", "mode": 0o600}]}}, lookup, None)  # type: ignore[arg-type]
+    configmap = podspec.volume_content(
+        POD,
+        {
+            "name": "m",
+            "configMap": {"name": "m", "items": [{"key": "V1__a.sql", "path": "sql/V1__a.sql", "mode": 0o600}]},
+        },
+        lookup,
+        None,
+    )  # type: ignore[arg-type]
     assert configmap == podspec.Files({"sql/V1__a.sql": (b"create", 0o600)})
-    secret = podspec.volume_content(POD, {"name": "s", "secret": {"secretName": "s", "defaultMode": 0o400}}, lookup, None)  # type: ignore[arg-type]
+    secret = podspec.volume_content(
+        POD, {"name": "s", "secret": {"secretName": "s", "defaultMode": 0o400}}, lookup, None
+    )  # type: ignore[arg-type]
     assert secret == podspec.Files({"k": (b"v", 0o400)})
-    assert podspec.volume_content(POD, {"name": "o", "secret": {"secretName": "absent", "optional": True}}, lookup, None) == podspec.Files({})  # type: ignore[arg-type]
+    assert podspec.volume_content(
+        POD, {"name": "o", "secret": {"secretName": "absent", "optional": True}}, lookup, None
+    ) == podspec.Files({})  # type: ignore[arg-type]
     with pytest.raises(podspec.ConfigError, match="keys"):
-        podspec.volume_content(POD, {"name": "m", "configMap": {"name": "m", "items": [{"key": "missing", "path": "p"}]}}, lookup, None)  # type: ignore[arg-type]
+        podspec.volume_content(
+            POD, {"name": "m", "configMap": {"name": "m", "items": [{"key": "missing", "path": "p"}]}}, lookup, None
+        )  # type: ignore[arg-type]
     with pytest.raises(podspec.ConfigError, match="unsupported volume type"):
         podspec.volume_content(POD, {"name": "v", "persistentVolumeClaim": {"claimName": "c"}}, lookup, None)  # type: ignore[arg-type]
 
@@ -128,20 +154,45 @@ def test_projected_service_account_volume() -> None:
         requests.append((audience, seconds))
         return "jwt"
 
-    volume = {"name": "kube-api-access", "projected": {"defaultMode": 0o644, "sources": [
-        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
-        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}, {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
-    ]}}
+    volume = {
+        "name": "kube-api-access",
+        "projected": {
+            "defaultMode": 0o644,
+            "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {
+                    "downwardAPI": {
+                        "items": [
+                            {"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}},
+                            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                        ]
+                    }
+                },
+            ],
+        },
+    }
     files = podspec.volume_content(POD, volume, lookup, token)
-    assert files == podspec.Files({"token": (b"jwt", 0o644), "ca.crt": (b"PEM", 0o644), "namespace": (b"ns", 0o644), "labels": (b'app="a"\ntier="db"', 0o644)})
+    assert files == podspec.Files(
+        {
+            "token": (b"jwt", 0o644),
+            "ca.crt": (b"PEM", 0o644),
+            "namespace": (b"ns", 0o644),
+            "labels": (b'app="a"\ntier="db"', 0o644),
+        }
+    )
     assert requests == [("", 3607)]
 
 
 def test_file_made_volumes_are_mounted_read_only() -> None:
     volumes = {"cfg": podspec.Files(), "scratch": podspec.EmptyDir()}
-    container = {"volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}, {"name": "scratch", "mountPath": "/s", "subPath": "x"}]}
-    assert podspec.container_mounts(container, volumes) == [podspec.Mount("cfg", "/cfg", "", True), podspec.Mount("scratch", "/s", "x", False)]
+    container = {
+        "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}, {"name": "scratch", "mountPath": "/s", "subPath": "x"}]
+    }
+    assert podspec.container_mounts(container, volumes) == [
+        podspec.Mount("cfg", "/cfg", "", True),
+        podspec.Mount("scratch", "/s", "x", False),
+    ]
 
 
 def test_termination_message_falls_back_to_logs_only_when_asked_and_failed() -> None:
@@ -171,7 +222,13 @@ def test_init_containers_start_one_at_a_time_before_the_main_ones() -> None:
 
 @pytest.mark.parametrize(
     ("policy", "code", "phase"),
-    [("Never", 0, "Succeeded"), ("Never", 3, "Failed"), ("OnFailure", 0, "Succeeded"), ("OnFailure", 3, "Running"), ("Always", 0, "Running")],
+    [
+        ("Never", 0, "Succeeded"),
+        ("Never", 3, "Failed"),
+        ("OnFailure", 0, "Succeeded"),
+        ("OnFailure", 3, "Running"),
+        ("Always", 0, "Running"),
+    ],
 )
 def test_exit_and_restart_policy_decide_the_phase(policy: str, code: int, phase: str) -> None:
     running = podstatus.started(state("main"), 10.0, ready=True)
@@ -182,7 +239,13 @@ def test_exit_and_restart_policy_decide_the_phase(policy: str, code: int, phase:
 def test_a_restart_backs_off_and_counts() -> None:
     first = podstatus.exited(podstatus.started(state("main"), 10.0, True), 1, "boom", 11.0, "OnFailure", init=False)
     assert (first.state, first.reason, first.retry_at) == ("waiting", "CrashLoopBackOff", 11.5)
-    assert first.last_terminated == {"exitCode": 1, "reason": "Error", "finishedAt": "1970-01-01T00:00:11Z", "startedAt": "1970-01-01T00:00:10Z", "message": "boom"}
+    assert first.last_terminated == {
+        "exitCode": 1,
+        "reason": "Error",
+        "finishedAt": "1970-01-01T00:00:11Z",
+        "startedAt": "1970-01-01T00:00:10Z",
+        "message": "boom",
+    }
     assert podstatus.to_start([], [first], 11.4) == [] and podstatus.to_start([], [first], 11.5) == ["main"]
     second = podstatus.started(first, 11.5, True)
     assert second.restart_count == 1
@@ -213,7 +276,9 @@ def test_ready_waits_for_every_readiness_gate() -> None:
     assert 'is not "True", but False' in closed[2]["message"]
     opened = podstatus.owned_conditions(SPEC_WITH_GATE, [], ready, [{"type": GATE, "status": "True"}], "Running", 0)
     assert conditions_of(opened)["Ready"] == ("True", "")
-    unready = podstatus.owned_conditions(SPEC_WITH_GATE, [], [state("app", state="running")], [{"type": GATE, "status": "True"}], "Running", 0)
+    unready = podstatus.owned_conditions(
+        SPEC_WITH_GATE, [], [state("app", state="running")], [{"type": GATE, "status": "True"}], "Running", 0
+    )
     assert conditions_of(unready)["Ready"] == ("False", "ContainersNotReady")
 
 
@@ -222,12 +287,18 @@ def test_condition_transition_times_only_move_on_a_change() -> None:
     earlier = [{"type": "ContainersReady", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"}]
     again = podstatus.owned_conditions({"containers": [{"name": "app"}]}, [], ready, earlier, "Running", 100.0)
     assert again[1]["lastTransitionTime"] == "2020-01-01T00:00:00Z"
-    changed = podstatus.owned_conditions({"containers": [{"name": "app"}]}, [], [state("app")], earlier, "Pending", 100.0)
+    changed = podstatus.owned_conditions(
+        {"containers": [{"name": "app"}]}, [], [state("app")], earlier, "Pending", 100.0
+    )
     assert changed[1]["lastTransitionTime"] == "1970-01-01T00:01:40Z"
 
 
 def test_status_patch_owns_only_the_kubelet_conditions() -> None:
-    pod = {"metadata": {"uid": "u1"}, "spec": SPEC_WITH_GATE, "status": {"conditions": [{"type": GATE, "status": "True"}, {"type": "PodScheduled", "status": "True"}]}}
+    pod = {
+        "metadata": {"uid": "u1"},
+        "spec": SPEC_WITH_GATE,
+        "status": {"conditions": [{"type": GATE, "status": "True"}, {"type": "PodScheduled", "status": "True"}]},
+    }
     patch = podstatus.status_patch(pod, [], [state("app", state="running", ready=True, started_at=1.0)], 1.0, 2.0)
     assert [c["type"] for c in patch["status"]["conditions"]] == ["Initialized", "ContainersReady", "Ready"]
     assert patch["metadata"] == {"uid": "u1"}
@@ -238,7 +309,9 @@ def test_status_patch_owns_only_the_kubelet_conditions() -> None:
 def test_node_is_ready_once_the_not_ready_taint_is_gone() -> None:
     ready = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
     assert node_is_ready(ready)
-    assert not node_is_ready({**ready, "spec": {"taints": [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]}})
+    assert not node_is_ready(
+        {**ready, "spec": {"taints": [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]}}
+    )
     assert not node_is_ready({"status": {"conditions": [{"type": "Ready", "status": "False"}]}})
 
 
@@ -260,6 +333,7 @@ def test_small_helpers() -> None:
 
 # --- the harness on the real API server --------------------------------------------------------
 
+
 def has_condition(obj: object, type_: str, status: str = "True") -> bool:
     return any(c.type == type_ and c.status == status for c in (obj.status.conditions or []))  # type: ignore[attr-defined]
 
@@ -268,37 +342,69 @@ def run_pod(kube: Kube, namespace: str, spec: dict, name: str = "p", timeout: fl
     """Create a pod and return it once it has finished."""
     kube.core.create_namespaced_pod(namespace, {"metadata": {"name": name}, "spec": {"restartPolicy": "Never", **spec}})
     return watch_until(
-        kube.core.list_namespaced_pod, lambda p: p.status.phase in ("Succeeded", "Failed"),
-        timeout=timeout, namespace=namespace, field_selector=f"metadata.name={name}",
+        kube.core.list_namespaced_pod,
+        lambda p: p.status.phase in ("Succeeded", "Failed"),
+        timeout=timeout,
+        namespace=namespace,
+        field_selector=f"metadata.name={name}",
     )
 
 
 def job_manifest(name: str, image: str, command: list[str], **spec: object) -> dict:
-    template = {"spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": image, "command": command}]}}
+    template = {
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": image, "command": command}]}
+    }
     return {"metadata": {"name": name}, "spec": {"backoffLimit": 0, "template": template, **spec}}
 
 
 @pytest.mark.timeout(120)
 def test_crd_structural_schema_rejects_invalid_objects(kube: Kube, namespace: str) -> None:
     group = f"h{uuid.uuid4().hex[:8]}.test.lockgate.dev"
-    schema = {"type": "object", "properties": {"spec": {
-        "type": "object", "required": ["version"],
-        "properties": {"version": {"type": "string", "pattern": r"^\d+(\.\d+)*$"}, "replicas": {"type": "integer", "minimum": 1}},
-    }}}
+    schema = {
+        "type": "object",
+        "properties": {
+            "spec": {
+                "type": "object",
+                "required": ["version"],
+                "properties": {
+                    "version": {"type": "string", "pattern": r"^\d+(\.\d+)*$"},
+                    "replicas": {"type": "integer", "minimum": 1},
+                },
+            }
+        },
+    }
     crd = {
         "metadata": {"name": f"widgets.{group}"},
         "spec": {
-            "group": group, "scope": "Namespaced",
+            "group": group,
+            "scope": "Namespaced",
             "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-            "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}, "subresources": {"status": {}}}],
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": schema},
+                    "subresources": {"status": {}},
+                }
+            ],
         },
     }
     kube.apiextensions.create_custom_resource_definition(crd)
     try:
-        watch_until(kube.apiextensions.list_custom_resource_definition, lambda c: has_condition(c, "Established"), field_selector=f"metadata.name=widgets.{group}")
+        watch_until(
+            kube.apiextensions.list_custom_resource_definition,
+            lambda c: has_condition(c, "Established"),
+            field_selector=f"metadata.name=widgets.{group}",
+        )
 
         def create(spec: dict) -> dict:
-            body = {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": f"w{uuid.uuid4().hex[:6]}"}, "spec": spec}
+            body = {
+                "apiVersion": f"{group}/v1",
+                "kind": "Widget",
+                "metadata": {"name": f"w{uuid.uuid4().hex[:6]}"},
+                "spec": spec,
+            }
             return kube.custom.create_namespaced_custom_object(group, "v1", namespace, "widgets", body)
 
         created = create({"version": "1.10", "replicas": 2, "unknown": "pruned"})
@@ -315,12 +421,16 @@ def test_crd_structural_schema_rejects_invalid_objects(kube: Kube, namespace: st
 def test_jobs_run_real_commands_and_report_their_end(kube: Kube, namespace: str, cluster: LocalCluster) -> None:
     script = "import sys; open('/dev/termination-log', 'w').write('{\"applied\": [\"1.0\"]}'); print('migrating'); sys.exit(int(sys.argv[1]))"
     kube.batch.create_namespaced_job(namespace, job_manifest("ok", cluster.real_image, ["python", "-c", script, "0"]))
-    kube.batch.create_namespaced_job(namespace, job_manifest("fails", cluster.real_image, ["python", "-c", script, "3"]))
+    kube.batch.create_namespaced_job(
+        namespace, job_manifest("fails", cluster.real_image, ["python", "-c", script, "3"])
+    )
 
     def finished(name: str) -> client.V1Job:
         return watch_until(
-            kube.batch.list_namespaced_job, lambda j: has_condition(j, "Complete") or has_condition(j, "Failed"),
-            namespace=namespace, field_selector=f"metadata.name={name}",
+            kube.batch.list_namespaced_job,
+            lambda j: has_condition(j, "Complete") or has_condition(j, "Failed"),
+            namespace=namespace,
+            field_selector=f"metadata.name={name}",
         )
 
     assert has_condition(finished("ok"), "Complete")
@@ -334,7 +444,11 @@ def test_jobs_run_real_commands_and_report_their_end(kube: Kube, namespace: str,
 
 @pytest.mark.timeout(120)
 def test_a_missing_command_fails_the_container_with_a_reason(kube: Kube, namespace: str, cluster: LocalCluster) -> None:
-    pod = run_pod(kube, namespace, {"containers": [{"name": "main", "image": cluster.real_image, "command": ["no-such-command-xyz"]}]})
+    pod = run_pod(
+        kube,
+        namespace,
+        {"containers": [{"name": "main", "image": cluster.real_image, "command": ["no-such-command-xyz"]}]},
+    )
     terminated = pod.status.container_statuses[0].state.terminated
     assert pod.status.phase == "Failed"
     assert terminated.exit_code != 0 and "no-such-command-xyz" in terminated.message
@@ -346,28 +460,62 @@ def waiting_reason(pod: client.V1Pod) -> str:
 
 
 @pytest.mark.timeout(120)
-def test_a_pod_waits_for_a_missing_secret_and_an_unsupported_one_says_why(kube: Kube, namespace: str, cluster: LocalCluster) -> None:
+def test_a_pod_waits_for_a_missing_secret_and_an_unsupported_one_says_why(
+    kube: Kube, namespace: str, cluster: LocalCluster
+) -> None:
     env = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "later", "key": "token"}}}]
     command = ["sh", "-c", 'echo -n "$TOKEN" > /dev/termination-log']
-    kube.core.create_namespaced_pod(namespace, {"metadata": {"name": "waits"}, "spec": {
-        "restartPolicy": "Never", "containers": [{"name": "main", "image": cluster.real_image, "command": command, "env": env}],
-    }})
-    watch_until(kube.core.list_namespaced_pod, lambda p: waiting_reason(p) == "CreateContainerConfigError", namespace=namespace, field_selector="metadata.name=waits")
+    kube.core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "waits"},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "main", "image": cluster.real_image, "command": command, "env": env}],
+            },
+        },
+    )
+    watch_until(
+        kube.core.list_namespaced_pod,
+        lambda p: waiting_reason(p) == "CreateContainerConfigError",
+        namespace=namespace,
+        field_selector="metadata.name=waits",
+    )
     kube.core.create_namespaced_secret(namespace, {"metadata": {"name": "later"}, "string_data": {"token": "s3cret"}})
-    done = watch_until(kube.core.list_namespaced_pod, lambda p: p.status.phase == "Succeeded", namespace=namespace, field_selector="metadata.name=waits")
+    done = watch_until(
+        kube.core.list_namespaced_pod,
+        lambda p: p.status.phase == "Succeeded",
+        namespace=namespace,
+        field_selector="metadata.name=waits",
+    )
     assert done.status.container_statuses[0].state.terminated.message == "s3cret"
     if not cluster.local:
         return  # a real node may well support the volume below
-    kube.core.create_namespaced_pod(namespace, {"metadata": {"name": "unsupported"}, "spec": {
-        "containers": [{"name": "main", "image": cluster.simulated_image}],
-        "volumes": [{"name": "data", "nfs": {"server": "127.0.0.1", "path": "/data"}}],  # never mounted: not supported
-    }})
-    stuck = watch_until(kube.core.list_namespaced_pod, lambda p: "unsupported volume type" in str(p.status.container_statuses), namespace=namespace, field_selector="metadata.name=unsupported")
+    kube.core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "unsupported"},
+            "spec": {
+                "containers": [{"name": "main", "image": cluster.simulated_image}],
+                "volumes": [
+                    {"name": "data", "nfs": {"server": "127.0.0.1", "path": "/data"}}
+                ],  # never mounted: not supported
+            },
+        },
+    )
+    stuck = watch_until(
+        kube.core.list_namespaced_pod,
+        lambda p: "unsupported volume type" in str(p.status.container_statuses),
+        namespace=namespace,
+        field_selector="metadata.name=unsupported",
+    )
     assert stuck.status.phase == "Pending" and waiting_reason(stuck) == "ContainerCreating"
 
 
 @pytest.mark.timeout(120)
-def test_a_container_without_command_runs_the_image_entrypoint(kube: Kube, namespace: str, cluster: LocalCluster) -> None:
+def test_a_container_without_command_runs_the_image_entrypoint(
+    kube: Kube, namespace: str, cluster: LocalCluster
+) -> None:
     pod = run_pod(kube, namespace, {"containers": [{"name": "main", "image": cluster.real_image, "args": ["--help"]}]})
     assert pod.status.phase == "Succeeded"
     assert "usage: lockgate" in kube.core.read_namespaced_pod_log("p", namespace)
@@ -375,8 +523,12 @@ def test_a_container_without_command_runs_the_image_entrypoint(kube: Kube, names
 
 @pytest.mark.timeout(120)
 def test_env_and_volumes_reach_the_process(kube: Kube, namespace: str, cluster: LocalCluster) -> None:
-    kube.core.create_namespaced_secret(namespace, {"metadata": {"name": "db"}, "data": {"url": base64.b64encode(b"postgresql://db/app").decode()}})
-    kube.core.create_namespaced_config_map(namespace, {"metadata": {"name": "migrations"}, "data": {"V1__init.sql": "create table t ();", "other": "x"}})
+    kube.core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "db"}, "data": {"url": base64.b64encode(b"postgresql://db/app").decode()}}
+    )
+    kube.core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "migrations"}, "data": {"V1__init.sql": "create table t ();", "other": "x"}}
+    )
     script = (
         "import json, os; from kubernetes import client, config; config.load_incluster_config();"
         "version = client.VersionApi().get_code().git_version;"
@@ -385,25 +537,43 @@ def test_env_and_volumes_reach_the_process(kube: Kube, namespace: str, cluster: 
         "json.dump([os.environ['DATABASE_URL'], os.environ['POD_NAME'], files, sql, version, os.getcwd()], open('/dev/termination-log', 'w'))"
     )
     container = {
-        "name": "main", "image": cluster.real_image, "command": ["python", "-c", script], "workingDir": "/tmp",
+        "name": "main",
+        "image": cluster.real_image,
+        "command": ["python", "-c", script],
+        "workingDir": "/tmp",
         "env": [
             {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "db", "key": "url"}}},
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         ],
         "volumeMounts": [{"name": "migrations", "mountPath": "/migrations"}],
     }
-    volume = {"name": "migrations", "configMap": {"name": "migrations", "items": [{"key": "V1__init.sql", "path": "sql/V1__init.sql"}]}}
+    volume = {
+        "name": "migrations",
+        "configMap": {"name": "migrations", "items": [{"key": "V1__init.sql", "path": "sql/V1__init.sql"}]},
+    }
     pod = run_pod(kube, namespace, {"containers": [container], "volumes": [volume]}, name="reader")
     terminated = pod.status.container_statuses[0].state.terminated
     assert terminated.exit_code == 0, terminated.message
-    assert json.loads(terminated.message) == ["postgresql://db/app", "reader", ["sql"], "create table t ();", "v1.35.4", "/tmp"]
+    assert json.loads(terminated.message) == [
+        "postgresql://db/app",
+        "reader",
+        ["sql"],
+        "create table t ();",
+        "v1.35.4",
+        "/tmp",
+    ]
 
 
 @pytest.mark.timeout(120)
 def test_init_containers_run_first_in_order(kube: Kube, namespace: str, cluster: LocalCluster) -> None:
     def step(name: str, command: str) -> dict:
         # /tmp hides the host's /tmp, where the local cluster keeps the other volumes' files.
-        return {"name": name, "image": cluster.real_image, "command": ["sh", "-c", command], "volumeMounts": [{"name": "work", "mountPath": "/tmp"}]}
+        return {
+            "name": name,
+            "image": cluster.real_image,
+            "command": ["sh", "-c", command],
+            "volumeMounts": [{"name": "work", "mountPath": "/tmp"}],
+        }
 
     spec = {
         "initContainers": [step("first", "echo -n 1 > /tmp/order"), step("second", "echo -n 2 >> /tmp/order")],
@@ -427,10 +597,24 @@ def test_pod_deletion_stops_the_process(kube: Kube, namespace: str, cluster: Loc
         "signal.signal(signal.SIGTERM, lambda *_: (open('/out/stopped', 'w').write('SIGTERM'), sys.exit(0)));"
         "open('/out/pid', 'w').write(str(os.getpid())); time.sleep(600)"
     )
-    container = {"name": "main", "image": cluster.real_image, "command": ["python", "-c", script], "volumeMounts": [{"name": "out", "mountPath": "/out"}]}
-    spec = {"containers": [container], "volumes": [{"name": "out", "hostPath": {"path": str(tmp_path)}}], "terminationGracePeriodSeconds": 5}
+    container = {
+        "name": "main",
+        "image": cluster.real_image,
+        "command": ["python", "-c", script],
+        "volumeMounts": [{"name": "out", "mountPath": "/out"}],
+    }
+    spec = {
+        "containers": [container],
+        "volumes": [{"name": "out", "hostPath": {"path": str(tmp_path)}}],
+        "terminationGracePeriodSeconds": 5,
+    }
     kube.core.create_namespaced_pod(namespace, {"metadata": {"name": "sleeper"}, "spec": spec})
-    watch_until(kube.core.list_namespaced_pod, lambda p: p.status.phase == "Running", namespace=namespace, field_selector="metadata.name=sleeper")
+    watch_until(
+        kube.core.list_namespaced_pod,
+        lambda p: p.status.phase == "Running",
+        namespace=namespace,
+        field_selector="metadata.name=sleeper",
+    )
     deadline = time.monotonic() + 10
     while not (tmp_path / "pid").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -459,7 +643,13 @@ def rolled_out(deployment: client.V1Deployment) -> bool:
 
 def open_gate(kube: Kube, namespace: str, pod: client.V1Pod) -> None:
     """What the operator does: patch the gate's condition through pods/status."""
-    body = {"status": {"conditions": [{"type": GATE, "status": "True", "reason": "SchemaReady", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}
+    body = {
+        "status": {
+            "conditions": [
+                {"type": GATE, "status": "True", "reason": "SchemaReady", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+            ]
+        }
+    }
     kube.core.patch_namespaced_pod_status(pod.metadata.name, namespace, body)
 
 
@@ -467,7 +657,8 @@ def gated_pods(kube: Kube, namespace: str, template_hash: str | None = None) -> 
     """Pods whose containers are ready but whose gate is not open yet."""
     selector = "app=web" + (f",pod-template-hash={template_hash}" if template_hash else "")
     return [
-        p for p in kube.core.list_namespaced_pod(namespace, label_selector=selector).items
+        p
+        for p in kube.core.list_namespaced_pod(namespace, label_selector=selector).items
         if p.metadata.deletion_timestamp is None and has_condition(p, "ContainersReady") and not has_condition(p, GATE)
     ]
 
@@ -477,45 +668,75 @@ def pod_ready_with_closed_gate(pod: client.V1Pod) -> bool:
 
 
 @pytest.mark.timeout(120)
-def test_a_readiness_gate_holds_the_rollout_while_old_pods_serve(kube: Kube, namespace: str, cluster: LocalCluster) -> None:
+def test_a_readiness_gate_holds_the_rollout_while_old_pods_serve(
+    kube: Kube, namespace: str, cluster: LocalCluster
+) -> None:
     template = {
         "metadata": {"labels": {"app": "web"}, "annotations": {"lockgate.dev/requires-version": "1"}},
-        "spec": {"readinessGates": [{"conditionType": GATE}], "containers": [{"name": "web", "image": cluster.simulated_image}]},
+        "spec": {
+            "readinessGates": [{"conditionType": GATE}],
+            "containers": [{"name": "web", "image": cluster.simulated_image}],
+        },
     }
     deployment = {
         "metadata": {"name": "web"},
         "spec": {
-            "replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": template,
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": template,
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
         },
     }
     kube.apps.create_namespaced_deployment(namespace, deployment)
     # The first rollout needs its gates opened too: no pod is Ready before that.
     for _ in range(2):
-        pod = watch_until(kube.core.list_namespaced_pod, lambda p: pod_ready_with_closed_gate(p) and not has_condition(p, GATE), namespace=namespace, label_selector="app=web")
+        pod = watch_until(
+            kube.core.list_namespaced_pod,
+            lambda p: pod_ready_with_closed_gate(p) and not has_condition(p, GATE),
+            namespace=namespace,
+            label_selector="app=web",
+        )
         open_gate(kube, namespace, pod)
-    watch_until(kube.apps.list_namespaced_deployment, rolled_out, namespace=namespace, field_selector="metadata.name=web")
+    watch_until(
+        kube.apps.list_namespaced_deployment, rolled_out, namespace=namespace, field_selector="metadata.name=web"
+    )
     old_pods = {p.metadata.name for p in kube.core.list_namespaced_pod(namespace, label_selector="app=web").items}
 
-    kube.apps.patch_namespaced_deployment("web", namespace, {"spec": {"template": {"metadata": {"annotations": {"lockgate.dev/requires-version": "2"}}}}})
+    kube.apps.patch_namespaced_deployment(
+        "web", namespace, {"spec": {"template": {"metadata": {"annotations": {"lockgate.dev/requires-version": "2"}}}}}
+    )
     new_pod = watch_until(
-        kube.core.list_namespaced_pod, lambda p: p.metadata.name not in old_pods and pod_ready_with_closed_gate(p),
-        namespace=namespace, label_selector="app=web",
+        kube.core.list_namespaced_pod,
+        lambda p: p.metadata.name not in old_pods and pod_ready_with_closed_gate(p),
+        namespace=namespace,
+        label_selector="app=web",
     )
     ready = next(c for c in new_pod.status.conditions if c.type == "Ready")
     assert ready.reason == "ReadinessGatesNotReady" and GATE in ready.message
     time.sleep(2)  # give the controllers every chance to (wrongly) go on
     web = kube.apps.read_namespaced_deployment("web", namespace)
     assert not rolled_out(web) and web.status.updated_replicas == 1 and web.status.available_replicas == 2
-    serving = [p for p in kube.core.list_namespaced_pod(namespace, label_selector="app=web").items if has_condition(p, "Ready")]
+    serving = [
+        p for p in kube.core.list_namespaced_pod(namespace, label_selector="app=web").items if has_condition(p, "Ready")
+    ]
     assert {p.metadata.name for p in serving} == old_pods
 
     new_hash = new_pod.metadata.labels["pod-template-hash"]
     open_gate(kube, namespace, new_pod)
-    second = watch_until(kube.core.list_namespaced_pod, lambda p: p.metadata.name != new_pod.metadata.name and p.metadata.labels["pod-template-hash"] == new_hash
-                         and pod_ready_with_closed_gate(p), namespace=namespace, label_selector="app=web")
+    second = watch_until(
+        kube.core.list_namespaced_pod,
+        lambda p: (
+            p.metadata.name != new_pod.metadata.name
+            and p.metadata.labels["pod-template-hash"] == new_hash
+            and pod_ready_with_closed_gate(p)
+        ),
+        namespace=namespace,
+        label_selector="app=web",
+    )
     open_gate(kube, namespace, second)
-    web = watch_until(kube.apps.list_namespaced_deployment, rolled_out, namespace=namespace, field_selector="metadata.name=web")
+    web = watch_until(
+        kube.apps.list_namespaced_deployment, rolled_out, namespace=namespace, field_selector="metadata.name=web"
+    )
     assert has_condition(web, "Available")
     current = watch_until(kube.core.list_namespaced_pod, lambda p: True, namespace=namespace, label_selector="app=web")
     assert current.metadata.labels["pod-template-hash"] == new_hash
@@ -525,9 +746,16 @@ def test_a_readiness_gate_holds_the_rollout_while_old_pods_serve(kube: Kube, nam
 def test_deleting_the_owner_garbage_collects_the_job(kube: Kube, namespace: str, cluster: LocalCluster) -> None:
     owner = kube.core.create_namespaced_config_map(namespace, {"metadata": {"name": "owner"}})
     job = job_manifest("owned", cluster.simulated_image, ["pause"])
-    job["metadata"]["ownerReferences"] = [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid}]
+    job["metadata"]["ownerReferences"] = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid}
+    ]
     kube.batch.create_namespaced_job(namespace, job)
-    watch_until(kube.core.list_namespaced_pod, lambda p: p.status.phase == "Running", namespace=namespace, label_selector="batch.kubernetes.io/job-name=owned")
+    watch_until(
+        kube.core.list_namespaced_pod,
+        lambda p: p.status.phase == "Running",
+        namespace=namespace,
+        label_selector="batch.kubernetes.io/job-name=owned",
+    )
 
     pods = kube.core.list_namespaced_pod(namespace, label_selector="batch.kubernetes.io/job-name=owned").items
 
@@ -540,13 +768,21 @@ def test_deleting_the_owner_garbage_collects_the_job(kube: Kube, namespace: str,
 @pytest.mark.timeout(120)
 def test_a_service_account_gets_only_what_its_role_grants(kube: Kube, namespace: str, kubeconfig: Path) -> None:
     kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": "limited"}})
-    kube.rbac.create_namespaced_role(namespace, {"metadata": {"name": "get-pods"}, "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]})
-    kube.rbac.create_namespaced_role_binding(namespace, {
-        "metadata": {"name": "limited-get-pods"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "get-pods"},
-        "subjects": [{"kind": "ServiceAccount", "name": "limited", "namespace": namespace}],
-    })
-    token = kube.core.create_namespaced_service_account_token("limited", namespace, {"spec": {"audiences": [], "expirationSeconds": 600}}).status.token
+    kube.rbac.create_namespaced_role(
+        namespace,
+        {"metadata": {"name": "get-pods"}, "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]},
+    )
+    kube.rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "limited-get-pods"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "get-pods"},
+            "subjects": [{"kind": "ServiceAccount", "name": "limited", "namespace": namespace}],
+        },
+    )
+    token = kube.core.create_namespaced_service_account_token(
+        "limited", namespace, {"spec": {"audiences": [], "expirationSeconds": 600}}
+    ).status.token
     admin = kube.api.configuration
     configuration = client.Configuration(host=admin.host, api_key={"authorization": f"Bearer {token}"})
     configuration.ssl_ca_cert = admin.ssl_ca_cert
@@ -567,20 +803,30 @@ def test_a_service_account_gets_only_what_its_role_grants(kube: Kube, namespace:
 
 
 @pytest.mark.timeout(60)
-def test_start_operator_runs_a_command_against_the_cluster(start_operator, kube: Kube, namespace: str, kubeconfig: Path) -> None:  # type: ignore[no-untyped-def]
+def test_start_operator_runs_a_command_against_the_cluster(
+    start_operator, kube: Kube, namespace: str, kubeconfig: Path
+) -> None:  # type: ignore[no-untyped-def]
     script = (
         "import os, sys, time; from kubernetes import client, config; config.load_kube_config();"
         "print('using', os.environ['KUBECONFIG'], flush=True);"
         "client.CoreV1Api().create_namespaced_config_map(sys.argv[1], {'metadata': {'name': 'from-operator'}}); time.sleep(600)"
     )
     operator = start_operator([sys.executable, "-c", script, namespace])
-    watch_until(kube.core.list_namespaced_config_map, lambda cm: True, namespace=namespace, field_selector="metadata.name=from-operator")
+    watch_until(
+        kube.core.list_namespaced_config_map,
+        lambda cm: True,
+        namespace=namespace,
+        field_selector="metadata.name=from-operator",
+    )
     assert operator.is_running
     assert f"using {kubeconfig}" in operator.log
     assert operator.stop() == -15
     assert not operator.is_running
 
-    stubborn = start_operator([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"], name="stubborn")
+    stubborn = start_operator(
+        [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"],
+        name="stubborn",
+    )
     assert stubborn.kill() == -9
 
 
@@ -595,8 +841,21 @@ def test_up_reports_a_component_that_fails_to_start(tmp_path: Path, cluster: Loc
     (assets / "kube-apiserver").write_text("#!/bin/sh\necho 'E0101 fake apiserver: cannot start' >&2\nexit 1\n")
     (assets / "kube-apiserver").chmod(0o755)
     env = {**os.environ, "KUBEBUILDER_ASSETS": str(assets)}
-    result = subprocess.run([sys.executable, "-m", "tests.cluster", "up", "--dir", str(tmp_path / "c")], cwd=REPO, env=env, capture_output=True, text=True, timeout=90)
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.cluster", "up", "--dir", str(tmp_path / "c")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     assert result.returncode != 0
     assert "kube-apiserver exited with 1" in result.stderr and "fake apiserver: cannot start" in result.stderr
-    down = subprocess.run([sys.executable, "-m", "tests.cluster", "down", "--dir", str(tmp_path / "c")], cwd=REPO, capture_output=True, text=True, timeout=60)
+    down = subprocess.run(
+        [sys.executable, "-m", "tests.cluster", "down", "--dir", str(tmp_path / "c")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert down.returncode == 0 and "no test cluster is running" in down.stdout

@@ -19,7 +19,12 @@ from lockgate.wait import verdict
 def body(**spec: object) -> dict:
     return {
         "metadata": {"name": "shop", "namespace": "ns", "uid": "u1", "generation": 3, "resourceVersion": "9"},
-        "spec": {"version": "3", "image": "registry/shop:3", "database": {"urlFrom": {"secretKeyRef": {"name": "db", "key": "url"}}}, **spec},
+        "spec": {
+            "version": "3",
+            "image": "registry/shop:3",
+            "database": {"urlFrom": {"secretKeyRef": {"name": "db", "key": "url"}}},
+            **spec,
+        },
     }
 
 
@@ -38,7 +43,14 @@ def test_default_job_runs_lockgate_with_the_url_only_from_the_secret() -> None:
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     meta = job["metadata"]
     assert meta["finalizers"] == ["lockgate.dev/result"]
-    assert meta["ownerReferences"][0] | {} == {"apiVersion": "lockgate.dev/v1alpha1", "kind": "SchemaMigration", "name": "shop", "uid": "u1", "controller": True, "blockOwnerDeletion": True}
+    assert meta["ownerReferences"][0] | {} == {
+        "apiVersion": "lockgate.dev/v1alpha1",
+        "kind": "SchemaMigration",
+        "name": "shop",
+        "uid": "u1",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
     assert meta["labels"]["lockgate.dev/phase"] == "expand" and meta["labels"]["lockgate.dev/version"] == "3"
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     assert job["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
@@ -50,8 +62,18 @@ def test_overrides_reach_the_pod() -> None:
         migrations={"path": "/app/migrations", "configMap": {"name": "scripts"}},
         expand={"command": ["python", "manage.py", "migrate"]},
         env=[{"name": "DJANGO_SETTINGS_MODULE", "value": "shop.settings"}],
-        podTemplate={"serviceAccountName": "migrator", "nodeSelector": {"pool": "db"}, "tolerations": [{"key": "db", "operator": "Exists"}], "resources": {"limits": {"memory": "256Mi"}}, "securityContext": {"runAsUser": 1000}, "imagePullSecrets": [{"name": "reg"}]},
-        backoffLimit=0, activeDeadlineSeconds=600, ttlSecondsAfterFinished=0, imagePullPolicy="Always",
+        podTemplate={
+            "serviceAccountName": "migrator",
+            "nodeSelector": {"pool": "db"},
+            "tolerations": [{"key": "db", "operator": "Exists"}],
+            "resources": {"limits": {"memory": "256Mi"}},
+            "securityContext": {"runAsUser": 1000},
+            "imagePullSecrets": [{"name": "reg"}],
+        },
+        backoffLimit=0,
+        activeDeadlineSeconds=600,
+        ttlSecondsAfterFinished=0,
+        imagePullPolicy="Always",
     )
     job = job_manifest(parse_migration(spec), REQUEST)
     pod = job["spec"]["template"]["spec"]
@@ -60,9 +82,17 @@ def test_overrides_reach_the_pod() -> None:
     assert container["volumeMounts"] == [{"name": "migrations", "mountPath": "/app/migrations", "readOnly": True}]
     assert pod["volumes"] == [{"name": "migrations", "configMap": {"name": "scripts"}}]
     assert {e["name"]: e.get("value") for e in container["env"]}["DJANGO_SETTINGS_MODULE"] == "shop.settings"
-    assert (pod["serviceAccountName"], pod["nodeSelector"], pod["automountServiceAccountToken"]) == ("migrator", {"pool": "db"}, True)
+    assert (pod["serviceAccountName"], pod["nodeSelector"], pod["automountServiceAccountToken"]) == (
+        "migrator",
+        {"pool": "db"},
+        True,
+    )
     assert container["securityContext"] == {"runAsUser": 1000} and container["resources"]["limits"]["memory"] == "256Mi"
-    assert (job["spec"]["backoffLimit"], job["spec"]["activeDeadlineSeconds"], job["spec"]["ttlSecondsAfterFinished"]) == (0, 600, 0)
+    assert (
+        job["spec"]["backoffLimit"],
+        job["spec"]["activeDeadlineSeconds"],
+        job["spec"]["ttlSecondsAfterFinished"],
+    ) == (0, 600, 0)
     assert container["imagePullPolicy"] == "Always" and pod["imagePullSecrets"] == [{"name": "reg"}]
 
 
@@ -83,33 +113,76 @@ def test_bad_duration() -> None:
 
 
 def test_runner_report_from_the_termination_message() -> None:
-    message = json.dumps({"exit_code": 1, "applied_count": 2, "schema_version": "2", "error": {"script": "V3__x.sql", "line": 7, "sqlstate": "23505", "message": "duplicate key"}})
+    message = json.dumps(
+        {
+            "exit_code": 1,
+            "applied_count": 2,
+            "schema_version": "2",
+            "error": {"script": "V3__x.sql", "line": 7, "sqlstate": "23505", "message": "duplicate key"},
+        }
+    )
     report = parse_report(message, 1)
     assert (report.applied, report.schema_version) == (2, "2")
     assert report.error == "V3__x.sql line 7: [23505] duplicate key"
-    other_tool = parse_report("django.db.utils.ProgrammingError: relation does not exist\npostgresql://app:hunter2@db/app", 1)
+    other_tool = parse_report(
+        "django.db.utils.ProgrammingError: relation does not exist\npostgresql://app:hunter2@db/app", 1
+    )
     assert other_tool.error.startswith("django.db.utils.ProgrammingError") and "hunter2" not in other_tool.error
     assert parse_report("", 0).error is None
 
 
 def test_job_and_pod_views() -> None:
     assert job_state({"conditions": [{"type": "Complete", "status": "True"}]}) == SUCCEEDED
-    assert job_state({"conditions": [{"type": "FailureTarget", "status": "True"}, {"type": "Failed", "status": "True"}]}) == FAILED
-    pod = {"metadata": {"name": "p", "labels": {"job-name": "j"}}, "status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 0, "finishedAt": "t", "message": json.dumps({"exit_code": 0, "applied_count": 3})}}}]}}
+    assert (
+        job_state({"conditions": [{"type": "FailureTarget", "status": "True"}, {"type": "Failed", "status": "True"}]})
+        == FAILED
+    )
+    pod = {
+        "metadata": {"name": "p", "labels": {"job-name": "j"}},
+        "status": {
+            "containerStatuses": [
+                {
+                    "state": {
+                        "terminated": {
+                            "exitCode": 0,
+                            "finishedAt": "t",
+                            "message": json.dumps({"exit_code": 0, "applied_count": 3}),
+                        }
+                    }
+                }
+            ]
+        },
+    }
     assert job_pod_view(pod).report.applied == 3
 
 
 def test_workload_rollout_states() -> None:
-    deployment = {"kind": "Deployment", "metadata": {"name": "web", "generation": 2}, "spec": {"replicas": 2, "template": {"metadata": {"annotations": {"lockgate.dev/requires-version": "3"}}}}}
-    rolling = workload_view(deployment | {"status": {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 1, "availableReplicas": 2}})
-    done = workload_view(deployment | {"status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}})
-    stale = workload_view(deployment | {"status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}})
+    deployment = {
+        "kind": "Deployment",
+        "metadata": {"name": "web", "generation": 2},
+        "spec": {"replicas": 2, "template": {"metadata": {"annotations": {"lockgate.dev/requires-version": "3"}}}},
+    }
+    rolling = workload_view(
+        deployment | {"status": {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 1, "availableReplicas": 2}}
+    )
+    done = workload_view(
+        deployment | {"status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}}
+    )
+    stale = workload_view(
+        deployment | {"status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}}
+    )
     assert (rolling.rolled_out, done.rolled_out, stale.rolled_out) == (False, True, False)
     assert done.required == "3"
 
 
 def test_wait_verdict() -> None:
-    smig = {"status": {"appliedVersion": "2", "phase": "Failed", "conditions": [{"type": "Stalled", "status": "True", "message": "expand Job failed"}]}}
+    smig = {
+        "status": {
+            "appliedVersion": "2",
+            "phase": "Failed",
+            "conditions": [{"type": "Stalled", "status": "True", "message": "expand Job failed"}],
+        }
+    }
     assert verdict(smig, Version.parse("2"))[0]
     waiting, message = verdict(smig, Version.parse("3"))
     assert not waiting and "stalled: expand Job failed" in message
@@ -117,12 +190,48 @@ def test_wait_verdict() -> None:
 
 
 def test_status_view_shows_what_matters() -> None:
-    smig = body() | {"status": {
-        "appliedVersion": "2", "phase": "Failed",
-        "conditions": [{"type": "Ready", "status": "False", "message": "expand Job failed"}, {"type": "Stalled", "status": "True", "message": "fix it"}],
-        "gate": {"workloads": [{"kind": "Deployment", "name": "web", "requiresVersion": "3", "updated": 1, "desired": 2, "available": 2, "rolledOut": False}], "podsWaiting": 1, "podsReady": 2},
-        "history": [{"phase": "expand", "version": "3", "job": "shop-expand-3-x", "result": "Failed", "applied": 0, "error": "[42P01] nope"}],
-    }}
+    smig = body() | {
+        "status": {
+            "appliedVersion": "2",
+            "phase": "Failed",
+            "conditions": [
+                {"type": "Ready", "status": "False", "message": "expand Job failed"},
+                {"type": "Stalled", "status": "True", "message": "fix it"},
+            ],
+            "gate": {
+                "workloads": [
+                    {
+                        "kind": "Deployment",
+                        "name": "web",
+                        "requiresVersion": "3",
+                        "updated": 1,
+                        "desired": 2,
+                        "available": 2,
+                        "rolledOut": False,
+                    }
+                ],
+                "podsWaiting": 1,
+                "podsReady": 2,
+            },
+            "history": [
+                {
+                    "phase": "expand",
+                    "version": "3",
+                    "job": "shop-expand-3-x",
+                    "result": "Failed",
+                    "applied": 0,
+                    "error": "[42P01] nope",
+                }
+            ],
+        }
+    }
     text = "\n".join(render(smig))
-    for expected in ("ns/shop: target 3, applied 2, phase Failed, ready False", "Deployment/web requires 3: 1/2 updated", "1 waiting, 2 passed", "shop-expand-3-x: Failed", "error: [42P01] nope", "STALLED: fix it"):
+    for expected in (
+        "ns/shop: target 3, applied 2, phase Failed, ready False",
+        "Deployment/web requires 3: 1/2 updated",
+        "1 waiting, 2 passed",
+        "shop-expand-3-x: Failed",
+        "error: [42P01] nope",
+        "STALLED: fix it",
+    ):
         assert expected in text

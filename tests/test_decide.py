@@ -8,28 +8,78 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from lockgate.controller.decide import CLAIM_GRACE, HISTORY_LIMIT, Decision, Observed, decide
-from lockgate.controller.observed import ACTIVE, FAILED, SUCCEEDED, JobPodView, JobView, PodView, WorkloadView, parse_report
+from lockgate.controller.observed import (
+    ACTIVE,
+    FAILED,
+    SUCCEEDED,
+    JobPodView,
+    JobView,
+    PodView,
+    WorkloadView,
+    parse_report,
+)
 from lockgate.controller.spec import Migration, parse_migration
 
 NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
 UID = "uid-1"
 
 
-def migration(version: str = "3", status: dict[str, Any] | None = None, generation: int = 1, annotations: dict[str, str] | None = None, **spec: Any) -> Migration:
+def migration(
+    version: str = "3",
+    status: dict[str, Any] | None = None,
+    generation: int = 1,
+    annotations: dict[str, str] | None = None,
+    **spec: Any,
+) -> Migration:
     body = {
-        "metadata": {"name": "shop", "namespace": "ns", "uid": UID, "generation": generation, "resourceVersion": "1", "annotations": annotations or {}},
-        "spec": {"version": version, "image": f"registry/shop-migrations:{version}", "database": {"urlFrom": {"secretKeyRef": {"name": "db", "key": "url"}}}, **spec},
+        "metadata": {
+            "name": "shop",
+            "namespace": "ns",
+            "uid": UID,
+            "generation": generation,
+            "resourceVersion": "1",
+            "annotations": annotations or {},
+        },
+        "spec": {
+            "version": version,
+            "image": f"registry/shop-migrations:{version}",
+            "database": {"urlFrom": {"secretKeyRef": {"name": "db", "key": "url"}}},
+            **spec,
+        },
         "status": status or {},
     }
     return parse_migration(body)
 
 
-def job(name: str, phase: str = "expand", version: str = "3", state: str = ACTIVE, attempt: str = "", owner: str = UID, deleting: bool = False, image: str = "registry/shop-migrations:3") -> JobView:
-    return JobView(name, phase, version, attempt, image, state, "2026-11-21T11:59:00Z", None if state == ACTIVE else "2026-11-21T11:59:30Z", True, deleting, owner)
+def job(
+    name: str,
+    phase: str = "expand",
+    version: str = "3",
+    state: str = ACTIVE,
+    attempt: str = "",
+    owner: str = UID,
+    deleting: bool = False,
+    image: str = "registry/shop-migrations:3",
+) -> JobView:
+    return JobView(
+        name,
+        phase,
+        version,
+        attempt,
+        image,
+        state,
+        "2026-11-21T11:59:00Z",
+        None if state == ACTIVE else "2026-11-21T11:59:30Z",
+        True,
+        deleting,
+        owner,
+    )
 
 
 def report(job_name: str, applied: int = 2, exit_code: int = 0, error: dict[str, Any] | None = None) -> JobPodView:
-    message = json.dumps({"exit_code": exit_code, "applied_count": applied, "schema_version": "3", "duration_ms": 40, "error": error})
+    message = json.dumps(
+        {"exit_code": exit_code, "applied_count": applied, "schema_version": "3", "duration_ms": 40, "error": error}
+    )
     return JobPodView(f"{job_name}-pod", job_name, "2026-11-21T11:59:29Z", parse_report(message, exit_code))
 
 
@@ -38,7 +88,16 @@ def pod(name: str, required: str | None = "3", gate: tuple[str, str] | None = No
 
 
 def workload(name: str, required: str = "3", rolled_out: bool = True) -> WorkloadView:
-    return WorkloadView("Deployment", name, required, 2, 2 if rolled_out else 1, 2 if rolled_out else 1, 2 if rolled_out else 3, rolled_out)
+    return WorkloadView(
+        "Deployment",
+        name,
+        required,
+        2,
+        2 if rolled_out else 1,
+        2 if rolled_out else 1,
+        2 if rolled_out else 3,
+        rolled_out,
+    )
 
 
 def observe(m: Migration | None, now: datetime = NOW, **parts: Any) -> Observed:
@@ -60,7 +119,14 @@ def test_a_new_migration_claims_exactly_one_expand_job() -> None:
     assert d.create.name.startswith("shop-expand-3-")
     assert d.status["history"] == [d.status["history"][0]] and d.status["history"][0]["result"] == "Running"
     assert d.status["jobs"] == {"expand": d.create.name}
-    assert conditions(d) == {"Ready": "False", "Reconciling": "True", "Stalled": "False", "Expanded": "False", "RolledOut": "False", "Contracted": "False"}
+    assert conditions(d) == {
+        "Ready": "False",
+        "Reconciling": "True",
+        "Stalled": "False",
+        "Expanded": "False",
+        "RolledOut": "False",
+        "Contracted": "False",
+    }
     assert d.status["phase"] == "Expanding" and d.status["observedGeneration"] == 1
     assert [e.reason for e in d.events] == ["JobCreated"]
 
@@ -72,7 +138,9 @@ def test_a_fresh_claim_waits_for_its_job_instead_of_claiming_again() -> None:
     assert again.create is None and again.status is None
     assert 0 < again.requeue_after <= CLAIM_GRACE.total_seconds()
     late = decide(observe(m, now=NOW + CLAIM_GRACE + timedelta(seconds=1)))
-    assert late.create is not None and late.create.name == first.create.name  # the operator stopped between claim and create
+    assert (
+        late.create is not None and late.create.name == first.create.name
+    )  # the operator stopped between claim and create
     assert late.status is not None  # even a re-create goes through a guarded status write
 
 
@@ -88,11 +156,26 @@ def test_a_running_job_is_waited_for() -> None:
 def test_success_is_recorded_then_the_job_released_and_background_claimed() -> None:
     first = decide(observe(migration()))
     name = first.create.name
-    d = decide(observe(applied(migration(), first), jobs=[job(name, state=SUCCEEDED, attempt=first.create.attempt)], job_pods=[report(name)]))
+    d = decide(
+        observe(
+            applied(migration(), first),
+            jobs=[job(name, state=SUCCEEDED, attempt=first.create.attempt)],
+            job_pods=[report(name)],
+        )
+    )
     entry = d.status["history"][0]
-    assert (entry["result"], entry["applied"], entry["schemaVersion"], entry.get("error")) == ("Succeeded", 2, "3", None)
+    assert (entry["result"], entry["applied"], entry["schemaVersion"], entry.get("error")) == (
+        "Succeeded",
+        2,
+        "3",
+        None,
+    )
     assert d.status["appliedVersion"] == "3"
-    assert conditions(d)["Ready"] == "True" and conditions(d)["Expanded"] == "True" and conditions(d)["Reconciling"] == "False"
+    assert (
+        conditions(d)["Ready"] == "True"
+        and conditions(d)["Expanded"] == "True"
+        and conditions(d)["Reconciling"] == "False"
+    )
     assert d.release == (name,)
     assert d.create is not None and d.create.phase == "background"
     assert [e.reason for e in d.events] == ["ExpandSucceeded", "JobCreated", "RolledOut"]  # no gated workloads yet
@@ -106,14 +189,29 @@ def test_a_finished_job_waits_briefly_for_its_pods_report() -> None:
     early = decide(observe(m, now=datetime(2026, 11, 21, 11, 59, 31, tzinfo=timezone.utc), jobs=[finished]))
     assert early.release == () and early.finished == () and early.requeue_after == 1.0
     late = decide(observe(m, jobs=[finished]))  # 30 s later: recorded without the summary
-    assert late.release == (name,) and late.status["history"][0]["result"] == "Succeeded" and "applied" not in late.status["history"][0]
+    assert (
+        late.release == (name,)
+        and late.status["history"][0]["result"] == "Succeeded"
+        and "applied" not in late.status["history"][0]
+    )
 
 
 def test_a_failed_job_stalls_until_the_spec_or_the_retry_annotation_changes() -> None:
     first = decide(observe(migration()))
     name = first.create.name
-    failure = report(name, applied=0, exit_code=1, error={"script": "V3__x.sql", "line": 4, "sqlstate": "42P01", "message": "relation \"nope\" does not exist"})
-    failed = decide(observe(applied(migration(), first), jobs=[job(name, state=FAILED, attempt=first.create.attempt)], job_pods=[failure]))
+    failure = report(
+        name,
+        applied=0,
+        exit_code=1,
+        error={"script": "V3__x.sql", "line": 4, "sqlstate": "42P01", "message": 'relation "nope" does not exist'},
+    )
+    failed = decide(
+        observe(
+            applied(migration(), first),
+            jobs=[job(name, state=FAILED, attempt=first.create.attempt)],
+            job_pods=[failure],
+        )
+    )
     assert conditions(failed)["Stalled"] == "True" and conditions(failed)["Ready"] == "False"
     assert failed.create is None and failed.status["phase"] == "Failed"
     assert 'V3__x.sql line 4: [42P01] relation "nope" does not exist' in failed.status["history"][0]["error"]
@@ -128,20 +226,42 @@ def test_a_failed_job_stalls_until_the_spec_or_the_retry_annotation_changes() ->
 
 def test_a_job_deleted_while_running_counts_as_failed() -> None:
     first = decide(observe(migration()))
-    d = decide(observe(applied(migration(), first), jobs=[job(first.create.name, deleting=True, attempt=first.create.attempt)]))
-    assert d.status["history"][0]["result"] == "Failed" and "deleted before it finished" in d.status["history"][0]["error"]
+    d = decide(
+        observe(applied(migration(), first), jobs=[job(first.create.name, deleting=True, attempt=first.create.attempt)])
+    )
+    assert (
+        d.status["history"][0]["result"] == "Failed" and "deleted before it finished" in d.status["history"][0]["error"]
+    )
     assert d.release == (first.create.name,)
 
 
-def expanded(version: str = "3", background: str | None = None, contracted: str | None = None, **spec: Any) -> Migration:
-    status = {"appliedVersion": version, "backgroundVersion": background, "contractedVersion": contracted, "history": []}
+def expanded(
+    version: str = "3", background: str | None = None, contracted: str | None = None, **spec: Any
+) -> Migration:
+    status = {
+        "appliedVersion": version,
+        "backgroundVersion": background,
+        "contractedVersion": contracted,
+        "history": [],
+    }
     return migration(version, status, **spec)
 
 
 def test_the_gate_opens_for_pods_requiring_the_expanded_version_or_less() -> None:
-    pods = [pod("new", "3"), pod("old", "2", ("True", "SchemaReady")), pod("future", "4"), pod("unlabelled", None), pod("garbage", "v3")]
+    pods = [
+        pod("new", "3"),
+        pod("old", "2", ("True", "SchemaReady")),
+        pod("future", "4"),
+        pod("unlabelled", None),
+        pod("garbage", "v3"),
+    ]
     gates = {g.pod: (g.ready, g.reason) for g in decide(observe(expanded(), pods=pods)).gates}
-    assert gates == {"new": (True, "SchemaReady"), "future": (False, "WaitingForSchema"), "unlabelled": (False, "MissingRequiredVersion"), "garbage": (False, "InvalidRequiredVersion")}
+    assert gates == {
+        "new": (True, "SchemaReady"),
+        "future": (False, "WaitingForSchema"),
+        "unlabelled": (False, "MissingRequiredVersion"),
+        "garbage": (False, "InvalidRequiredVersion"),
+    }
     before = {g.pod: g.ready for g in decide(observe(migration(), pods=[pod("new", "3")])).gates}
     assert before == {"new": False}
 
@@ -153,12 +273,20 @@ def test_background_never_holds_the_gate_and_contract_waits_for_it() -> None:
 
 
 def test_contract_waits_for_every_gated_workload_to_roll_out() -> None:
-    rolling = decide(observe(expanded(background="3"), workloads=[workload("web", rolled_out=False)], pods=[pod("a", "3"), pod("b", "2")]))
+    rolling = decide(
+        observe(
+            expanded(background="3"), workloads=[workload("web", rolled_out=False)], pods=[pod("a", "3"), pod("b", "2")]
+        )
+    )
     assert rolling.create is None and conditions(rolling)["RolledOut"] == "False"
     assert "Deployment/web" in next(c for c in rolling.status["conditions"] if c["type"] == "RolledOut")["message"]
-    old_pod = decide(observe(expanded(background="3"), workloads=[workload("web")], pods=[pod("a", "3"), pod("b", "2")]))
+    old_pod = decide(
+        observe(expanded(background="3"), workloads=[workload("web")], pods=[pod("a", "3"), pod("b", "2")])
+    )
     assert old_pod.create is None  # a pod still needs the old schema
-    old_template = decide(observe(expanded(background="3"), workloads=[workload("web", required="2")], pods=[pod("a", "3")]))
+    old_template = decide(
+        observe(expanded(background="3"), workloads=[workload("web", required="2")], pods=[pod("a", "3")])
+    )
     assert old_template.create is None
     done = decide(observe(expanded(background="3"), workloads=[workload("web")], pods=[pod("a", "3")]))
     assert done.create is not None and done.create.phase == "contract"
@@ -184,7 +312,11 @@ def test_complete_and_contract_disabled() -> None:
     done = decide(observe(expanded(background="3", contracted="3")))
     assert done.create is None and done.status["phase"] == "Complete" and conditions(done)["Contracted"] == "True"
     disabled = decide(observe(expanded(background="3", contract={"enabled": False})))
-    assert disabled.create is None and disabled.status["phase"] == "Complete" and conditions(disabled)["Contracted"] == "False"
+    assert (
+        disabled.create is None
+        and disabled.status["phase"] == "Complete"
+        and conditions(disabled)["Contracted"] == "False"
+    )
 
 
 def test_lowering_the_version_starts_nothing_by_default_and_says_so() -> None:
@@ -197,12 +329,30 @@ def test_lowering_the_version_starts_nothing_by_default_and_says_so() -> None:
 
 
 def test_undo_runs_with_the_image_that_expanded_the_newer_version() -> None:
-    history = [{"version": "3", "phase": "expand", "job": "shop-expand-3-x", "attempt": "a", "image": "registry/shop-migrations:3", "result": "Succeeded"}]
+    history = [
+        {
+            "version": "3",
+            "phase": "expand",
+            "job": "shop-expand-3-x",
+            "attempt": "a",
+            "image": "registry/shop-migrations:3",
+            "result": "Succeeded",
+        }
+    ]
     m = migration("2", {"appliedVersion": "3", "history": history}, rollback={"policy": "Undo"})
     d = decide(observe(m))
-    assert d.create is not None and (d.create.phase, d.create.target, d.create.image) == ("undo", "2", "registry/shop-migrations:3")
+    assert d.create is not None and (d.create.phase, d.create.target, d.create.image) == (
+        "undo",
+        "2",
+        "registry/shop-migrations:3",
+    )
     assert d.status["phase"] == "RollingBack" and conditions(d)["Ready"] == "False"
-    done = decide(observe(applied(m, d), jobs=[job(d.create.name, phase="undo", version="2", state=SUCCEEDED, attempt=d.create.attempt)]))
+    done = decide(
+        observe(
+            applied(m, d),
+            jobs=[job(d.create.name, phase="undo", version="2", state=SUCCEEDED, attempt=d.create.attempt)],
+        )
+    )
     assert done.status["appliedVersion"] == "2"
     no_image = decide(observe(migration("2", {"appliedVersion": "3", "history": []}, rollback={"policy": "Undo"})))
     assert no_image.create is None and conditions(no_image)["Stalled"] == "True"
@@ -225,8 +375,19 @@ def test_jobs_of_an_earlier_migration_with_the_same_name_are_released_not_record
 
 
 def test_history_stays_bounded_but_keeps_running_claims() -> None:
-    old = [{"version": str(i), "phase": "expand", "job": f"j{i}", "attempt": "a", "image": "i", "result": "Succeeded"} for i in range(1, 30)]
-    running = {"version": "3", "phase": "background", "job": "bg", "attempt": "a", "image": "i", "result": "Running", "claimedAt": "2026-11-21T11:59:59Z"}
+    old = [
+        {"version": str(i), "phase": "expand", "job": f"j{i}", "attempt": "a", "image": "i", "result": "Succeeded"}
+        for i in range(1, 30)
+    ]
+    running = {
+        "version": "3",
+        "phase": "background",
+        "job": "bg",
+        "attempt": "a",
+        "image": "i",
+        "result": "Running",
+        "claimedAt": "2026-11-21T11:59:59Z",
+    }
     d = decide(observe(migration("30", {"appliedVersion": "29", "history": [running, *old]})))
     assert len(d.status["history"]) <= HISTORY_LIMIT + 1 and d.status["history"][0]["job"] == "bg"
 
@@ -234,7 +395,14 @@ def test_history_stays_bounded_but_keeps_running_claims() -> None:
 def test_decisions_converge_nothing_changes_when_nothing_changed() -> None:
     m = expanded(background="3", contracted="3")
     first = decide(observe(m, pods=[pod("a", "3", ("True", "SchemaReady"))], workloads=[workload("web")]))
-    second = decide(observe(applied(m, first), now=NOW + timedelta(minutes=5), pods=[pod("a", "3", ("True", "SchemaReady"))], workloads=[workload("web")]))
+    second = decide(
+        observe(
+            applied(m, first),
+            now=NOW + timedelta(minutes=5),
+            pods=[pod("a", "3", ("True", "SchemaReady"))],
+            workloads=[workload("web")],
+        )
+    )
     assert second.status is None and second.create is None and second.gates == () and second.events == ()
 
 
@@ -248,7 +416,11 @@ def test_status_has_no_nulls_and_patches_remove_what_went_away() -> None:
     assert again.status is None  # stored form and decided form agree
     current = {"appliedVersion": "2", "gate": {"podsWaiting": 1, "old": 1}, "history": [{"a": 1}]}
     desired = {"gate": {"podsWaiting": 0}, "history": [{"b": 2}]}
-    assert merge_patch(current, desired) == {"appliedVersion": None, "gate": {"old": None, "podsWaiting": 0}, "history": [{"b": 2}]}
+    assert merge_patch(current, desired) == {
+        "appliedVersion": None,
+        "gate": {"old": None, "podsWaiting": 0},
+        "history": [{"b": 2}],
+    }
 
 
 def test_an_operator_error_stalls_visibly_until_it_clears() -> None:

@@ -33,7 +33,9 @@ from tests.chart_support import CHART, REPO, one, render
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 EXAMPLE_MIGRATIONS = REPO / "examples" / "argocd" / "shop" / "migrations.yaml"
-BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|cc|clang|make|build-essential|python3?-dev|libpq-dev|apt-get\s+install|apk\s+add|pip\s+install|setup\.py)\b")
+BUILD_TOOLS = re.compile(
+    r"\b(gcc|g\+\+|cc|clang|make|build-essential|python3?-dev|libpq-dev|apt-get\s+install|apk\s+add|pip\s+install|setup\.py)\b"
+)
 
 
 # a small Dockerfile reader
@@ -124,7 +126,9 @@ def chart_pod() -> dict[str, Any]:
 # the Dockerfile's structure
 
 
-def test_a_builder_stage_and_a_final_stage_on_the_same_slim_python_3_11(stages: list[Stage], builder: Stage, final: Stage) -> None:
+def test_a_builder_stage_and_a_final_stage_on_the_same_slim_python_3_11(
+    stages: list[Stage], builder: Stage, final: Stage
+) -> None:
     assert [s.name for s in stages] == ["builder", "final"]
     assert builder.base == final.base  # the venv's interpreter symlinks point into the base image
     assert re.fullmatch(r"python:3\.11-slim(-\w+)?", final.base), final.base
@@ -137,7 +141,9 @@ def test_the_final_stage_has_no_build_tools_and_copies_only_the_venv(builder: St
     assert not final.all("ADD")
     copies = [shlex.split(c) for c in final.all("COPY")]
     venv = builder_venv(builder)
-    assert copies == [["--from=builder", venv, venv]], f"the final stage must copy only the venv from the builder: {copies}"
+    assert copies == [["--from=builder", venv, venv]], (
+        f"the final stage must copy only the venv from the builder: {copies}"
+    )
 
 
 def test_the_image_runs_as_the_non_root_user_the_chart_expects(final: Stage, chart_pod: dict[str, Any]) -> None:
@@ -158,7 +164,9 @@ def test_entrypoint_and_cmd_are_what_the_chart_and_the_node_run(final: Stage, ch
     assert "command" not in operator and operator["args"][0] == "run"
 
 
-def test_the_environment_suits_a_read_only_root_filesystem(final: Stage, builder: Stage, chart_pod: dict[str, Any]) -> None:
+def test_the_environment_suits_a_read_only_root_filesystem(
+    final: Stage, builder: Stage, chart_pod: dict[str, Any]
+) -> None:
     env = final.env()
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
     tmp_mounts = [m["mountPath"] for m in chart_pod["containers"][0]["volumeMounts"]]
@@ -171,7 +179,9 @@ def test_migrations_default_to_the_path_the_crd_and_the_operator_use(final: Stag
     from lockgate.controller.spec import DEFAULT_MIGRATIONS_PATH
 
     crd = yaml.safe_load((REPO / "crds" / "lockgate.dev_schemamigrations.yaml").read_text())
-    path = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["migrations"]["properties"]["path"]
+    path = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["migrations"][
+        "properties"
+    ]["path"]
     assert final.env()["LOCKGATE_MIGRATIONS_DIR"] == path["default"] == DEFAULT_MIGRATIONS_PATH == "/migrations"
     assert "mkdir -p /migrations" in " ".join(final.all("RUN"))
 
@@ -236,9 +246,15 @@ def build_context(destination: Path) -> list[str]:
 
 def test_the_build_context_holds_the_package_and_nothing_else(tmp_path: Path) -> None:
     kept = build_context(tmp_path)
-    assert "pyproject.toml" in kept and "operator/lockgate/cli.py" in kept and "operator/lockgate/controller/handlers.py" in kept
+    assert (
+        "pyproject.toml" in kept
+        and "operator/lockgate/cli.py" in kept
+        and "operator/lockgate/controller/handlers.py" in kept
+    )
     for path in kept:
-        assert path in ("pyproject.toml", "README.md") or path.startswith("operator/lockgate/"), f"{path} should not be in the build context"
+        assert path in ("pyproject.toml", "README.md") or path.startswith("operator/lockgate/"), (
+            f"{path} should not be in the build context"
+        )
         assert "__pycache__" not in path and ".egg-info" not in path
     assert not any(p.startswith((".venv/", ".git/", "tests/", "charts/")) for p in kept)
 
@@ -285,7 +301,9 @@ def replay_builder(builder: Stage, replay: Replay, tools: Path) -> list[str]:
             target = replay.path(destination) if destination.startswith("/") else replay.workdir / destination
             for source in sources:
                 matches = glob.glob(str(replay.context / source))
-                assert matches or "*" in source, f"COPY {source}: not in the build context"  # a wildcard may match nothing (BuildKit)
+                assert matches or "*" in source, (
+                    f"COPY {source}: not in the build context"
+                )  # a wildcard may match nothing (BuildKit)
                 for match in matches:
                     if os.path.isdir(match):  # a directory's contents go into the destination
                         shutil.copytree(match, target, dirs_exist_ok=True)
@@ -301,8 +319,17 @@ def replay_builder(builder: Stage, replay: Replay, tools: Path) -> list[str]:
             command = replay.map(args, *mapped)
             env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_NO_CACHE", "VIRTUAL_ENV", "PYTHON"))}
             env["PATH"] = f"{tools}:{env['PATH']}"  # `python` is the base interpreter, as in python:3.11-slim
-            result = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=replay.workdir, env=env, capture_output=True, text=True, timeout=240)
-            assert result.returncode == 0, f"builder step failed: RUN {args}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            result = subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", command],
+                cwd=replay.workdir,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=240,
+            )
+            assert result.returncode == 0, (
+                f"builder step failed: RUN {args}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
             ran.append(args)
         elif keyword == "ENV":
             pass  # the pip settings only (no cache, no version check); this replay may use pip's cache
@@ -311,14 +338,16 @@ def replay_builder(builder: Stage, replay: Replay, tools: Path) -> list[str]:
     return ran
 
 
-def run_read_only(root: Path, writable: Path, argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_read_only(
+    root: Path, writable: Path, argv: list[str], env: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
     """Run argv with the image's filesystem `root` read-only except `writable` (the chart's /tmp
     emptyDir): as root, bind mounts in a private mount namespace (file permissions do not stop
     root); otherwise, write permission removed for the run."""
     if os.geteuid() == 0:
         r, w = shlex.quote(str(root)), shlex.quote(str(writable))
         # /tmp first as its own mount, then the root recursively (keeping /tmp), then the root read-only.
-        script = f"mount --bind {w} {w} && mount --rbind {r} {r} && mount -o remount,bind,ro {r} && cd {shlex.quote(str(cwd))} && exec \"$@\""
+        script = f'mount --bind {w} {w} && mount --rbind {r} {r} && mount -o remount,bind,ro {r} && cd {shlex.quote(str(cwd))} && exec "$@"'
         command = ["unshare", "--mount", "--propagation", "private", "bash", "-c", script, "sh", *argv]
         return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     subprocess.run(["chmod", "-R", "a-w", str(root)], check=True)
@@ -329,7 +358,9 @@ def run_read_only(root: Path, writable: Path, argv: list[str], env: dict[str, st
         subprocess.run(["chmod", "-R", "u+w", str(root)], check=True)
 
 
-def test_the_builder_steps_install_lockgate_into_a_clean_venv_that_runs_read_only(builder: Stage, final: Stage, tmp_path: Path) -> None:
+def test_the_builder_steps_install_lockgate_into_a_clean_venv_that_runs_read_only(
+    builder: Stage, final: Stage, tmp_path: Path
+) -> None:
     """The nearest real thing to building the image: the builder's steps, replayed here."""
     context = tmp_path / "context"
     context.mkdir()
@@ -339,7 +370,9 @@ def test_the_builder_steps_install_lockgate_into_a_clean_venv_that_runs_read_onl
     tools.mkdir()
     (tools / "python").symlink_to(getattr(sys, "_base_executable", sys.executable))
     ran = replay_builder(builder, replay, tools)
-    assert any(re.search(r"/pip install( -\S+)* \.(\s|$)", r) for r in ran), f"the builder should `pip install .`: {ran}"
+    assert any(re.search(r"/pip install( -\S+)* \.(\s|$)", r) for r in ran), (
+        f"the builder should `pip install .`: {ran}"
+    )
 
     venv = replay.path(builder_venv(builder))
     assert (venv / "bin" / "lockgate").exists()
@@ -354,7 +387,10 @@ def test_the_builder_steps_install_lockgate_into_a_clean_venv_that_runs_read_onl
     tmp.mkdir(parents=True)
     workdir = replay.path(final.last("WORKDIR"))
     workdir.mkdir(parents=True, exist_ok=True)
-    env = {k: replay.map(v.replace("$PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), builder_venv(builder), "/tmp", "/migrations") for k, v in final.env().items()}
+    env = {
+        k: replay.map(v.replace("$PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), builder_venv(builder), "/tmp", "/migrations")
+        for k, v in final.env().items()
+    }
     env["LANG"] = "C.UTF-8"
     before = sorted(str(p.relative_to(venv)) for p in venv.rglob("*"))
 
@@ -362,7 +398,17 @@ def test_the_builder_steps_install_lockgate_into_a_clean_venv_that_runs_read_onl
         return run_read_only(replay.root, tmp, ["lockgate", *args], env, cwd)
 
     # The emulation itself: the image's files cannot be written, /tmp can.
-    probe = run_read_only(replay.root, tmp, ["sh", "-c", f"touch {tmp}/probe && ! touch {venv}/probe 2>/dev/null && ! touch {migrations}/probe 2>/dev/null"], env, workdir)
+    probe = run_read_only(
+        replay.root,
+        tmp,
+        [
+            "sh",
+            "-c",
+            f"touch {tmp}/probe && ! touch {venv}/probe 2>/dev/null && ! touch {migrations}/probe 2>/dev/null",
+        ],
+        env,
+        workdir,
+    )
     assert probe.returncode == 0 and (tmp / "probe").exists() and not (venv / "probe").exists(), probe.stderr
 
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
@@ -379,6 +425,16 @@ def test_the_builder_steps_install_lockgate_into_a_clean_venv_that_runs_read_onl
         assert [row[1] for row in db.execute("PRAGMA table_info(users)")] == ["id", "email"]  # C2 dropped name
         assert db.execute("SELECT count(*) FROM lockgate_schema_history WHERE success").fetchone()[0] == len(scripts)
     # The operator's code and its dependencies import from the read-only venv.
-    result = run_read_only(replay.root, tmp, ["python", "-c", "import kopf, kubernetes, prometheus_client, lockgate.controller.handlers, lockgate.controller.run"], env, workdir)
+    result = run_read_only(
+        replay.root,
+        tmp,
+        [
+            "python",
+            "-c",
+            "import kopf, kubernetes, prometheus_client, lockgate.controller.handlers, lockgate.controller.run",
+        ],
+        env,
+        workdir,
+    )
     assert result.returncode == 0, result.stderr
     assert sorted(str(p.relative_to(venv)) for p in venv.rglob("*")) == before  # nothing was written into the venv

@@ -13,7 +13,9 @@ from tests.runner_support import lockgate, write
 
 def findings(name: str, sql: str) -> list[tuple[int | None, str, str]]:
     kind, version, description = parse_name(name)
-    return [(f.line, f.severity, f.rule) for f in lint_script(Script(kind, version, description, name, sql, checksum(sql)))]
+    return [
+        (f.line, f.severity, f.rule) for f in lint_script(Script(kind, version, description, name, sql, checksum(sql)))
+    ]
 
 
 @pytest.mark.parametrize(
@@ -68,20 +70,35 @@ def test_destructive_changes_are_errors_in_background_too() -> None:
 
 
 def test_mixing_outside_statements_is_flagged() -> None:
-    assert (2, "warning", "mixed-transaction") in findings("V1__x.sql", "SELECT 1;\nCREATE INDEX CONCURRENTLY IF NOT EXISTS i ON t (x);")
+    assert (2, "warning", "mixed-transaction") in findings(
+        "V1__x.sql", "SELECT 1;\nCREATE INDEX CONCURRENTLY IF NOT EXISTS i ON t (x);"
+    )
 
 
 def test_a_file_can_allow_a_rule_it_knows_is_safe() -> None:
-    assert findings("V1__x.sql", "-- lockgate:allow blocking-index (table has 10 rows)\nCREATE INDEX i ON small (x);") == []
+    assert (
+        findings("V1__x.sql", "-- lockgate:allow blocking-index (table has 10 rows)\nCREATE INDEX i ON small (x);")
+        == []
+    )
 
 
 def test_lint_command_exit_codes_and_json(tmp_path: Path) -> None:
     clean = write(tmp_path / "clean", {"V1__a.sql": "CREATE TABLE a (id int);"})
     assert lockgate("lint", "--dir", str(clean)).code == 0
-    bad = write(tmp_path / "bad", {"V1__a.sql": "CREATE TABLE a (id int);", "V2__drop.sql": "\nDROP TABLE a;", "V3__idx.sql": "CREATE INDEX i ON a (id);"})
+    bad = write(
+        tmp_path / "bad",
+        {
+            "V1__a.sql": "CREATE TABLE a (id int);",
+            "V2__drop.sql": "\nDROP TABLE a;",
+            "V3__idx.sql": "CREATE INDEX i ON a (id);",
+        },
+    )
     result = lockgate("lint", "--dir", str(bad), "--json")
     assert result.code == 4
     assert (result.json["errors"], result.json["warnings"]) == (1, 1)
-    assert {(f["script"], f["line"], f["rule"]) for f in result.json["findings"]} == {("V2__drop.sql", 2, "drop-in-expand"), ("V3__idx.sql", 1, "blocking-index")}
+    assert {(f["script"], f["line"], f["rule"]) for f in result.json["findings"]} == {
+        ("V2__drop.sql", 2, "drop-in-expand"),
+        ("V3__idx.sql", 1, "blocking-index"),
+    }
     human = lockgate("lint", "--dir", str(bad))
     assert "V2__drop.sql:2: error: [drop-in-expand]" in human.out

@@ -14,15 +14,22 @@ MIGRATIONS = 15
 
 def test_racing_runners_apply_each_migration_exactly_once(tmp_path: Path, database_url: str) -> None:
     files = {"V1__counter.sql": "CREATE TABLE applied (version int, at timestamptz DEFAULT clock_timestamp());"}
-    files |= {f"V{i}__step.sql": f"INSERT INTO applied (version) VALUES ({i}); SELECT pg_sleep(0.02);" for i in range(2, MIGRATIONS + 1)}
+    files |= {
+        f"V{i}__step.sql": f"INSERT INTO applied (version) VALUES ({i}); SELECT pg_sleep(0.02);"
+        for i in range(2, MIGRATIONS + 1)
+    }
     d = write(tmp_path / "m", files)
-    runners = [popen("migrate", "--dir", str(d), "--json", "--lock-wait", "120", url=database_url) for _ in range(RUNNERS)]
+    runners = [
+        popen("migrate", "--dir", str(d), "--json", "--lock-wait", "120", url=database_url) for _ in range(RUNNERS)
+    ]
     results = [(r.wait(timeout=180), r.stdout.read()) for r in runners]
     assert [code for code, _ in results] == [0] * RUNNERS
     import json
 
     applied_counts = sorted(len(json.loads(out)["applied"]) for _, out in results)
-    assert applied_counts == [0] * (RUNNERS - 1) + [MIGRATIONS]  # one runner did everything, the rest found nothing to do
+    assert applied_counts == [0] * (RUNNERS - 1) + [
+        MIGRATIONS
+    ]  # one runner did everything, the rest found nothing to do
     assert query(database_url, "SELECT version, count(*) FROM applied GROUP BY version HAVING count(*) > 1") == []
     assert query(database_url, "SELECT count(*) FROM applied") == [(MIGRATIONS - 1,)]
     rows = history(database_url)
@@ -31,16 +38,31 @@ def test_racing_runners_apply_each_migration_exactly_once(tmp_path: Path, databa
 
 
 def test_runner_killed_mid_migration_leaves_nothing_half_recorded(tmp_path: Path, database_url: str) -> None:
-    d = write(tmp_path / "m", {
-        "V1__config.sql": "CREATE TABLE sleep_config (seconds float); INSERT INTO sleep_config VALUES (60);",
-        "V2__slow.sql": "CREATE TABLE half_done (id int);\nSELECT pg_sleep((SELECT seconds FROM sleep_config));",
-    })
+    d = write(
+        tmp_path / "m",
+        {
+            "V1__config.sql": "CREATE TABLE sleep_config (seconds float); INSERT INTO sleep_config VALUES (60);",
+            "V2__slow.sql": "CREATE TABLE half_done (id int);\nSELECT pg_sleep((SELECT seconds FROM sleep_config));",
+        },
+    )
     runner = popen("migrate", "--dir", str(d), url=database_url)
-    _wait_for(lambda: query(database_url, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%' AND application_name = 'lockgate'") == [(1,)])
+    _wait_for(
+        lambda: (
+            query(
+                database_url,
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%' AND application_name = 'lockgate'",
+            )
+            == [(1,)]
+        )
+    )
     runner.send_signal(signal.SIGKILL)
     runner.wait()
     # The server notices the dead client, rolls back V2 and frees the advisory lock on its own.
-    _wait_for(lambda: query(database_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'lockgate'") == [(0,)])
+    _wait_for(
+        lambda: (
+            query(database_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'lockgate'") == [(0,)]
+        )
+    )
     assert history(database_url) == [("1", "expand", "V1__config.sql", True)]
     assert query(database_url, "SELECT to_regclass('half_done') IS NULL") == [(True,)]
     query(database_url, "UPDATE sleep_config SET seconds = 0")

@@ -35,7 +35,10 @@ def test_phases_apply_in_order_and_record_history(tmp_path: Path, database_url: 
         ("2", "background", "A2__backfill_email.sql", True),
         ("2", "contract", "C2__drop_name_default.sql", True),
     ]
-    row = query(database_url, "SELECT installed_by, installed_on IS NOT NULL, execution_ms >= 0, length(checksum) FROM lockgate_schema_history LIMIT 1")[0]
+    row = query(
+        database_url,
+        "SELECT installed_by, installed_on IS NOT NULL, execution_ms >= 0, length(checksum) FROM lockgate_schema_history LIMIT 1",
+    )[0]
     assert row == ("postgres", True, True, 64)
     again = lockgate("migrate", "--dir", str(d), "--json", url=database_url)
     assert again.code == 0 and again.json["applied"] == [] and again.json["pending"] == []
@@ -46,7 +49,10 @@ def test_json_summary_lists_applied_and_pending(tmp_path: Path, database_url: st
     result = lockgate("migrate", "--dir", str(d), "--target", "1", "--json", url=database_url)
     assert result.code == 0
     doc = result.json
-    assert [(a["version"], a["phase"], a["description"]) for a in doc["applied"]] == [("1", "expand", "create users"), (None, "repeatable", "user view")]
+    assert [(a["version"], a["phase"], a["description"]) for a in doc["applied"]] == [
+        ("1", "expand", "create users"),
+        (None, "repeatable", "user view"),
+    ]
     assert all(isinstance(a["ms"], int) for a in doc["applied"])
     assert doc["pending"] == [] and doc["error"] is None and doc["schema_version"] == "1"
     plan = lockgate("plan", "--dir", str(d), "--json", url=database_url)
@@ -54,11 +60,14 @@ def test_json_summary_lists_applied_and_pending(tmp_path: Path, database_url: st
 
 
 def test_failed_migration_rolls_back_and_reports_where(tmp_path: Path, database_url: str) -> None:
-    d = write(tmp_path / "m", {
-        "V1__ok.sql": "CREATE TABLE a (id int);",
-        "V2__broken.sql": "CREATE TABLE b (id int);\n\nINSERT INTO b\n  SELECT * FROM missing_table;",
-        "V3__never.sql": "CREATE TABLE c (id int);",
-    })
+    d = write(
+        tmp_path / "m",
+        {
+            "V1__ok.sql": "CREATE TABLE a (id int);",
+            "V2__broken.sql": "CREATE TABLE b (id int);\n\nINSERT INTO b\n  SELECT * FROM missing_table;",
+            "V3__never.sql": "CREATE TABLE c (id int);",
+        },
+    )
     result = lockgate("migrate", "--dir", str(d), "--json", url=database_url)
     assert result.code == 1
     error = result.json["error"]
@@ -74,19 +83,26 @@ def test_single_transaction_is_all_or_nothing(tmp_path: Path, database_url: str)
     d = write(tmp_path / "m", {"V1__a.sql": "CREATE TABLE a (id int);", "V2__b.sql": "SELECT 1/0;"})
     result = lockgate("migrate", "--dir", str(d), "--single-transaction", url=database_url)
     assert result.code == 1 and "22012" in result.err and "all pending migrations were rolled back" in result.err
-    assert query(database_url, "SELECT to_regclass('a') IS NULL, to_regclass('lockgate_schema_history') IS NOT NULL") == [(True, True)]
+    assert query(
+        database_url, "SELECT to_regclass('a') IS NULL, to_regclass('lockgate_schema_history') IS NOT NULL"
+    ) == [(True, True)]
     assert history(database_url) == []
 
 
 def test_single_transaction_refuses_statements_that_cannot_run_in_one(tmp_path: Path, database_url: str) -> None:
-    d = write(tmp_path / "m", {"V1__a.sql": "CREATE TABLE a (id int);", "V2__idx.sql": "CREATE INDEX CONCURRENTLY i ON a (id);"})
+    d = write(
+        tmp_path / "m",
+        {"V1__a.sql": "CREATE TABLE a (id int);", "V2__idx.sql": "CREATE INDEX CONCURRENTLY i ON a (id);"},
+    )
     result = lockgate("migrate", "--dir", str(d), "--single-transaction", url=database_url)
     assert result.code == 4 and "V2__idx.sql line 1" in result.err
     assert history(database_url) == []
 
 
 def test_a_syntax_error_anywhere_applies_nothing(tmp_path: Path, database_url: str) -> None:
-    d = write(tmp_path / "m", {"V1__a.sql": "CREATE TABLE a (id int);", "V2__typo.sql": "SELECT 1;\nCREAT TABLE b (id int);"})
+    d = write(
+        tmp_path / "m", {"V1__a.sql": "CREATE TABLE a (id int);", "V2__typo.sql": "SELECT 1;\nCREAT TABLE b (id int);"}
+    )
     result = lockgate("migrate", "--dir", str(d), "--json", url=database_url)
     assert result.code == 1
     assert (result.json["error"]["sqlstate"], result.json["error"]["line"], result.json["applied"]) == ("42601", 2, [])
@@ -157,7 +173,11 @@ def test_secrets_never_appear_in_output(tmp_path: Path, postgres, database_url: 
     d = write(tmp_path / "m", {"V1__a.sql": "SELECT 1;"})
     wrong = database_url.replace(postgres.password, "Sup3r-Secret-Pw")
     summary = tmp_path / "summary.json"
-    for args in (("migrate", "--dir", str(d), "--summary-file", str(summary)), ("migrate", "--dir", str(d), "--json"), ("info", "--dir", str(d))):
+    for args in (
+        ("migrate", "--dir", str(d), "--summary-file", str(summary)),
+        ("migrate", "--dir", str(d), "--json"),
+        ("info", "--dir", str(d)),
+    ):
         result = lockgate(*args, url=wrong)
         assert result.code == 2, result.err
         assert "cannot connect" in result.err + result.out
@@ -183,7 +203,14 @@ def test_lock_held_longer_than_lock_wait_exits_3(tmp_path: Path, database_url: s
 
 
 def test_a_long_background_run_does_not_block_the_next_expand(tmp_path: Path, database_url: str) -> None:
-    d = write(tmp_path / "m", {"V1__a.sql": "CREATE TABLE a (id int);", "A1__slow.sql": "SELECT pg_sleep(4);", "V2__b.sql": "CREATE TABLE b (id int);"})
+    d = write(
+        tmp_path / "m",
+        {
+            "V1__a.sql": "CREATE TABLE a (id int);",
+            "A1__slow.sql": "SELECT pg_sleep(4);",
+            "V2__b.sql": "CREATE TABLE b (id int);",
+        },
+    )
     assert lockgate("migrate", "--dir", str(d), "--target", "1", url=database_url).code == 0
     from tests.runner_support import popen
 
@@ -195,7 +222,10 @@ def test_a_long_background_run_does_not_block_the_next_expand(tmp_path: Path, da
     assert background.wait(timeout=30) == 0
     with psycopg.connect(database_url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (advisory_key("lockgate_schema_history", "background"),))
-        assert lockgate("migrate", "--dir", str(d), "--phase", "background", "--lock-wait", "0", url=database_url).code == 3
+        assert (
+            lockgate("migrate", "--dir", str(d), "--phase", "background", "--lock-wait", "0", url=database_url).code
+            == 3
+        )
 
 
 def test_lock_timeout_retries_then_gives_way_to_traffic(tmp_path: Path, database_url: str) -> None:
@@ -203,8 +233,12 @@ def test_lock_timeout_retries_then_gives_way_to_traffic(tmp_path: Path, database
     d = write(tmp_path / "m", {"V1__alter_busy.sql": "ALTER TABLE busy ADD COLUMN x int;"})
     with psycopg.connect(database_url) as holder:
         holder.execute("LOCK TABLE busy IN ACCESS SHARE MODE")  # a long-running reader
-        result = lockgate("migrate", "--dir", str(d), "--lock-timeout", "200", "--lock-retries", "2", "--json", url=database_url)
-        assert query(database_url, "SELECT count(*) FROM pg_locks WHERE relation = 'busy'::regclass AND NOT granted") == [(0,)]
+        result = lockgate(
+            "migrate", "--dir", str(d), "--lock-timeout", "200", "--lock-retries", "2", "--json", url=database_url
+        )
+        assert query(
+            database_url, "SELECT count(*) FROM pg_locks WHERE relation = 'busy'::regclass AND NOT granted"
+        ) == [(0,)]
     assert result.code == 1
     assert result.json["error"]["sqlstate"] == "55P03"
     assert result.err.count("lock not granted within 200 ms") == 2
@@ -254,9 +288,13 @@ def test_invalid_index_left_by_a_killed_run_is_rebuilt(tmp_path: Path, database_
     assert query(database_url, "SELECT indisvalid FROM pg_index WHERE indrelid = 'dup'::regclass") == [(True,)]
 
 
-def test_partial_failure_outside_a_transaction_is_recorded_and_blocks_until_repair(tmp_path: Path, database_url: str) -> None:
+def test_partial_failure_outside_a_transaction_is_recorded_and_blocks_until_repair(
+    tmp_path: Path, database_url: str
+) -> None:
     query(database_url, "CREATE TABLE t (v int)")
-    d = write(tmp_path / "m", {"V1__two_steps.sql": "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_v ON t (v);\nSELECT 1/0;"})
+    d = write(
+        tmp_path / "m", {"V1__two_steps.sql": "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_v ON t (v);\nSELECT 1/0;"}
+    )
     first = lockgate("migrate", "--dir", str(d), url=database_url)
     assert first.code == 1 and "stay applied (recorded as failed)" in first.err
     assert history(database_url) == [("1", "expand", "V1__two_steps.sql", False)]
@@ -278,15 +316,20 @@ def test_plan_and_info_change_nothing(tmp_path: Path, database_url: str) -> None
 
 
 def test_undo_runs_the_undo_scripts_and_allows_reapplying(tmp_path: Path, database_url: str) -> None:
-    d = write(tmp_path / "m", {
-        "V1__a.sql": "CREATE TABLE a (id int);",
-        "V2__b.sql": "ALTER TABLE a ADD COLUMN b int;",
-        "U2__b.sql": "ALTER TABLE a DROP COLUMN b;",
-    })
+    d = write(
+        tmp_path / "m",
+        {
+            "V1__a.sql": "CREATE TABLE a (id int);",
+            "V2__b.sql": "ALTER TABLE a ADD COLUMN b int;",
+            "U2__b.sql": "ALTER TABLE a DROP COLUMN b;",
+        },
+    )
     assert lockgate("migrate", "--dir", str(d), url=database_url).code == 0
     undo = lockgate("undo", "--dir", str(d), "--to", "1", url=database_url)
     assert undo.code == 0, undo.err
-    assert query(database_url, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'a' AND column_name = 'b'") == [(0,)]
+    assert query(
+        database_url, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'a' AND column_name = 'b'"
+    ) == [(0,)]
     assert lockgate("undo", "--dir", str(d), "--to", "0", url=database_url).code == 4  # V1 has no U1
     assert lockgate("migrate", "--dir", str(d), url=database_url).code == 0
     assert [r[1] for r in history(database_url)] == ["expand", "expand", "undo", "expand"]
@@ -294,7 +337,10 @@ def test_undo_runs_the_undo_scripts_and_allows_reapplying(tmp_path: Path, databa
 
 def test_baseline_skips_what_the_schema_already_has(tmp_path: Path, database_url: str) -> None:
     query(database_url, "CREATE TABLE legacy (id int)")
-    d = write(tmp_path / "m", {"V1__legacy.sql": "CREATE TABLE legacy (id int);", "V2__new.sql": "CREATE TABLE fresh (id int);"})
+    d = write(
+        tmp_path / "m",
+        {"V1__legacy.sql": "CREATE TABLE legacy (id int);", "V2__new.sql": "CREATE TABLE fresh (id int);"},
+    )
     assert lockgate("baseline", "--version", "1", url=database_url).code == 0
     assert lockgate("migrate", "--dir", str(d), url=database_url).code == 0
     assert [r[2] for r in history(database_url)] == ["<< baseline >>", "V2__new.sql"]
@@ -310,7 +356,10 @@ def test_custom_history_table_in_its_own_schema(tmp_path: Path, database_url: st
 
 
 def test_summary_file_is_a_compact_termination_message(tmp_path: Path, database_url: str) -> None:
-    d = write(tmp_path / "m", {f"V{i}__step_with_a_rather_long_description_{i}.sql": f"CREATE TABLE t{i} (id int);" for i in range(1, 301)})
+    d = write(
+        tmp_path / "m",
+        {f"V{i}__step_with_a_rather_long_description_{i}.sql": f"CREATE TABLE t{i} (id int);" for i in range(1, 301)},
+    )
     summary = tmp_path / "termination-log"
     result = lockgate("migrate", "--dir", str(d), "--summary-file", str(summary), url=database_url)
     assert result.code == 0

@@ -10,15 +10,20 @@ from tests.runner_support import lockgate, write
 
 def test_sqlite_migrates_with_the_same_semantics(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'app.db'}"
-    d = write(tmp_path / "m", {
-        "V1__users.sql": "CREATE TABLE users (id integer PRIMARY KEY, name text DEFAULT 'a;b');",
-        "V2__email.sql": "ALTER TABLE users ADD COLUMN email text;",
-        "C2__noop.sql": "SELECT 1;",
-    })
+    d = write(
+        tmp_path / "m",
+        {
+            "V1__users.sql": "CREATE TABLE users (id integer PRIMARY KEY, name text DEFAULT 'a;b');",
+            "V2__email.sql": "ALTER TABLE users ADD COLUMN email text;",
+            "C2__noop.sql": "SELECT 1;",
+        },
+    )
     assert lockgate("migrate", "--dir", str(d), url=url).code == 0
     assert lockgate("migrate", "--dir", str(d), "--phase", "contract", url=url).code == 0
     with sqlite3.connect(tmp_path / "app.db") as conn:
-        rows = conn.execute("SELECT version, phase, success FROM lockgate_schema_history ORDER BY installed_rank").fetchall()
+        rows = conn.execute(
+            "SELECT version, phase, success FROM lockgate_schema_history ORDER BY installed_rank"
+        ).fetchall()
     assert rows == [("1", "expand", 1), ("2", "expand", 1), ("2", "contract", 1)]
     assert lockgate("migrate", "--dir", str(d), "--json", url=url).json["applied"] == []
 

@@ -15,8 +15,16 @@ from tests.operator_fixtures import JobRecorder, Migrations, condition
 from tests.runner_support import history, query
 
 SIMULATED_IMAGE = "registry.k8s.io/pause:3.10"
-RELEASE_1 = {"V1__users.sql": "CREATE TABLE users (id bigint PRIMARY KEY, name text);", "A1__seed.sql": "INSERT INTO users VALUES (1, 'ada') ON CONFLICT DO NOTHING;", "C1__noop.sql": "SELECT 1;"}
-RELEASE_2 = RELEASE_1 | {"V2__email.sql": "ALTER TABLE users ADD COLUMN email text;\nSELECT pg_sleep(3);", "A2__backfill.sql": "UPDATE users SET email = name || '@example.com';", "C2__drop_name.sql": "ALTER TABLE users DROP COLUMN name;"}
+RELEASE_1 = {
+    "V1__users.sql": "CREATE TABLE users (id bigint PRIMARY KEY, name text);",
+    "A1__seed.sql": "INSERT INTO users VALUES (1, 'ada') ON CONFLICT DO NOTHING;",
+    "C1__noop.sql": "SELECT 1;",
+}
+RELEASE_2 = RELEASE_1 | {
+    "V2__email.sql": "ALTER TABLE users ADD COLUMN email text;\nSELECT pg_sleep(3);",
+    "A2__backfill.sql": "UPDATE users SET email = name || '@example.com';",
+    "C2__drop_name.sql": "ALTER TABLE users DROP COLUMN name;",
+}
 
 
 def gated_deployment(name: str, schema: str, requires: str, replicas: int = 2) -> dict[str, Any]:
@@ -29,8 +37,14 @@ def gated_deployment(name: str, schema: str, requires: str, replicas: int = 2) -
             "selector": {"matchLabels": {"app": name}},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
-                "metadata": {"labels": {"app": name, "lockgate.dev/schema": schema}, "annotations": {"lockgate.dev/requires-version": requires}},
-                "spec": {"readinessGates": [{"conditionType": GATE_CONDITION}], "containers": [{"name": "app", "image": SIMULATED_IMAGE}]},
+                "metadata": {
+                    "labels": {"app": name, "lockgate.dev/schema": schema},
+                    "annotations": {"lockgate.dev/requires-version": requires},
+                },
+                "spec": {
+                    "readinessGates": [{"conditionType": GATE_CONDITION}],
+                    "containers": [{"name": "app", "image": SIMULATED_IMAGE}],
+                },
             },
         },
     }
@@ -39,9 +53,19 @@ def gated_deployment(name: str, schema: str, requires: str, replicas: int = 2) -
 def rolled_out(kube: Kube, namespace: str, name: str, timeout: float = 90) -> Any:
     def done(d: Any) -> bool:
         s = d.status
-        return (s.observed_generation or 0) >= d.metadata.generation and s.updated_replicas == d.spec.replicas == s.replicas == (s.available_replicas or 0)
+        return (
+            s.observed_generation or 0
+        ) >= d.metadata.generation and s.updated_replicas == d.spec.replicas == s.replicas == (
+            s.available_replicas or 0
+        )
 
-    return watch_until(kube.apps.list_namespaced_deployment, done, timeout=timeout, namespace=namespace, field_selector=f"metadata.name={name}")
+    return watch_until(
+        kube.apps.list_namespaced_deployment,
+        done,
+        timeout=timeout,
+        namespace=namespace,
+        field_selector=f"metadata.name={name}",
+    )
 
 
 def gate_of(pod: Any) -> Any:
@@ -52,24 +76,39 @@ def pods(kube: Kube, namespace: str, app: str) -> list[Any]:
     return kube.core.list_namespaced_pod(namespace, label_selector=f"app={app}").items
 
 
-def test_a_new_migration_runs_each_phase_once_and_records_the_runner_summary(migrations: Migrations, run_operator: Any, job_recorder: JobRecorder, database_url: str) -> None:
+def test_a_new_migration_runs_each_phase_once_and_records_the_runner_summary(
+    migrations: Migrations, run_operator: Any, job_recorder: JobRecorder, database_url: str
+) -> None:
     run_operator()
     migrations.create("shop", "1", migrations.scripts("shop-r1", RELEASE_1))
     ready = migrations.wait_condition("shop", "Ready")
     expand = [e for e in ready["status"]["history"] if e["phase"] == "expand"]
     assert [(e["result"], e["applied"], e["schemaVersion"]) for e in expand] == [("Succeeded", 1, "1")]
-    assert ready["status"]["appliedVersion"] == "1" and ready["status"]["observedGeneration"] == ready["metadata"]["generation"]
+    assert (
+        ready["status"]["appliedVersion"] == "1"
+        and ready["status"]["observedGeneration"] == ready["metadata"]["generation"]
+    )
     done = migrations.wait_condition("shop", "Contracted")  # no gated workloads: the rollout is trivially complete
     assert done["status"]["phase"] == "Complete"
-    assert [(r[1], r[2]) for r in history(database_url)] == [("expand", "V1__users.sql"), ("background", "A1__seed.sql"), ("contract", "C1__noop.sql")]
-    assert {k: len(v) for k, v in job_recorder.per_phase().items()} == {("shop", "expand", "1"): 1, ("shop", "background", "1"): 1, ("shop", "contract", "1"): 1}
+    assert [(r[1], r[2]) for r in history(database_url)] == [
+        ("expand", "V1__users.sql"),
+        ("background", "A1__seed.sql"),
+        ("contract", "C1__noop.sql"),
+    ]
+    assert {k: len(v) for k, v in job_recorder.per_phase().items()} == {
+        ("shop", "expand", "1"): 1,
+        ("shop", "background", "1"): 1,
+        ("shop", "contract", "1"): 1,
+    }
     for reason in ("JobCreated", "ExpandSucceeded", "BackgroundSucceeded", "RolledOut", "ContractSucceeded"):
         migrations.wait_event("shop", reason)
     job = migrations.jobs("shop")[0]
     assert job.metadata.owner_references[0].kind == "SchemaMigration"
 
 
-def test_the_gate_holds_new_pods_until_their_schema_is_expanded_while_old_pods_serve(kube: Kube, namespace: str, migrations: Migrations, run_operator: Any) -> None:
+def test_the_gate_holds_new_pods_until_their_schema_is_expanded_while_old_pods_serve(
+    kube: Kube, namespace: str, migrations: Migrations, run_operator: Any
+) -> None:
     run_operator()
     migrations.create("shop", "1", migrations.scripts("shop-r1", RELEASE_1))
     migrations.wait_condition("shop", "Ready")
@@ -78,23 +117,35 @@ def test_the_gate_holds_new_pods_until_their_schema_is_expanded_while_old_pods_s
     assert all(gate_of(p).status == "True" for p in pods(kube, namespace, "web"))
 
     # Release 2 reaches the Deployment before its schema exists.
-    kube.apps.patch_namespaced_deployment("web", namespace, {"spec": {"template": {"metadata": {"annotations": {"lockgate.dev/requires-version": "2"}}}}})
+    kube.apps.patch_namespaced_deployment(
+        "web", namespace, {"spec": {"template": {"metadata": {"annotations": {"lockgate.dev/requires-version": "2"}}}}}
+    )
     held = watch_until(
         kube.core.list_namespaced_pod,
         lambda p: (p.metadata.annotations or {}).get("lockgate.dev/requires-version") == "2" and gate_of(p) is not None,
-        namespace=namespace, label_selector="app=web",
+        namespace=namespace,
+        label_selector="app=web",
     )
-    assert gate_of(held).status == "False" and gate_of(held).reason == "WaitingForSchema" and "SchemaMigration shop" in gate_of(held).message
+    assert (
+        gate_of(held).status == "False"
+        and gate_of(held).reason == "WaitingForSchema"
+        and "SchemaMigration shop" in gate_of(held).message
+    )
     time.sleep(2)
     old = [p for p in pods(kube, namespace, "web") if p.metadata.annotations["lockgate.dev/requires-version"] == "1"]
     assert len(old) == 2 and all(c.status == "True" for p in old for c in p.status.conditions if c.type == "Ready")
     deployment = kube.apps.read_namespaced_deployment("web", namespace)
     assert (deployment.status.updated_replicas or 0) < 2 or (deployment.status.replicas or 0) > 2  # the rollout is held
 
-    migrations.patch("shop", {"spec": {"version": "2", "migrations": {"configMap": {"name": migrations.scripts("shop-r2", RELEASE_2)}}}})
+    migrations.patch(
+        "shop",
+        {"spec": {"version": "2", "migrations": {"configMap": {"name": migrations.scripts("shop-r2", RELEASE_2)}}}},
+    )
     rolled_out(kube, namespace, "web")
     final = pods(kube, namespace, "web")
-    assert {p.metadata.annotations["lockgate.dev/requires-version"] for p in final if not p.metadata.deletion_timestamp} == {"2"}
+    assert {
+        p.metadata.annotations["lockgate.dev/requires-version"] for p in final if not p.metadata.deletion_timestamp
+    } == {"2"}
     assert all(gate_of(p).status == "True" for p in final if not p.metadata.deletion_timestamp)
 
 
@@ -107,30 +158,55 @@ def test_background_never_holds_the_gate(kube: Kube, namespace: str, migrations:
     body = migrations.get("shop")
     assert condition(body, "Ready")["status"] == "True"
     assert body["status"]["phase"] == "Backfilling"  # background still running while the app serves
-    assert any(j.metadata.labels["lockgate.dev/phase"] == "background" and not j.status.completion_time for j in migrations.jobs("shop"))
+    assert any(
+        j.metadata.labels["lockgate.dev/phase"] == "background" and not j.status.completion_time
+        for j in migrations.jobs("shop")
+    )
     migrations.wait_condition("shop", "Contracted")
 
 
-def test_contract_runs_only_after_every_pod_needs_the_new_schema(kube: Kube, namespace: str, migrations: Migrations, run_operator: Any, job_recorder: JobRecorder, database_url: str) -> None:
+def test_contract_runs_only_after_every_pod_needs_the_new_schema(
+    kube: Kube, namespace: str, migrations: Migrations, run_operator: Any, job_recorder: JobRecorder, database_url: str
+) -> None:
     run_operator()
     migrations.create("shop", "1", migrations.scripts("shop-r1", RELEASE_1))
     kube.apps.create_namespaced_deployment(namespace, gated_deployment("web", "shop", "1"))
     migrations.wait_condition("shop", "Contracted")
     rolled_out(kube, namespace, "web")
-    migrations.patch("shop", {"spec": {"version": "2", "contract": {"delay": "2s"}, "migrations": {"configMap": {"name": migrations.scripts("shop-r2", RELEASE_2)}}}})
+    migrations.patch(
+        "shop",
+        {
+            "spec": {
+                "version": "2",
+                "contract": {"delay": "2s"},
+                "migrations": {"configMap": {"name": migrations.scripts("shop-r2", RELEASE_2)}},
+            }
+        },
+    )
     migrations.wait(
         "shop",
-        lambda b: b["status"].get("appliedVersion") == "2" and b["status"].get("backgroundVersion") == "2" and condition(b, "Ready")["status"] == "True",
+        lambda b: (
+            b["status"].get("appliedVersion") == "2"
+            and b["status"].get("backgroundVersion") == "2"
+            and condition(b, "Ready")["status"] == "True"
+        ),
     )
     time.sleep(3)  # longer than contract.delay: only the old pods hold contract back now
     body = migrations.get("shop")
-    assert condition(body, "RolledOut")["status"] == "False" and "Deployment/web" in condition(body, "RolledOut")["message"]
+    assert (
+        condition(body, "RolledOut")["status"] == "False"
+        and "Deployment/web" in condition(body, "RolledOut")["message"]
+    )
     assert ("shop", "contract", "2") not in job_recorder.per_phase()
 
-    kube.apps.patch_namespaced_deployment("web", namespace, {"spec": {"template": {"metadata": {"annotations": {"lockgate.dev/requires-version": "2"}}}}})
+    kube.apps.patch_namespaced_deployment(
+        "web", namespace, {"spec": {"template": {"metadata": {"annotations": {"lockgate.dev/requires-version": "2"}}}}}
+    )
     deadline = time.monotonic() + 90
     while any(p.metadata.annotations["lockgate.dev/requires-version"] == "1" for p in pods(kube, namespace, "web")):
-        assert ("shop", "contract", "2") not in job_recorder.per_phase(), "contract started while a pod still needed schema 1"
+        assert ("shop", "contract", "2") not in job_recorder.per_phase(), (
+            "contract started while a pod still needed schema 1"
+        )
         assert time.monotonic() < deadline
         time.sleep(0.2)
     done = migrations.wait_condition("shop", "Contracted")
@@ -139,7 +215,10 @@ def test_contract_runs_only_after_every_pod_needs_the_new_schema(kube: Kube, nam
     contract_entry = next(e for e in done["status"]["history"] if e["phase"] == "contract" and e["version"] == "2")
     delay = _seconds(contract_entry["startTime"]) - _seconds(rolled["lastTransitionTime"])
     assert delay >= 1, f"contract started {delay}s after the rollout, before contract.delay"
-    assert query(database_url, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'name'") == [(0,)]
+    assert query(
+        database_url,
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'name'",
+    ) == [(0,)]
 
 
 def _seconds(timestamp: str) -> float:
@@ -148,7 +227,9 @@ def _seconds(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
-def test_a_failed_job_stalls_with_the_runner_error_until_retried(migrations: Migrations, run_operator: Any, job_recorder: JobRecorder, database_url: str) -> None:
+def test_a_failed_job_stalls_with_the_runner_error_until_retried(
+    migrations: Migrations, run_operator: Any, job_recorder: JobRecorder, database_url: str
+) -> None:
     run_operator()
     broken = RELEASE_1 | {"V2__needs_table.sql": "INSERT INTO audit_log VALUES (1);"}
     migrations.create("shop", "2", migrations.scripts("shop-broken", broken), backoffLimit=0)
@@ -165,12 +246,27 @@ def test_a_failed_job_stalls_with_the_runner_error_until_retried(migrations: Mig
     assert len(job_recorder.per_phase()[("shop", "expand", "2")]) == 2
 
 
-def test_exactly_once_through_restarts_two_operators_and_ttl(kube: Kube, namespace: str, migrations: Migrations, run_operator: Any, job_recorder: JobRecorder, database_url: str) -> None:
+def test_exactly_once_through_restarts_two_operators_and_ttl(
+    kube: Kube, namespace: str, migrations: Migrations, run_operator: Any, job_recorder: JobRecorder, database_url: str
+) -> None:
     first, second = run_operator("operator-a"), run_operator("operator-b")
     names = [f"app{i}" for i in range(4)]
     for name in names:
-        files = {f"V1__{name}.sql": f"CREATE TABLE {name} (id int); SELECT pg_sleep(1);", f"A1__{name}.sql": "SELECT 1;", f"C1__{name}.sql": "SELECT 1;"}
-        migrations.create(name, "1", migrations.scripts(f"{name}-r1", files), ttlSecondsAfterFinished=0, database={"urlFrom": {"secretKeyRef": {"name": migrations.secret, "key": "url"}}, "historyTable": f"history_{name}"})
+        files = {
+            f"V1__{name}.sql": f"CREATE TABLE {name} (id int); SELECT pg_sleep(1);",
+            f"A1__{name}.sql": "SELECT 1;",
+            f"C1__{name}.sql": "SELECT 1;",
+        }
+        migrations.create(
+            name,
+            "1",
+            migrations.scripts(f"{name}-r1", files),
+            ttlSecondsAfterFinished=0,
+            database={
+                "urlFrom": {"secretKeyRef": {"name": migrations.secret, "key": "url"}},
+                "historyTable": f"history_{name}",
+            },
+        )
     time.sleep(1.5)
     first.process.kill()  # mid-flight, no goodbye
     for name in names:  # re-applying the same spec changes nothing
@@ -191,32 +287,56 @@ def test_exactly_once_through_restarts_two_operators_and_ttl(kube: Kube, namespa
     assert not any(migrations.jobs(n) for n in names)  # TTL removed them once their results were recorded
 
 
-def test_lowering_the_version_starts_nothing_by_default(migrations: Migrations, run_operator: Any, job_recorder: JobRecorder) -> None:
+def test_lowering_the_version_starts_nothing_by_default(
+    migrations: Migrations, run_operator: Any, job_recorder: JobRecorder
+) -> None:
     run_operator()
     migrations.create("shop", "2", migrations.scripts("shop-r2", RELEASE_2))
     migrations.wait_condition("shop", "Contracted")
     jobs_before = dict(job_recorder.created)
     migrations.patch("shop", {"spec": {"version": "1"}})
     kept = migrations.wait(name := "shop", lambda b: b["status"].get("phase") == "NewerSchemaKept")
-    assert condition(kept, "Ready")["status"] == "True" and "rollback.policy Never" in condition(kept, "Ready")["message"]
+    assert (
+        condition(kept, "Ready")["status"] == "True" and "rollback.policy Never" in condition(kept, "Ready")["message"]
+    )
     time.sleep(2)
     assert job_recorder.created.keys() == jobs_before.keys()
     migrations.wait_event(name, "NewerSchemaKept")
 
 
-def test_undo_runs_only_when_allowed_with_the_newer_versions_image(kube: Kube, migrations: Migrations, run_operator: Any, database_url: str) -> None:
+def test_undo_runs_only_when_allowed_with_the_newer_versions_image(
+    kube: Kube, migrations: Migrations, run_operator: Any, database_url: str
+) -> None:
     run_operator()
-    release = {"V1__users.sql": "CREATE TABLE users (id int);", "V2__email.sql": "ALTER TABLE users ADD COLUMN email text;", "U2__email.sql": "ALTER TABLE users DROP COLUMN email;"}
-    migrations.create("shop", "2", migrations.scripts("shop-r2", release), image="lockgate:release-2", rollback={"policy": "Undo"}, contract={"enabled": False})
+    release = {
+        "V1__users.sql": "CREATE TABLE users (id int);",
+        "V2__email.sql": "ALTER TABLE users ADD COLUMN email text;",
+        "U2__email.sql": "ALTER TABLE users DROP COLUMN email;",
+    }
+    migrations.create(
+        "shop",
+        "2",
+        migrations.scripts("shop-r2", release),
+        image="lockgate:release-2",
+        rollback={"policy": "Undo"},
+        contract={"enabled": False},
+    )
     migrations.wait(name := "shop", lambda b: b.get("status", {}).get("phase") == "Complete")
     migrations.patch(name, {"spec": {"version": "1", "image": "lockgate:release-1"}})
-    undone = migrations.wait(name, lambda b: b["status"].get("appliedVersion") == "1" and condition(b, "Ready")["status"] == "True")
+    undone = migrations.wait(
+        name, lambda b: b["status"].get("appliedVersion") == "1" and condition(b, "Ready")["status"] == "True"
+    )
     undo = next(e for e in undone["status"]["history"] if e["phase"] == "undo")
     assert undo["result"] == "Succeeded" and undo["image"] == "lockgate:release-2"
-    assert query(database_url, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'email'") == [(0,)]
+    assert query(
+        database_url,
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'email'",
+    ) == [(0,)]
 
 
-def test_the_database_url_never_leaves_its_secret(kube: Kube, namespace: str, migrations: Migrations, run_operator: Any, postgres: Any) -> None:
+def test_the_database_url_never_leaves_its_secret(
+    kube: Kube, namespace: str, migrations: Migrations, run_operator: Any, postgres: Any
+) -> None:
     operator = run_operator()
     migrations.create("shop", "2", migrations.scripts("shop-r1", RELEASE_1 | {"V2__fail.sql": "SELECT 1/0;"}))
     migrations.wait_condition("shop", "Stalled")
@@ -229,7 +349,9 @@ def test_the_database_url_never_leaves_its_secret(kube: Kube, namespace: str, mi
     assert "secretKeyRef" in jobs
 
 
-def test_deleting_the_migration_removes_its_jobs_and_never_hangs(kube: Kube, namespace: str, migrations: Migrations, run_operator: Any) -> None:
+def test_deleting_the_migration_removes_its_jobs_and_never_hangs(
+    kube: Kube, namespace: str, migrations: Migrations, run_operator: Any
+) -> None:
     run_operator()
     migrations.create("shop", "1", migrations.scripts("shop-r1", RELEASE_1))
     migrations.wait_condition("shop", "Contracted")
@@ -238,7 +360,10 @@ def test_deleting_the_migration_removes_its_jobs_and_never_hangs(kube: Kube, nam
 
     kube.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "shop")
     deadline = time.monotonic() + 10
-    while any(m["metadata"]["name"] == "shop" for m in kube.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]):
+    while any(
+        m["metadata"]["name"] == "shop"
+        for m in kube.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
+    ):
         assert time.monotonic() < deadline, "the SchemaMigration hangs in deletion"
         time.sleep(0.2)
     deadline = time.monotonic() + 30
@@ -247,7 +372,9 @@ def test_deleting_the_migration_removes_its_jobs_and_never_hangs(kube: Kube, nam
         time.sleep(0.3)
 
 
-def test_invalid_objects_are_refused_naming_the_field(kube: Kube, namespace: str, migrations: Migrations, crd: Any) -> None:
+def test_invalid_objects_are_refused_naming_the_field(
+    kube: Kube, namespace: str, migrations: Migrations, crd: Any
+) -> None:
     from lockgate.controller.spec import GROUP, PLURAL, VERSION
 
     cases = [
@@ -275,22 +402,33 @@ def waiting_pod(name: str, image: str, version: str, timeout: str) -> dict[str, 
         "spec": {
             "serviceAccountName": "app",
             "restartPolicy": "Never",
-            "initContainers": [{"name": "wait-for-schema", "image": image, "command": ["lockgate", "wait", "--name", "shop", "--version", version, "--timeout", timeout]}],
+            "initContainers": [
+                {
+                    "name": "wait-for-schema",
+                    "image": image,
+                    "command": ["lockgate", "wait", "--name", "shop", "--version", version, "--timeout", timeout],
+                }
+            ],
             "containers": [{"name": "app", "image": image, "command": ["python", "-c", "print('app started')"]}],
         },
     }
 
 
-def test_lockgate_wait_holds_an_init_container_until_the_schema_is_expanded(kube: Kube, namespace: str, migrations: Migrations, run_operator: Any, cluster: Any) -> None:
+def test_lockgate_wait_holds_an_init_container_until_the_schema_is_expanded(
+    kube: Kube, namespace: str, migrations: Migrations, run_operator: Any, cluster: Any
+) -> None:
     run_operator()
     kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": "app"}})
     rules = [{"apiGroups": ["lockgate.dev"], "resources": ["schemamigrations"], "verbs": ["get", "list", "watch"]}]
     kube.rbac.create_namespaced_role(namespace, {"metadata": {"name": "read-schema"}, "rules": rules})
-    kube.rbac.create_namespaced_role_binding(namespace, {
-        "metadata": {"name": "app-read-schema"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-schema"},
-        "subjects": [{"kind": "ServiceAccount", "name": "app", "namespace": namespace}],
-    })
+    kube.rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "app-read-schema"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-schema"},
+            "subjects": [{"kind": "ServiceAccount", "name": "app", "namespace": namespace}],
+        },
+    )
     migrations.create("shop", "1", migrations.scripts("shop-r1", RELEASE_1))
     migrations.wait_condition("shop", "Ready")
     kube.core.create_namespaced_pod(namespace, waiting_pod("needs-2", cluster.real_image, "2", "120"))
@@ -299,11 +437,26 @@ def test_lockgate_wait_holds_an_init_container_until_the_schema_is_expanded(kube
     held = kube.core.read_namespaced_pod("needs-2", namespace)
     assert held.status.phase == "Pending" and held.status.init_container_statuses[0].state.running is not None
 
-    migrations.patch("shop", {"spec": {"version": "2", "migrations": {"configMap": {"name": migrations.scripts("shop-r2", RELEASE_2)}}}})
-    done = watch_until(kube.core.list_namespaced_pod, lambda p: p.status.phase in ("Succeeded", "Failed"), timeout=90, namespace=namespace, field_selector="metadata.name=needs-2")
+    migrations.patch(
+        "shop",
+        {"spec": {"version": "2", "migrations": {"configMap": {"name": migrations.scripts("shop-r2", RELEASE_2)}}}},
+    )
+    done = watch_until(
+        kube.core.list_namespaced_pod,
+        lambda p: p.status.phase in ("Succeeded", "Failed"),
+        timeout=90,
+        namespace=namespace,
+        field_selector="metadata.name=needs-2",
+    )
     assert done.status.phase == "Succeeded"
     assert done.status.init_container_statuses[0].state.terminated.exit_code == 0
-    gave_up = watch_until(kube.core.list_namespaced_pod, lambda p: p.status.phase == "Failed", timeout=60, namespace=namespace, field_selector="metadata.name=needs-9")
+    gave_up = watch_until(
+        kube.core.list_namespaced_pod,
+        lambda p: p.status.phase == "Failed",
+        timeout=60,
+        namespace=namespace,
+        field_selector="metadata.name=needs-9",
+    )
     terminated = gave_up.status.init_container_statuses[0].state.terminated
     assert terminated.exit_code == 1
     assert "timed out after 3s waiting for SchemaMigration" in terminated.message and "required 9" in terminated.message
@@ -315,20 +468,32 @@ def test_kubectl_get_wait_and_describe(migrations: Migrations, run_operator: Any
     run_operator()
     migrations.create("shop", "1", migrations.scripts("shop-r1", RELEASE_1))
     kubectl = [str(cluster.kubectl), "--kubeconfig", str(cluster.kubeconfig), "-n", namespace]
-    waited = subprocess.run([*kubectl, "wait", "--for=condition=Ready", "smig/shop", "--timeout=90s"], capture_output=True, text=True, timeout=120)
+    waited = subprocess.run(
+        [*kubectl, "wait", "--for=condition=Ready", "smig/shop", "--timeout=90s"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert waited.returncode == 0, waited.stderr
     assert "condition met" in waited.stdout
     migrations.wait_event("shop", "ContractSucceeded")
     table = subprocess.run([*kubectl, "get", "smig"], capture_output=True, text=True, check=True).stdout.splitlines()
     assert table[0].split() == ["NAME", "TARGET", "APPLIED", "PHASE", "READY", "AGE"]
     assert table[1].split()[:5] == ["shop", "1", "1", "Complete", "True"]
-    described = subprocess.run([*kubectl, "describe", "smig", "shop"], capture_output=True, text=True, check=True).stdout
+    described = subprocess.run(
+        [*kubectl, "describe", "smig", "shop"], capture_output=True, text=True, check=True
+    ).stdout
     for reason in ("JobCreated", "ExpandSucceeded", "BackgroundSucceeded", "ContractSucceeded"):
         assert reason in described
     import os
     import sys
 
-    status = subprocess.run([sys.executable, "-m", "lockgate", "status", "-n", namespace, "shop"], capture_output=True, text=True, env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)})
+    status = subprocess.run(
+        [sys.executable, "-m", "lockgate", "status", "-n", namespace, "shop"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+    )
     assert status.returncode == 0, status.stderr
     assert f"{namespace}/shop: target 1, applied 1, phase Complete, ready True" in status.stdout
     assert "pods at the gate: 0 waiting" in status.stdout and "contract" in status.stdout

@@ -17,7 +17,18 @@ def script(name: str, sql: str = "SELECT 1;") -> Script:
 
 def row(rank: int, s: Script | None, phase: str, success: bool = True, version: str | None = None) -> HistoryRow:
     v = Version.parse(version) if version else (s.version if s else None)
-    return HistoryRow(rank, v, phase, s.description if s else "x", s.name if s else "x", s.checksum if s else None, "tester", datetime(2026, 1, 2, tzinfo=UTC), 1, success)
+    return HistoryRow(
+        rank,
+        v,
+        phase,
+        s.description if s else "x",
+        s.name if s else "x",
+        s.checksum if s else None,
+        "tester",
+        datetime(2026, 1, 2, tzinfo=UTC),
+        1,
+        success,
+    )
 
 
 V1, V2, V3 = script("V1__a.sql"), script("V2__b.sql"), script("V3__c.sql")
@@ -36,7 +47,10 @@ def test_fresh_database_gets_every_expand_script_then_repeatables() -> None:
 
 
 def test_target_stops_at_the_version() -> None:
-    assert names(plan_migrate([V1, V2, V3], derive_state([]), Phase.EXPAND, Version.parse("2"))) == ["V1__a.sql", "V2__b.sql"]
+    assert names(plan_migrate([V1, V2, V3], derive_state([]), Phase.EXPAND, Version.parse("2"))) == [
+        "V1__a.sql",
+        "V2__b.sql",
+    ]
 
 
 def test_applied_scripts_are_not_pending_and_repeatables_rerun_only_when_changed() -> None:
@@ -63,7 +77,10 @@ def test_out_of_order_is_refused_unless_allowed() -> None:
 
 def test_a_missing_applied_script_is_refused_but_future_versions_are_fine() -> None:
     state = derive_state([row(1, V1, "expand"), row(2, V2, "expand"), row(3, V3, "expand")])
-    assert any("V2__b.sql (expand 2) is recorded as applied but is missing" in p for p in plan_migrate([V1, V3], state, Phase.EXPAND).problems)
+    assert any(
+        "V2__b.sql (expand 2) is recorded as applied but is missing" in p
+        for p in plan_migrate([V1, V3], state, Phase.EXPAND).problems
+    )
     older_image = plan_migrate([V1, V2], state, Phase.EXPAND)  # an older image sees V3 from the future
     assert older_image.problems == [] and older_image.pending == []
     assert any("newer expand versions" in n for n in older_image.notes)
@@ -72,7 +89,10 @@ def test_a_missing_applied_script_is_refused_but_future_versions_are_fine() -> N
 def test_background_and_contract_wait_for_their_earlier_phases() -> None:
     scripts = [V1, V2, A2, C2]
     nothing = derive_state([])
-    assert any("A2__fill.sql cannot run before V1__a.sql, V2__b.sql (expand)" in p for p in plan_migrate(scripts, nothing, Phase.BACKGROUND).problems)
+    assert any(
+        "A2__fill.sql cannot run before V1__a.sql, V2__b.sql (expand)" in p
+        for p in plan_migrate(scripts, nothing, Phase.BACKGROUND).problems
+    )
     expanded = derive_state([row(1, V1, "expand"), row(2, V2, "expand")])
     assert plan_migrate(scripts, expanded, Phase.BACKGROUND).problems == []
     contract = plan_migrate(scripts, expanded, Phase.CONTRACT)
@@ -123,6 +143,9 @@ def test_baseline_counts_older_versions_as_applied_and_only_once() -> None:
 def test_inventory_lists_every_phase() -> None:
     state = derive_state([row(1, V1, "expand")])
     listing = inventory([V1, V2, A2, C2, R], state)
-    assert [(e["script"], e["state"]) for e in listing["expand"]] == [("V1__a.sql", "applied"), ("V2__b.sql", "pending")]
+    assert [(e["script"], e["state"]) for e in listing["expand"]] == [
+        ("V1__a.sql", "applied"),
+        ("V2__b.sql", "pending"),
+    ]
     assert [e["state"] for e in listing["background"]] == ["pending"]
     assert [e["script"] for e in listing["repeatable"]] == ["R__views.sql"]

@@ -25,7 +25,15 @@ ANALYZE t
 
 def test_tricky_script_splits_where_the_server_would() -> None:
     statements = split_postgres(TRICKY)
-    assert [s.sql.split(None, 1)[0].upper() for s in statements] == ["CREATE", "CREATE", "INSERT", "DO", "CREATE", "VACUUM", "ANALYZE"]
+    assert [s.sql.split(None, 1)[0].upper() for s in statements] == [
+        "CREATE",
+        "CREATE",
+        "INSERT",
+        "DO",
+        "CREATE",
+        "VACUUM",
+        "ANALYZE",
+    ]
     assert statements[1].sql.endswith("LANGUAGE plpgsql")
     assert "'in ; body'" in statements[1].sql
     assert statements[2].sql.endswith("'é;ü')")
@@ -46,7 +54,20 @@ ALTER SYSTEM SET work_mem = '8MB';
 CREATE DATABASE other;
 ALTER TYPE mood ADD VALUE 'meh';
 """
-    assert [s.transactional for s in split_postgres(sql)] == [False, True, False, False, True, False, True, False, True, False, False, True]
+    assert [s.transactional for s in split_postgres(sql)] == [
+        False,
+        True,
+        False,
+        False,
+        True,
+        False,
+        True,
+        False,
+        True,
+        False,
+        False,
+        True,
+    ]
 
 
 def test_syntax_error_reports_the_line() -> None:

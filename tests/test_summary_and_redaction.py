@@ -13,7 +13,11 @@ from lockgate.summary import MigrationError, Summary
 def test_compact_summary_fits_a_termination_message_keeping_the_newest() -> None:
     summary = Summary("migrate", "expand", "1000")
     summary.applied = [{"version": str(i), "script": f"V{i}__x.sql", "ms": i} for i in range(1, 1001)]
-    summary.fail(MigrationFailed("boom " * 1000, MigrationError("1001", "V1001__x.sql", "42P01", "relation does not exist " * 200, 7)))
+    summary.fail(
+        MigrationFailed(
+            "boom " * 1000, MigrationError("1001", "V1001__x.sql", "42P01", "relation does not exist " * 200, 7)
+        )
+    )
     text = summary.compact()
     doc = json.loads(text)
     assert len(text.encode()) < 4096
@@ -30,6 +34,8 @@ def test_redaction_masks_registered_secrets_and_any_url_password() -> None:
 
 
 def test_logging_filter_redacts_formatted_records() -> None:
-    record = logging.LogRecord("x", logging.INFO, __file__, 1, "connecting to %s", ("postgresql://a:s3cr3t-pw@h/d",), None)
+    record = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "connecting to %s", ("postgresql://a:s3cr3t-pw@h/d",), None
+    )
     redaction.RedactingFilter().filter(record)
     assert "s3cr3t-pw" not in record.getMessage()

@@ -99,30 +99,99 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lockgate", description="Exactly-once, rollout-gated schema migrations.")
     parser.add_argument("--version", action="version", version=f"lockgate {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _command(commands, "migrate", cmd_migrate, "apply pending migrations of one phase", database=True, migration_options=True)
+    _command(
+        commands, "migrate", cmd_migrate, "apply pending migrations of one phase", database=True, migration_options=True
+    )
     _command(commands, "plan", cmd_plan, "show what migrate would do, changing nothing", database=True, phase=True)
     _command(commands, "info", cmd_info, "list applied and pending migrations per phase", database=True)
     lint = _command(commands, "lint", cmd_lint, "check scripts against phase-aware rules", database=False)
     lint.set_defaults(json=False)
-    baseline = _command(commands, "baseline", cmd_baseline, "mark an existing schema as being at VERSION", database=True, needs_dir=False)
-    baseline.add_argument("--version", dest="baseline_version", required=True, type=_version, help="the version the schema is at")
-    undo = _command(commands, "undo", cmd_undo, "run U scripts to take expand back to VERSION", database=True, lock_options=True)
+    baseline = _command(
+        commands,
+        "baseline",
+        cmd_baseline,
+        "mark an existing schema as being at VERSION",
+        database=True,
+        needs_dir=False,
+    )
+    baseline.add_argument(
+        "--version", dest="baseline_version", required=True, type=_version, help="the version the schema is at"
+    )
+    undo = _command(
+        commands, "undo", cmd_undo, "run U scripts to take expand back to VERSION", database=True, lock_options=True
+    )
     undo.add_argument("--to", required=True, type=_version, help="the version to return to")
-    _command(commands, "repair", cmd_repair, "remove failed history rows after fixing the database by hand", database=True, needs_dir=False)
-    run = commands.add_parser("run", help="run the SchemaMigration operator", description="Run the SchemaMigration operator against the current cluster.")
+    _command(
+        commands,
+        "repair",
+        cmd_repair,
+        "remove failed history rows after fixing the database by hand",
+        database=True,
+        needs_dir=False,
+    )
+    run = commands.add_parser(
+        "run",
+        help="run the SchemaMigration operator",
+        description="Run the SchemaMigration operator against the current cluster.",
+    )
     run.set_defaults(handler=cmd_run, json=False)
-    run.add_argument("-n", "--namespace", action="append", default=_env_list("LOCKGATE_WATCH_NAMESPACES"), help="watch this namespace (repeatable; default: all namespaces)")
-    run.add_argument("--health-port", type=int, default=int(os.environ.get("LOCKGATE_HEALTH_PORT", 8080)), help="liveness endpoint port, /healthz (0: off)")
-    run.add_argument("--metrics-port", type=int, default=int(os.environ.get("LOCKGATE_METRICS_PORT", 9090)), help="Prometheus metrics port (0: off)")
+    run.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=_env_list("LOCKGATE_WATCH_NAMESPACES"),
+        help="watch this namespace (repeatable; default: all namespaces)",
+    )
+    run.add_argument(
+        "--health-port",
+        type=int,
+        default=int(os.environ.get("LOCKGATE_HEALTH_PORT", 8080)),
+        help="liveness endpoint port, /healthz (0: off)",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("LOCKGATE_METRICS_PORT", 9090)),
+        help="Prometheus metrics port (0: off)",
+    )
     run.add_argument("--log-format", choices=["plain", "json"], default=os.environ.get("LOCKGATE_LOG_FORMAT", "plain"))
     run.add_argument("--verbose", action="store_true")
-    wait = commands.add_parser("wait", help="block until a SchemaMigration has expanded a version (init container)", description="Block until a SchemaMigration has expanded the schema a pod needs; exit 1 on timeout.")
+    wait = commands.add_parser(
+        "wait",
+        help="block until a SchemaMigration has expanded a version (init container)",
+        description="Block until a SchemaMigration has expanded the schema a pod needs; exit 1 on timeout.",
+    )
     wait.set_defaults(handler=cmd_wait, json=False)
-    wait.add_argument("--name", default=os.environ.get("LOCKGATE_SCHEMAMIGRATION"), help="the SchemaMigration (default: $LOCKGATE_SCHEMAMIGRATION)")
-    wait.add_argument("-n", "--namespace", default=os.environ.get("POD_NAMESPACE"), help="its namespace (default: $POD_NAMESPACE, else the pod's own)")
-    wait.add_argument("--version", dest="required", type=_version, default=os.environ.get("LOCKGATE_REQUIRES_VERSION"), help="the schema version required (default: $LOCKGATE_REQUIRES_VERSION)")
-    wait.add_argument("--timeout", type=_non_negative(float), default=600.0, metavar="SECONDS", help="give up after this long (default 600)")
-    status = commands.add_parser("status", help="show SchemaMigrations in the cluster", description="Show target and applied versions, phase, gated workloads, waiting pods, recent Jobs and errors.")
+    wait.add_argument(
+        "--name",
+        default=os.environ.get("LOCKGATE_SCHEMAMIGRATION"),
+        help="the SchemaMigration (default: $LOCKGATE_SCHEMAMIGRATION)",
+    )
+    wait.add_argument(
+        "-n",
+        "--namespace",
+        default=os.environ.get("POD_NAMESPACE"),
+        help="its namespace (default: $POD_NAMESPACE, else the pod's own)",
+    )
+    wait.add_argument(
+        "--version",
+        dest="required",
+        type=_version,
+        default=os.environ.get("LOCKGATE_REQUIRES_VERSION"),
+        help="the schema version required (default: $LOCKGATE_REQUIRES_VERSION)",
+    )
+    wait.add_argument(
+        "--timeout",
+        type=_non_negative(float),
+        default=600.0,
+        metavar="SECONDS",
+        help="give up after this long (default 600)",
+    )
+    status = commands.add_parser(
+        "status",
+        help="show SchemaMigrations in the cluster",
+        description="Show target and applied versions, phase, gated workloads, waiting pods, recent Jobs and errors.",
+    )
     status.set_defaults(handler=cmd_status)
     status.add_argument("name", nargs="?", help="one SchemaMigration (default: all)")
     status.add_argument("-n", "--namespace", help="namespace (default: all namespaces, or 'default' with NAME)")
@@ -144,8 +213,15 @@ def _command(
     sub = commands.add_parser(name, help=help_text, description=help_text)
     sub.set_defaults(handler=handler)
     if database:
-        sub.add_argument("--database-url", help="database URL (default: $LOCKGATE_DATABASE_URL); prefer the variable, arguments show in ps")
-        sub.add_argument("--history-table", default=os.environ.get("LOCKGATE_HISTORY_TABLE", DEFAULT_HISTORY_TABLE), help=f"[schema.]table (default {DEFAULT_HISTORY_TABLE})")
+        sub.add_argument(
+            "--database-url",
+            help="database URL (default: $LOCKGATE_DATABASE_URL); prefer the variable, arguments show in ps",
+        )
+        sub.add_argument(
+            "--history-table",
+            default=os.environ.get("LOCKGATE_HISTORY_TABLE", DEFAULT_HISTORY_TABLE),
+            help=f"[schema.]table (default {DEFAULT_HISTORY_TABLE})",
+        )
     if needs_dir:
         sub.add_argument("--dir", help="migrations directory (default: $LOCKGATE_MIGRATIONS_DIR)")
     sub.add_argument("--json", action="store_true", help="print one JSON document")
@@ -154,13 +230,45 @@ def _command(
         sub.add_argument("--target", type=_version, help="apply versions up to and including this one")
         sub.add_argument("--out-of-order", action="store_true", help="allow pending versions older than applied ones")
     if migration_options:
-        sub.add_argument("--single-transaction", action="store_true", help="all pending migrations in one transaction: all or nothing")
+        sub.add_argument(
+            "--single-transaction",
+            action="store_true",
+            help="all pending migrations in one transaction: all or nothing",
+        )
     if migration_options or lock_options:
-        sub.add_argument("--summary-file", default=os.environ.get("LOCKGATE_SUMMARY_FILE"), help="write a compact JSON summary here, e.g. /dev/termination-log (default: $LOCKGATE_SUMMARY_FILE)")
-        sub.add_argument("--lock-wait", type=_non_negative(float), default=300.0, metavar="SECONDS", help="how long to wait for another runner's lock (default 300)")
-        sub.add_argument("--lock-timeout", type=_non_negative(int), default=3000, metavar="MS", help="lock_timeout for each statement (default 3000)")
-        sub.add_argument("--lock-retries", type=_non_negative(int), default=5, metavar="N", help="retries after a lock timeout, with backoff (default 5)")
-        sub.add_argument("--statement-timeout", type=_non_negative(float), default=0.0, metavar="SECONDS", help="statement_timeout for each statement (default 0: none)")
+        sub.add_argument(
+            "--summary-file",
+            default=os.environ.get("LOCKGATE_SUMMARY_FILE"),
+            help="write a compact JSON summary here, e.g. /dev/termination-log (default: $LOCKGATE_SUMMARY_FILE)",
+        )
+        sub.add_argument(
+            "--lock-wait",
+            type=_non_negative(float),
+            default=300.0,
+            metavar="SECONDS",
+            help="how long to wait for another runner's lock (default 300)",
+        )
+        sub.add_argument(
+            "--lock-timeout",
+            type=_non_negative(int),
+            default=3000,
+            metavar="MS",
+            help="lock_timeout for each statement (default 3000)",
+        )
+        sub.add_argument(
+            "--lock-retries",
+            type=_non_negative(int),
+            default=5,
+            metavar="N",
+            help="retries after a lock timeout, with backoff (default 5)",
+        )
+        sub.add_argument(
+            "--statement-timeout",
+            type=_non_negative(float),
+            default=0.0,
+            metavar="SECONDS",
+            help="statement_timeout for each statement (default 0: none)",
+        )
     return sub
 
 
@@ -255,7 +363,13 @@ def cmd_repair(args: argparse.Namespace, out: Output) -> int:
     return _run_command(args, out, Runner.repair, needs_dir=False)
 
 
-def _run_command(args: argparse.Namespace, out: Output, command: Callable[[Runner], Summary], needs_dir: bool = True, summary_file: str | None = None) -> int:
+def _run_command(
+    args: argparse.Namespace,
+    out: Output,
+    command: Callable[[Runner], Summary],
+    needs_dir: bool = True,
+    summary_file: str | None = None,
+) -> int:
     runner = _runner(args, out, needs_dir)
     try:
         return out.finish(command(runner), summary_file)
@@ -276,7 +390,11 @@ def cmd_info(args: argparse.Namespace, out: Output) -> int:
     for phase, entries in listing.items():
         out.progress(phase)
         for entry in entries:
-            when = f"  {entry['installed_on']} by {entry['installed_by']} ({entry['ms']} ms)" if entry["installed_on"] else ""
+            when = (
+                f"  {entry['installed_on']} by {entry['installed_by']} ({entry['ms']} ms)"
+                if entry["installed_on"]
+                else ""
+            )
             out.progress(f"  {entry['script']:<44} {entry['state']}{when}")
         if not entries:
             out.progress("  (none)")
@@ -293,7 +411,9 @@ def cmd_wait(args: argparse.Namespace, out: Output) -> int:
     from .wait import wait_for_schema
 
     if not args.name or args.required is None:
-        raise UsageError("lockgate wait needs --name and --version (or LOCKGATE_SCHEMAMIGRATION and LOCKGATE_REQUIRES_VERSION)")
+        raise UsageError(
+            "lockgate wait needs --name and --version (or LOCKGATE_SCHEMAMIGRATION and LOCKGATE_REQUIRES_VERSION)"
+        )
     return wait_for_schema(args.namespace, args.name, args.required, args.timeout, out.progress)
 
 
@@ -302,7 +422,16 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
 
     migrations = list_migrations(args.namespace, args.name)
     if args.json:
-        out.document([{"metadata": {"namespace": m["metadata"]["namespace"], "name": m["metadata"]["name"]}, "spec": m.get("spec"), "status": m.get("status")} for m in migrations])
+        out.document(
+            [
+                {
+                    "metadata": {"namespace": m["metadata"]["namespace"], "name": m["metadata"]["name"]},
+                    "spec": m.get("spec"),
+                    "status": m.get("status"),
+                }
+                for m in migrations
+            ]
+        )
         return 0
     for body in migrations:
         for line in render(body):
@@ -316,7 +445,9 @@ def cmd_lint(args: argparse.Namespace, out: Output) -> int:
     findings = lint_scripts(load_scripts(_scripts_dir(args)))
     errors = [f for f in findings if f.severity == ERROR]
     if args.json:
-        out.document({"findings": [vars(f) for f in findings], "errors": len(errors), "warnings": len(findings) - len(errors)})
+        out.document(
+            {"findings": [vars(f) for f in findings], "errors": len(errors), "warnings": len(findings) - len(errors)}
+        )
     else:
         for f in findings:
             out.progress(f"{f.script}:{f.line or '?'}: {f.severity}: [{f.rule}] {f.message}")

@@ -7,6 +7,7 @@ controlled explicitly so that each migration and its history row commit together
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import getpass
 import hashlib
@@ -27,7 +28,12 @@ from .history import HistoryRow
 from .statements import Statement, split_postgres, split_sqlite
 from .versions import Version
 
-_DRIVERS = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg", "postgresql+psycopg": "postgresql+psycopg", "sqlite": "sqlite"}
+_DRIVERS = {
+    "postgres": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+    "sqlite": "sqlite",
+}
 _TABLE_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$")
 LOCK_NOT_AVAILABLE = "55P03"
 
@@ -67,12 +73,16 @@ def create_engine(url: str) -> sa.Engine:
     try:
         parsed = make_url(url)
     except Exception:
-        raise UsageError("the database URL does not parse: expected postgresql://user:password@host:port/dbname or sqlite:///path") from None
+        raise UsageError(
+            "the database URL does not parse: expected postgresql://user:password@host:port/dbname or sqlite:///path"
+        ) from None
     redaction.register(parsed.password if isinstance(parsed.password, str) else None)
     driver = _DRIVERS.get(parsed.drivername)
     if driver is None:
         raise UsageError(f"unsupported database {parsed.drivername!r}: use a postgresql:// or sqlite:/// URL")
-    connect_args: dict[str, Any] = {"application_name": "lockgate", "connect_timeout": 10} if driver != "sqlite" else {"timeout": 30}
+    connect_args: dict[str, Any] = (
+        {"application_name": "lockgate", "connect_timeout": 10} if driver != "sqlite" else {"timeout": 30}
+    )
     return sa.create_engine(parsed.set(drivername=driver), poolclass=sa.pool.NullPool, connect_args=connect_args)
 
 
@@ -98,7 +108,9 @@ class Database:
         try:
             conn = self.engine.connect()
         except sa.exc.DBAPIError as exc:
-            raise UsageError(f"cannot connect to the database at {describe_target(self.engine)}: {_first_line(exc.orig)}") from None
+            raise UsageError(
+                f"cannot connect to the database at {describe_target(self.engine)}: {_first_line(exc.orig)}"
+            ) from None
         return conn.execution_options(isolation_level="AUTOCOMMIT", no_parameters=True)
 
     def close(self) -> None:
@@ -119,10 +131,8 @@ class Database:
         self.execute("COMMIT")
 
     def rollback(self) -> None:
-        try:
+        with contextlib.suppress(sa.exc.DBAPIError):  # the connection may already be out of its transaction
             self.execute("ROLLBACK")
-        except sa.exc.DBAPIError:
-            pass  # the connection is already out of its transaction
 
     def set_timeouts(self, lock_timeout_ms: int, statement_timeout_s: float) -> None:
         if not self.is_postgres:
@@ -141,7 +151,11 @@ class Database:
             position = getattr(diag, "statement_position", None)
             message = getattr(diag, "message_primary", None) or _first_line(orig)
             detail = getattr(diag, "message_detail", None)
-            return SqlError(getattr(orig, "sqlstate", None), f"{message} ({detail})" if detail else message, int(position) if position else None)
+            return SqlError(
+                getattr(orig, "sqlstate", None),
+                f"{message} ({detail})" if detail else message,
+                int(position) if position else None,
+            )
         return SqlError(getattr(orig, "sqlite_errorname", None), str(orig), None)
 
     def installed_by(self) -> str:
@@ -200,7 +214,9 @@ class Database:
         lock_conn = self._connect()
         try:
             if not lock_conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({key})").scalar():
-                progress(f"waiting up to {wait_seconds:g}s for the migration lock, held by {self._holder(lock_conn, key)}")
+                progress(
+                    f"waiting up to {wait_seconds:g}s for the migration lock, held by {self._holder(lock_conn, key)}"
+                )
                 self._wait_for_lock(lock_conn, key, wait_seconds)
             yield
         finally:
@@ -230,7 +246,11 @@ class Database:
             ),
             {"classid": (key >> 32) & 0xFFFFFFFF, "objid": key & 0xFFFFFFFF},
         ).first()
-        return f"pid {row[0]} ({row[1] or 'no application_name'} from {row[2] or 'local socket'}, connected {row[3]} ago)" if row else "another session"
+        return (
+            f"pid {row[0]} ({row[1] or 'no application_name'} from {row[2] or 'local socket'}, connected {row[3]} ago)"
+            if row
+            else "another session"
+        )
 
     # invalid indexes left by failed concurrent builds (PostgreSQL)
 

@@ -19,7 +19,17 @@ from .scripts import Kind, Script
 from .statements import ScriptSyntaxError, Statement, TransactionControlInScript, split_postgres
 
 ERROR, WARNING = "error", "warning"
-VOLATILE_FUNCTIONS = {"random", "clock_timestamp", "timeofday", "gen_random_uuid", "uuid_generate_v1", "uuid_generate_v4", "nextval", "txid_current", "statement_timestamp"}
+VOLATILE_FUNCTIONS = {
+    "random",
+    "clock_timestamp",
+    "timeofday",
+    "gen_random_uuid",
+    "uuid_generate_v1",
+    "uuid_generate_v4",
+    "nextval",
+    "txid_current",
+    "statement_timestamp",
+}
 _ALLOW = re.compile(r"--\s*lockgate:allow\s+([\w\s,-]+)")
 
 
@@ -37,7 +47,9 @@ def lint_scripts(scripts: list[Script]) -> list[Finding]:
 
 
 def lint_script(script: Script) -> list[Finding]:
-    allowed = {rule.strip() for match in _ALLOW.finditer(script.sql) for rule in re.split(r"[\s,]+", match[1]) if rule.strip()}
+    allowed = {
+        rule.strip() for match in _ALLOW.finditer(script.sql) for rule in re.split(r"[\s,]+", match[1]) if rule.strip()
+    }
     try:
         statements = split_postgres(script.sql)
     except ScriptSyntaxError as exc:
@@ -56,20 +68,42 @@ def lint_script(script: Script) -> list[Finding]:
 
 
 def _phase(kind: Kind) -> str:
-    return {Kind.VERSIONED: "expand", Kind.REPEATABLE: "expand", Kind.BACKGROUND: "background", Kind.CONTRACT: "contract", Kind.UNDO: "undo"}[kind]
+    return {
+        Kind.VERSIONED: "expand",
+        Kind.REPEATABLE: "expand",
+        Kind.BACKGROUND: "background",
+        Kind.CONTRACT: "contract",
+        Kind.UNDO: "undo",
+    }[kind]
 
 
 def _check(node: Any, phase: str, created: set[str]) -> Iterator[tuple[str, str, str]]:
     """Yield (severity, rule, message) for one statement."""
     additive_only = phase in {"expand", "background"}
     if additive_only and _is_destructive(node):
-        yield ERROR, f"drop-in-{phase}", f"{_verb(node)} in the {phase} phase breaks pods still running the old code: move it to a C (contract) migration"
+        yield (
+            ERROR,
+            f"drop-in-{phase}",
+            f"{_verb(node)} in the {phase} phase breaks pods still running the old code: move it to a C (contract) migration",
+        )
     if additive_only and isinstance(node, ast.RenameStmt):
-        yield ERROR, f"rename-in-{phase}", f"renaming in the {phase} phase breaks pods still running the old code: add the new name, copy, and drop the old one in contract"
+        yield (
+            ERROR,
+            f"rename-in-{phase}",
+            f"renaming in the {phase} phase breaks pods still running the old code: add the new name, copy, and drop the old one in contract",
+        )
     if isinstance(node, ast.IndexStmt) and not node.concurrent and _name(node.relation) not in created:
-        yield WARNING, "blocking-index", "CREATE INDEX without CONCURRENTLY blocks writes to the table while it builds: use CREATE INDEX CONCURRENTLY IF NOT EXISTS in a migration of its own"
+        yield (
+            WARNING,
+            "blocking-index",
+            "CREATE INDEX without CONCURRENTLY blocks writes to the table while it builds: use CREATE INDEX CONCURRENTLY IF NOT EXISTS in a migration of its own",
+        )
     if isinstance(node, ast.IndexStmt) and node.concurrent and not node.if_not_exists:
-        yield WARNING, "concurrent-index-not-idempotent", "add IF NOT EXISTS: a concurrent build commits on its own, so a run interrupted just after it must be able to repeat it"
+        yield (
+            WARNING,
+            "concurrent-index-not-idempotent",
+            "add IF NOT EXISTS: a concurrent build commits on its own, so a run interrupted just after it must be able to repeat it",
+        )
     if isinstance(node, ast.AlterTableStmt) and _name(node.relation) not in created:
         for cmd in node.cmds or ():
             yield from _check_alter(cmd, phase)
@@ -78,9 +112,17 @@ def _check(node: Any, phase: str, created: set[str]) -> Iterator[tuple[str, str,
 def _check_alter(cmd: Any, phase: str) -> Iterator[tuple[str, str, str]]:
     subtype, definition = cmd.subtype, cmd.def_
     if subtype == AlterTableType.AT_AlterColumnType:
-        yield WARNING, "column-type-change", f"changing the type of {cmd.name} rewrites the table under an ACCESS EXCLUSIVE lock and may break old code: add a new column, backfill it in background, switch, drop the old one in contract"
+        yield (
+            WARNING,
+            "column-type-change",
+            f"changing the type of {cmd.name} rewrites the table under an ACCESS EXCLUSIVE lock and may break old code: add a new column, backfill it in background, switch, drop the old one in contract",
+        )
     if subtype == AlterTableType.AT_SetNotNull:
-        yield WARNING, "set-not-null", f"SET NOT NULL on {cmd.name} scans the whole table under an ACCESS EXCLUSIVE lock: add CHECK ({cmd.name} IS NOT NULL) NOT VALID, VALIDATE it in a later migration, then SET NOT NULL"
+        yield (
+            WARNING,
+            "set-not-null",
+            f"SET NOT NULL on {cmd.name} scans the whole table under an ACCESS EXCLUSIVE lock: add CHECK ({cmd.name} IS NOT NULL) NOT VALID, VALIDATE it in a later migration, then SET NOT NULL",
+        )
     if subtype == AlterTableType.AT_AddColumn and isinstance(definition, ast.ColumnDef):
         yield from _check_new_column(definition, phase)
     if subtype == AlterTableType.AT_AddConstraint and isinstance(definition, ast.Constraint):
@@ -92,26 +134,59 @@ def _check_new_column(column: Any, phase: str) -> Iterator[tuple[str, str, str]]
     default = constraints.get(ConstrType.CONSTR_DEFAULT)
     if ConstrType.CONSTR_NOTNULL in constraints and default is None and ConstrType.CONSTR_IDENTITY not in constraints:
         severity = ERROR if phase == "expand" else WARNING
-        yield severity, "not-null-without-default", f"adding NOT NULL column {column.colname} without a DEFAULT fails on a non-empty table and breaks inserts from old code: give it a DEFAULT"
+        yield (
+            severity,
+            "not-null-without-default",
+            f"adding NOT NULL column {column.colname} without a DEFAULT fails on a non-empty table and breaks inserts from old code: give it a DEFAULT",
+        )
     if default is not None and _calls_volatile(default.raw_expr):
-        yield WARNING, "volatile-default", f"the volatile DEFAULT of {column.colname} rewrites every row under an ACCESS EXCLUSIVE lock: add the column without it, set the default, and backfill in batches (an A migration)"
+        yield (
+            WARNING,
+            "volatile-default",
+            f"the volatile DEFAULT of {column.colname} rewrites every row under an ACCESS EXCLUSIVE lock: add the column without it, set the default, and backfill in batches (an A migration)",
+        )
 
 
 def _check_new_constraint(constraint: Any) -> Iterator[tuple[str, str, str]]:
     if constraint.contype in (ConstrType.CONSTR_FOREIGN, ConstrType.CONSTR_CHECK) and not constraint.skip_validation:
-        yield WARNING, "constraint-not-valid", "adding a validated constraint scans the table while holding its lock: add it NOT VALID, then VALIDATE CONSTRAINT in a later migration"
+        yield (
+            WARNING,
+            "constraint-not-valid",
+            "adding a validated constraint scans the table while holding its lock: add it NOT VALID, then VALIDATE CONSTRAINT in a later migration",
+        )
     if constraint.contype in (ConstrType.CONSTR_UNIQUE, ConstrType.CONSTR_PRIMARY) and not constraint.indexname:
-        yield WARNING, "constraint-builds-index", "adding a UNIQUE or PRIMARY KEY constraint builds its index under lock: CREATE UNIQUE INDEX CONCURRENTLY first, then ADD CONSTRAINT ... USING INDEX"
+        yield (
+            WARNING,
+            "constraint-builds-index",
+            "adding a UNIQUE or PRIMARY KEY constraint builds its index under lock: CREATE UNIQUE INDEX CONCURRENTLY first, then ADD CONSTRAINT ... USING INDEX",
+        )
 
 
 def _mixed_transactions(script: Script, statements: list[Statement]) -> list[Finding]:
     outside = [s for s in statements if not s.transactional]
     if outside and len(statements) > 1:
-        return [Finding(script.name, outside[0].line, WARNING, "mixed-transaction", "this script mixes statements that must run outside a transaction with others, so a failure can leave it half applied: give the outside statement a migration of its own")]
+        return [
+            Finding(
+                script.name,
+                outside[0].line,
+                WARNING,
+                "mixed-transaction",
+                "this script mixes statements that must run outside a transaction with others, so a failure can leave it half applied: give the outside statement a migration of its own",
+            )
+        ]
     return []
 
 
-_DESTRUCTIVE_OBJECTS = {ObjectType.OBJECT_TABLE, ObjectType.OBJECT_VIEW, ObjectType.OBJECT_MATVIEW, ObjectType.OBJECT_SEQUENCE, ObjectType.OBJECT_TYPE, ObjectType.OBJECT_FUNCTION, ObjectType.OBJECT_SCHEMA, ObjectType.OBJECT_DOMAIN}
+_DESTRUCTIVE_OBJECTS = {
+    ObjectType.OBJECT_TABLE,
+    ObjectType.OBJECT_VIEW,
+    ObjectType.OBJECT_MATVIEW,
+    ObjectType.OBJECT_SEQUENCE,
+    ObjectType.OBJECT_TYPE,
+    ObjectType.OBJECT_FUNCTION,
+    ObjectType.OBJECT_SCHEMA,
+    ObjectType.OBJECT_DOMAIN,
+}
 
 
 def _is_destructive(node: Any) -> bool:

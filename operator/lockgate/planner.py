@@ -47,7 +47,9 @@ def plan_undo(scripts: list[Script], state: SchemaState, to: Version) -> Plan:
         if state.is_applied(Phase.CONTRACT, version):
             problems.append(f"C{version} was applied: undo cannot bring back what the contract phase removed")
         elif version not in undo:
-            problems.append(f"V{version} has no U{version}__<description>.sql undo script; add one or undo to {version}")
+            problems.append(
+                f"V{version} has no U{version}__<description>.sql undo script; add one or undo to {version}"
+            )
     if state.baseline is not None and to < state.baseline:
         problems.append(f"cannot undo below the baseline {state.baseline}")
     return Plan([undo[v] for v in newer if v in undo], problems)
@@ -56,7 +58,9 @@ def plan_undo(scripts: list[Script], state: SchemaState, to: Version) -> Plan:
 def plan_baseline(state: SchemaState, version: Version) -> list[str]:
     """Baselining is for a database whose schema predates lockgate: refuse on a migrated one."""
     if state.applied or state.baseline is not None:
-        return [f"the history already records migrations (up to {_highest_any(state)}); baseline only an unmigrated database"]
+        return [
+            f"the history already records migrations (up to {_highest_any(state)}); baseline only an unmigrated database"
+        ]
     return []
 
 
@@ -136,9 +140,13 @@ def _notes(scripts: list[Script], state: SchemaState, phase: Phase, target: Vers
     local = {s.version for s in _of_kind(scripts, PHASE_KIND[phase])}
     highest = state.highest(phase)
     notes = []
-    future = sorted(v for (p, v) in state.applied if p is phase and v not in local and v > max(local, default=Version((0,))))
+    future = sorted(
+        v for (p, v) in state.applied if p is phase and v not in local and v > max(local, default=Version((0,)))
+    )
     if future:
-        notes.append(f"the database has newer {phase.value} versions than this directory: {', '.join(map(str, future))}")
+        notes.append(
+            f"the database has newer {phase.value} versions than this directory: {', '.join(map(str, future))}"
+        )
     if target is not None and highest is not None and highest > target:
         notes.append(f"{phase.value} is already at {highest}, newer than the target {target}; nothing is undone")
     return notes

@@ -6,6 +6,7 @@ history, executes statements and records what happened.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -161,7 +162,9 @@ class Runner:
             try:
                 prepared.append((script, self.db.split(script.sql)))
             except ScriptSyntaxError as exc:
-                raise MigrationFailed(f"{script.name} line {exc.line}: {exc.message}", _syntax_error(script, exc)) from None
+                raise MigrationFailed(
+                    f"{script.name} line {exc.line}: {exc.message}", _syntax_error(script, exc)
+                ) from None
             except TransactionControlInScript as exc:
                 problems.append(f"{script.name} {exc}")
         if self.options.single_transaction:
@@ -180,7 +183,10 @@ class Runner:
             statements = self.db.split(script.sql)
         except (ScriptSyntaxError, TransactionControlInScript) as exc:
             return {"statements": None, "parse_error": str(exc)}
-        return {"statements": len(statements), "outside_transaction": [s.line for s in statements if not s.transactional]}
+        return {
+            "statements": len(statements),
+            "outside_transaction": [s.line for s in statements if not s.transactional],
+        }
 
     # execution
 
@@ -190,7 +196,9 @@ class Runner:
             return
         installed_by = self.db.installed_by()
         if self.options.single_transaction:
-            self._retrying_lock_timeouts("all pending migrations", lambda: self._apply_together(prepared, installed_by, summary))
+            self._retrying_lock_timeouts(
+                "all pending migrations", lambda: self._apply_together(prepared, installed_by, summary)
+            )
         else:
             for script, statements in prepared:
                 summary.applied.append(self._apply_one(script, statements, installed_by))
@@ -201,8 +209,9 @@ class Runner:
         groups = segments(statements)
         for index, group in enumerate(groups):
             record = index == len(groups) - 1 and group.transactional
+            attempt = functools.partial(self._run_segment, script, group, record, started, installed_by)
             try:
-                self._retrying_lock_timeouts(script.name, lambda: self._run_segment(script, group, record, started, installed_by))
+                self._retrying_lock_timeouts(script.name, attempt)
             except StatementFailed as failure:
                 if index > 0:  # earlier segments committed: the failure must be on record
                     self.db.record(**self._script_row(script, _ms_since(started), installed_by, success=False))
@@ -228,7 +237,9 @@ class Runner:
             self.db.rollback()
             raise
 
-    def _apply_together(self, prepared: list[tuple[Script, list[Statement]]], installed_by: str, summary: Summary) -> None:
+    def _apply_together(
+        self, prepared: list[tuple[Script, list[Statement]]], installed_by: str, summary: Summary
+    ) -> None:
         applied = []
         self.db.begin()
         try:
@@ -308,11 +319,15 @@ class Runner:
                 )
                 time.sleep(delay)
 
-    def _failure(self, script: Script, failure: StatementFailed, partial: bool, together: bool = False) -> LockgateError:
+    def _failure(
+        self, script: Script, failure: StatementFailed, partial: bool, together: bool = False
+    ) -> LockgateError:
         error = self.db.error_of(failure.cause)
         position = (error.position or 1) - 1
         line = _line_in(script.sql, failure.statement.offset + position) if error.position else failure.statement.line
-        detail = MigrationError(str(script.version) if script.version else None, script.name, error.sqlstate, error.message, line)
+        detail = MigrationError(
+            str(script.version) if script.version else None, script.name, error.sqlstate, error.message, line
+        )
         if error.sqlstate == LOCK_NOT_AVAILABLE:
             error_text = f"{error.message} after {self.options.lock_retries + 1} attempts; another transaction holds the lock: retry later or raise --lock-timeout"
         else:
@@ -320,14 +335,35 @@ class Runner:
         tail = (
             "; earlier statements ran outside a transaction and stay applied (recorded as failed)"
             if partial
-            else "; all pending migrations were rolled back" if together else "; its transaction was rolled back"
+            else "; all pending migrations were rolled back"
+            if together
+            else "; its transaction was rolled back"
         )
         return MigrationFailed(f"{script.name} line {line}: [{error.sqlstate}] {error_text}{tail}", detail)
 
     def _script_row(self, script: Script, ms: int, installed_by: str, success: bool) -> dict[str, object]:
-        return self._row(phase_of(script), script.version, script.description, script.name, script.checksum, ms, success, installed_by)
+        return self._row(
+            phase_of(script),
+            script.version,
+            script.description,
+            script.name,
+            script.checksum,
+            ms,
+            success,
+            installed_by,
+        )
 
-    def _row(self, phase: str, version: Version | None, description: str, script: str, checksum: str | None, ms: int, success: bool, installed_by: str | None = None) -> dict[str, object]:
+    def _row(
+        self,
+        phase: str,
+        version: Version | None,
+        description: str,
+        script: str,
+        checksum: str | None,
+        ms: int,
+        success: bool,
+        installed_by: str | None = None,
+    ) -> dict[str, object]:
         return {
             "version": str(version) if version else None,
             "phase": phase,

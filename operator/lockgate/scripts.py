@@ -79,7 +79,9 @@ def load_scripts(directory: str | Path) -> list[Script]:
     root = Path(directory)
     if not root.is_dir():
         raise UsageError(f"migrations directory {root} does not exist (set --dir or LOCKGATE_MIGRATIONS_DIR)")
-    paths = sorted(p for p in root.rglob("*.sql") if not any(part.startswith(".") for part in p.relative_to(root).parts))
+    paths = sorted(
+        p for p in root.rglob("*.sql") if not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
     problems: list[str] = []
     scripts: list[Script] = []
     for path in paths:

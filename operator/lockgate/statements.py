@@ -78,9 +78,7 @@ def needs_autocommit(node: Any) -> bool:
         case ast.VacuumStmt(is_vacuumcmd=True):
             return True
         case ast.AlterTableStmt():
-            return any(
-                isinstance(cmd.def_, ast.PartitionCmd) and cmd.def_.concurrent for cmd in node.cmds or ()
-            )
+            return any(isinstance(cmd.def_, ast.PartitionCmd) and cmd.def_.concurrent for cmd in node.cmds or ())
         case ast.ClusterStmt(relation=None):
             return True
     return isinstance(

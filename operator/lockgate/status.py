@@ -24,7 +24,9 @@ def render(body: dict[str, Any]) -> list[str]:
     gate = status.get("gate") or {}
     for w in gate.get("workloads") or []:
         state = "rolled out" if w.get("rolledOut") else "rolling out"
-        lines.append(f"  {w['kind']}/{w['name']} requires {w.get('requiresVersion') or '-'}: {w.get('updated')}/{w.get('desired')} updated, {w.get('available')} available, {state}")
+        lines.append(
+            f"  {w['kind']}/{w['name']} requires {w.get('requiresVersion') or '-'}: {w.get('updated')}/{w.get('desired')} updated, {w.get('available')} available, {state}"
+        )
     lines.append(f"  pods at the gate: {gate.get('podsWaiting', 0)} waiting, {gate.get('podsReady', 0)} passed")
     for entry in (status.get("history") or [])[-4:]:
         applied = f", {entry['applied']} applied" if entry.get("applied") is not None else ""

@@ -49,9 +49,6 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, default=str)
-
     def compact(self, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
         """The summary in under `limit` bytes: newest applied entries kept, long texts cut."""
         doc: dict[str, Any] = {

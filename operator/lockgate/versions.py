@@ -41,7 +41,3 @@ class Version:
 
     def __str__(self) -> str:
         return ".".join(str(p) for p in self.parts)
-
-
-def is_version(text: str) -> bool:
-    return bool(_VERSION.match(text))

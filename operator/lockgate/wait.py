@@ -34,10 +34,15 @@ def verdict(body: dict[str, Any] | None, required: Version) -> tuple[bool, str]:
         return True, f"schema {applied} is expanded (required {required})"
     stalled = find(status.get("conditions") or [], "Stalled")
     problem = f"; stalled: {stalled.get('message')}" if stalled and stalled.get("status") == "True" else ""
-    return False, f"schema expanded to {applied or 'nothing yet'}, phase {status.get('phase') or 'Pending'}, required {required}{problem}"
+    return (
+        False,
+        f"schema expanded to {applied or 'nothing yet'}, phase {status.get('phase') or 'Pending'}, required {required}{problem}",
+    )
 
 
-def wait_for_schema(namespace: str | None, name: str, required: Version, timeout: float, say: Callable[[str], None]) -> int:
+def wait_for_schema(
+    namespace: str | None, name: str, required: Version, timeout: float, say: Callable[[str], None]
+) -> int:
     namespace = namespace or _own_namespace()
     load_config()
     api = client.CustomObjectsApi()
@@ -79,16 +84,26 @@ def _get(api: client.CustomObjectsApi, namespace: str, name: str) -> tuple[dict[
         if exc.status == 404:
             return None, None
         if exc.status in (401, 403):
-            raise UsageError(f"not allowed to read SchemaMigration {namespace}/{name}: grant the pod's ServiceAccount get/list/watch on schemamigrations.lockgate.dev") from None
+            raise UsageError(
+                f"not allowed to read SchemaMigration {namespace}/{name}: grant the pod's ServiceAccount get/list/watch on schemamigrations.lockgate.dev"
+            ) from None
         raise
 
 
-def _wait_for_change(api: client.CustomObjectsApi, namespace: str, name: str, resource_version: str | None, deadline: float) -> None:
+def _wait_for_change(
+    api: client.CustomObjectsApi, namespace: str, name: str, resource_version: str | None, deadline: float
+) -> None:
     """Block until the object changes (a watch event) or the deadline; no busy polling."""
     remaining = max(1, int(deadline - time.monotonic()))
     stream = watch.Watch().stream(
-        api.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
-        field_selector=f"metadata.name={name}", resource_version=resource_version, timeout_seconds=min(remaining, 60),
+        api.list_namespaced_custom_object,
+        GROUP,
+        VERSION,
+        namespace,
+        PLURAL,
+        field_selector=f"metadata.name={name}",
+        resource_version=resource_version,
+        timeout_seconds=min(remaining, 60),
     )
     try:
         for _ in stream:

@@ -40,15 +40,31 @@ def _running_pid(directory: Path) -> int | None:
 
 def up(directory: Path, nodes: int, real_images: list[str]) -> int:
     if pid := _running_pid(directory):
-        print(f"a cluster is already up in {directory} (pid {pid}); `python -m tests.cluster down --dir {directory}` first", file=sys.stderr)
+        print(
+            f"a cluster is already up in {directory} (pid {pid}); `python -m tests.cluster down --dir {directory}` first",
+            file=sys.stderr,
+        )
         return 1
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "ready").unlink(missing_ok=True)
     bin_dir = cluster_bin_dir()
-    command = [sys.executable, "-m", "tests.cluster", "serve", "--dir", str(directory), "--bin-dir", str(bin_dir), "--nodes", str(nodes)]
+    command = [
+        sys.executable,
+        "-m",
+        "tests.cluster",
+        "serve",
+        "--dir",
+        str(directory),
+        "--bin-dir",
+        str(bin_dir),
+        "--nodes",
+        str(nodes),
+    ]
     command += [f"--real-image={p}" for p in real_images]
     with open(directory / "cluster.log", "ab") as log:
-        server = subprocess.Popen(command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(
+            command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     _pid_file(directory).write_text(str(server.pid))
     deadline = time.monotonic() + READY_TIMEOUT
     while not (directory / "ready").exists():
@@ -59,8 +75,10 @@ def up(directory: Path, nodes: int, real_images: list[str]) -> int:
             print(f"the test cluster failed to start (log {directory / 'cluster.log'}):\n{tail}", file=sys.stderr)
             return 1
         time.sleep(0.2)
-    print(f"lockgate test cluster up: kubeconfig written to {directory / 'kubeconfig'} (pid {server.pid} in {_pid_file(directory)}); "
-          f"stop it with: python -m tests.cluster down --dir {directory}")
+    print(
+        f"lockgate test cluster up: kubeconfig written to {directory / 'kubeconfig'} (pid {server.pid} in {_pid_file(directory)}); "
+        f"stop it with: python -m tests.cluster down --dir {directory}"
+    )
     return 0
 
 
@@ -123,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--dir", type=Path, required=True, help="where the kubeconfig, logs and state go")
         if name != "down":
             sub.add_argument("--nodes", type=int, default=1)
-            sub.add_argument("--real-image", action="append", default=[], help="glob of images run for real (repeatable)")
+            sub.add_argument(
+                "--real-image", action="append", default=[], help="glob of images run for real (repeatable)"
+            )
         if name == "serve":
             sub.add_argument("--bin-dir", type=Path, required=True)
     args = parser.parse_args(argv)

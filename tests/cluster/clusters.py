@@ -35,9 +35,17 @@ class LocalCluster:
     real_image = TEST_IMAGE
     simulated_image = SIMULATED_IMAGE
 
-    def __init__(self, directory: Path, nodes: int = 1, real_images: Sequence[str] = DEFAULT_REAL_IMAGES, bin_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        nodes: int = 1,
+        real_images: Sequence[str] = DEFAULT_REAL_IMAGES,
+        bin_dir: Path | None = None,
+    ) -> None:
         if not runs_for_real(TEST_IMAGE, real_images):
-            raise ValueError(f"LOCKGATE_TEST_IMAGE={TEST_IMAGE} matches none of the real-image patterns {list(real_images)}")
+            raise ValueError(
+                f"LOCKGATE_TEST_IMAGE={TEST_IMAGE} matches none of the real-image patterns {list(real_images)}"
+            )
         self.directory = directory
         self.node_names = tuple(f"lockgate-node-{i}" for i in range(1, nodes + 1))
         self.real_images = tuple(real_images)
@@ -78,7 +86,9 @@ class LocalCluster:
         assert pki is not None
         shutil.rmtree(self.directory / "node", ignore_errors=True)  # pods of an earlier run in a reused directory
         argv = [
-            sys.executable, "-m", "tests.cluster.nodeagent",
+            sys.executable,
+            "-m",
+            "tests.cluster.nodeagent",
             f"--kubeconfig={control_plane.kubeconfig}",
             f"--state-dir={self.directory / 'node'}",
             f"--serving-cert={pki.node_server.cert}",
@@ -87,7 +97,9 @@ class LocalCluster:
             *(f"--node={n}" for n in self.node_names),
             *(f"--real-image={p}" for p in self.real_images),
         ]
-        self.agent = ManagedProcess("node-agent", argv, self.directory / "logs" / "node-agent.log", cwd=REPO, die_with_parent=True).start()
+        self.agent = ManagedProcess(
+            "node-agent", argv, self.directory / "logs" / "node-agent.log", cwd=REPO, die_with_parent=True
+        ).start()
         rest = Rest(control_plane.kubeconfig)
 
         def nodes_ready() -> bool:

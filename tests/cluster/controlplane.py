@@ -56,9 +56,14 @@ class ControlPlane:
         controller_manager = self._launch("kube-controller-manager", self._controller_manager_args(pki))
         scheduler = self._launch("kube-scheduler", self._scheduler_args(pki))
         insecure = ssl.create_default_context()
-        insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE  # self-signed serving certificates; loopback only
+        insecure.check_hostname, insecure.verify_mode = (
+            False,
+            ssl.CERT_NONE,
+        )  # self-signed serving certificates; loopback only
         for process, port in ((controller_manager, self._cm_port), (scheduler, self._scheduler_port)):
-            wait_until_ready(process, lambda p=port: https_ok(f"https://127.0.0.1:{p}/healthz", insecure), START_TIMEOUT)
+            wait_until_ready(
+                process, lambda p=port: https_ok(f"https://127.0.0.1:{p}/healthz", insecure), START_TIMEOUT
+            )
         return self
 
     def stop(self) -> None:
@@ -75,7 +80,9 @@ class ControlPlane:
         wait_until_ready(apiserver, lambda: https_ok(f"{self.server}/readyz", admin_context), START_TIMEOUT)
 
     def _launch(self, name: str, args: list[str]) -> ManagedProcess:
-        process = ManagedProcess(name, [str(self.bin_dir / name), *args], self.directory / "logs" / f"{name}.log", die_with_parent=True)
+        process = ManagedProcess(
+            name, [str(self.bin_dir / name), *args], self.directory / "logs" / f"{name}.log", die_with_parent=True
+        )
         self.processes.append(process.start())
         return process
 
@@ -142,7 +149,9 @@ class ControlPlane:
 
     def _controller_manager_args(self, pki: ClusterPKI) -> list[str]:
         return [
-            *self._served_component_args("controller-manager", pki.controller_manager, "system:kube-controller-manager", self._cm_port),
+            *self._served_component_args(
+                "controller-manager", pki.controller_manager, "system:kube-controller-manager", self._cm_port
+            ),
             "--controllers=*",
             "--use-service-account-credentials=true",
             f"--service-account-private-key-file={pki.service_account_key}",
@@ -152,4 +161,6 @@ class ControlPlane:
         ]
 
     def _scheduler_args(self, pki: ClusterPKI) -> list[str]:
-        return self._served_component_args("kube-scheduler", pki.scheduler, "system:kube-scheduler", self._scheduler_port)
+        return self._served_component_args(
+            "kube-scheduler", pki.scheduler, "system:kube-scheduler", self._scheduler_port
+        )

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
+
 from tests.cluster.binaries import REPO
 from tests.cluster.clusters import ExistingCluster, LocalCluster, real_image_patterns
 from tests.cluster.kube import Kube, temporary_namespace
@@ -98,12 +99,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     if not report.failed:
         return
     for process in item.stash.get(PROCESSES, []):
-        report.sections.append((f"{process.name} log ({process.log_path}, last {FAILED_LOG_LINES} lines)", process.log_tail(FAILED_LOG_LINES)))
+        report.sections.append(
+            (
+                f"{process.name} log ({process.log_path}, last {FAILED_LOG_LINES} lines)",
+                process.log_tail(FAILED_LOG_LINES),
+            )
+        )
     if CLUSTER_DIR in item.config.stash and "cluster" in getattr(item, "fixturenames", ()):
         directory = item.config.stash[CLUSTER_DIR]
-        report.sections.append(("lockgate test cluster", f"component logs in {directory}/logs, pod logs in {directory}/node/pods"))
+        report.sections.append(
+            ("lockgate test cluster", f"component logs in {directory}/logs, pod logs in {directory}/node/pods")
+        )
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if CLUSTER_DIR in terminalreporter.config.stash:
-        terminalreporter.write_line(f"lockgate test cluster kept for the failed tests: {terminalreporter.config.stash[CLUSTER_DIR]}")
+        terminalreporter.write_line(
+            f"lockgate test cluster kept for the failed tests: {terminalreporter.config.stash[CLUSTER_DIR]}"
+        )

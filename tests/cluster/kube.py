@@ -40,7 +40,9 @@ class Kube:
         self.api.close()
 
 
-def watch_until(list_function: Callable[..., Any], predicate: Callable[[Any], bool], timeout: float = 60, **kwargs: Any) -> Any:
+def watch_until(
+    list_function: Callable[..., Any], predicate: Callable[[Any], bool], timeout: float = 60, **kwargs: Any
+) -> Any:
     """The first object (existing or changed) that satisfies `predicate`, from a watch on `list_function`
     (e.g. kube.batch.list_namespaced_job, namespace=ns, field_selector="metadata.name=x").
     Raises TimeoutError naming the last object seen."""
@@ -68,8 +70,11 @@ def wait_deleted(list_function: Callable[..., Any], name: str, timeout: float = 
             return
         w = watch.Watch()
         for event in w.stream(
-            list_function, field_selector=selector, resource_version=listing.metadata.resource_version,
-            timeout_seconds=max(1, int(remaining)), **kwargs,
+            list_function,
+            field_selector=selector,
+            resource_version=listing.metadata.resource_version,
+            timeout_seconds=max(1, int(remaining)),
+            **kwargs,
         ):
             if event["type"] == "DELETED":
                 w.stop()
@@ -82,8 +87,18 @@ def temporary_namespace(kube: Kube, name: str, labels: dict[str, str] | None = N
     """A namespace ready for pods, deleted on exit (without waiting for its contents to go).
     Pods are refused until its default ServiceAccount exists, and cannot start before kube-root-ca.crt does."""
     kube.core.create_namespace({"metadata": {"name": name, "labels": {"lockgate.dev/test": "true", **(labels or {})}}})
-    watch_until(kube.core.list_namespaced_service_account, lambda sa: True, namespace=name, field_selector="metadata.name=default")
-    watch_until(kube.core.list_namespaced_config_map, lambda cm: True, namespace=name, field_selector="metadata.name=kube-root-ca.crt")
+    watch_until(
+        kube.core.list_namespaced_service_account,
+        lambda sa: True,
+        namespace=name,
+        field_selector="metadata.name=default",
+    )
+    watch_until(
+        kube.core.list_namespaced_config_map,
+        lambda cm: True,
+        namespace=name,
+        field_selector="metadata.name=kube-root-ca.crt",
+    )
     try:
         yield name
     finally:

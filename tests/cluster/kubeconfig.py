@@ -20,7 +20,9 @@ def kubeconfig(server: str, ca: Path, client: CertKey, user: str) -> dict:
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": CONTEXT, "cluster": {"server": server, "certificate-authority-data": data(ca)}}],
-        "users": [{"name": user, "user": {"client-certificate-data": data(client.cert), "client-key-data": data(client.key)}}],
+        "users": [
+            {"name": user, "user": {"client-certificate-data": data(client.cert), "client-key-data": data(client.key)}}
+        ],
         "contexts": [{"name": CONTEXT, "context": {"cluster": CONTEXT, "user": user}}],
         "current-context": CONTEXT,
     }

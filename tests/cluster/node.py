@@ -14,7 +14,12 @@ ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.
 
 
 def node_manifest(name: str) -> dict:
-    labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": ARCH, "lockgate.dev/test-node": "true"}
+    labels = {
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": ARCH,
+        "lockgate.dev/test-node": "true",
+    }
     return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}, "spec": {}}
 
 
@@ -43,9 +48,16 @@ def node_status(kubelet_port: int, now: float) -> dict:
             "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
             "nodeInfo": {
-                "machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": platform.release(), "osImage": "lockgate test node",
-                "containerRuntimeVersion": "lockgate-nodeagent://0.1", "kubeletVersion": KUBE_VERSION, "kubeProxyVersion": "",
-                "operatingSystem": "linux", "architecture": ARCH,
+                "machineID": "",
+                "systemUUID": "",
+                "bootID": "",
+                "kernelVersion": platform.release(),
+                "osImage": "lockgate test node",
+                "containerRuntimeVersion": "lockgate-nodeagent://0.1",
+                "kubeletVersion": KUBE_VERSION,
+                "kubeProxyVersion": "",
+                "operatingSystem": "linux",
+                "architecture": ARCH,
             },
         }
     }

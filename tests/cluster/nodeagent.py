@@ -202,7 +202,8 @@ class PodWorker:
         try:
             self.processes[name] = self._spawn(container)
         except (podspec.ConfigError, ApiError, OSError) as e:  # retried, as the kubelet retries
-            self._update(name, lambda c: podstatus.config_error(c, str(e), now))
+            reason = str(e)
+            self._update(name, lambda c: podstatus.config_error(c, reason, now))
             return
         log.info("pod %s/%s: started %s (pid %d)", self.namespace, self.name, name, self.processes[name].pid)
         self._update(name, lambda c: podstatus.started(c, now, ready=True))  # no probes: running is ready
@@ -289,11 +290,27 @@ class PodWorker:
         (work / "start-error").unlink(missing_ok=True)
         target = container.get("terminationMessagePath") or "/dev/termination-log"
         mounts.append({"source": str(message_file), "target": target, "read_only": False})
-        sandbox = {"mounts": mounts, "workdir": container.get("workingDir") or str(work / "cwd"), "argv": argv, "start_error": str(work / "start-error")}
+        sandbox = {
+            "mounts": mounts,
+            "workdir": container.get("workingDir") or str(work / "cwd"),
+            "argv": argv,
+            "start_error": str(work / "start-error"),
+        }
         (work / "sandbox.json").write_text(json.dumps(sandbox))
-        command = [self.agent.unshare, "--mount", "--propagation", "private", sys.executable, "-I", str(SANDBOX), str(work / "sandbox.json")]
+        command = [
+            self.agent.unshare,
+            "--mount",
+            "--propagation",
+            "private",
+            sys.executable,
+            "-I",
+            str(SANDBOX),
+            str(work / "sandbox.json"),
+        ]
         with open(self.dir / f"{name}.log", "ab") as out:
-            process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            process = subprocess.Popen(
+                command, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         threading.Thread(target=lambda: self.post(Exited(name, exit_code(process.wait()))), daemon=True).start()
         return process
 
@@ -305,11 +322,14 @@ class PodWorker:
             reason, message = "StartError", start_error.read_text()
         else:
             container = self.containers[event.container]
-            reason, message = "", podspec.termination_message(
-                _tail(work / "termination-log", podspec.MAX_MESSAGE),
-                container.get("terminationMessagePolicy", "File"),
-                event.code != 0,
-                _tail(self.dir / f"{event.container}.log", LOG_TAIL_BYTES),
+            reason, message = (
+                "",
+                podspec.termination_message(
+                    _tail(work / "termination-log", podspec.MAX_MESSAGE),
+                    container.get("terminationMessagePolicy", "File"),
+                    event.code != 0,
+                    _tail(self.dir / f"{event.container}.log", LOG_TAIL_BYTES),
+                ),
             )
         log.info("pod %s/%s: %s exited %d", self.namespace, self.name, event.container, event.code)
         policy, init = self.spec.get("restartPolicy", "Always"), event.container in self.init_names
@@ -388,14 +408,18 @@ class Agent:
         serve_logs(self.config.kubelet_port, self.config.serving_cert, self.config.client_ca, self.find_log)
         for node in self.config.nodes:
             self._register(node)
-        log.info("nodes %s registered; kubelet endpoint 127.0.0.1:%d", ", ".join(self.config.nodes), self.config.kubelet_port)
+        log.info(
+            "nodes %s registered; kubelet endpoint 127.0.0.1:%d", ", ".join(self.config.nodes), self.config.kubelet_port
+        )
         threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
         threading.Thread(target=self._watch_pods, name="watch", daemon=True).start()
         self.stopping.wait()
         self._shutdown()
 
     def find_log(self, namespace: str, pod: str, container: str) -> Path | None:
-        logs = sorted(self.config.state_dir.glob(f"pods/{namespace}_{pod}_*/{container}.log"), key=lambda p: p.stat().st_mtime)
+        logs = sorted(
+            self.config.state_dir.glob(f"pods/{namespace}_{pod}_*/{container}.log"), key=lambda p: p.stat().st_mtime
+        )
         return logs[-1] if logs else None
 
     # --- nodes ----------------------------------------------------------------------------
@@ -419,7 +443,9 @@ class Agent:
             if e.status != 404:
                 raise
             node_uid = node_uid or self.rest.get(f"/api/v1/nodes/{node}")["metadata"]["uid"]
-            self.rest.create("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", lease_manifest(node, node_uid, now))
+            self.rest.create(
+                "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", lease_manifest(node, node_uid, now)
+            )
 
     def _heartbeat(self) -> None:
         beats = 0
@@ -445,7 +471,9 @@ class Agent:
                     listing = self.rest.get("/api/v1/pods", bound)
                     version = listing["metadata"]["resourceVersion"]
                     self._resync(listing["items"])
-                for event in self.rest.watch("/api/v1/pods", {**bound, "resourceVersion": version, "timeoutSeconds": "300"}):
+                for event in self.rest.watch(
+                    "/api/v1/pods", {**bound, "resourceVersion": version, "timeoutSeconds": "300"}
+                ):
                     version = event["object"]["metadata"]["resourceVersion"]
                     if event["type"] != "BOOKMARK":
                         self._dispatch(event["type"], event["object"])
@@ -496,7 +524,12 @@ class Agent:
     def remove_pod(self, pod: dict) -> None:
         """The kubelet's last word: delete with grace 0 once nothing runs any more."""
         meta = pod["metadata"]
-        body = {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}}
+        body = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "gracePeriodSeconds": 0,
+            "preconditions": {"uid": meta["uid"]},
+        }
         try:
             self.rest.delete(f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", body)
         except ApiError as e:
@@ -518,27 +551,41 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kubeconfig", type=Path, required=True)
     parser.add_argument("--state-dir", type=Path, required=True, help="pod volumes, logs and scratch space")
     parser.add_argument("--node", action="append", help="node name (repeatable; default lockgate-node-1)")
-    parser.add_argument("--real-image", action="append", help="glob matched against image repository or reference (repeatable); "
-                        f"default {' '.join(podspec.DEFAULT_REAL_IMAGES)}")
-    parser.add_argument("--entrypoint", default="lockgate", help="the real image's ENTRYPOINT, used when a container has no command")
-    parser.add_argument("--simulated-delay", type=float, default=0.5, help="seconds before a simulated container is Ready")
-    parser.add_argument("--kubelet-port", type=int, default=0, help="port of the pods/log endpoint (default: a free one)")
+    parser.add_argument(
+        "--real-image",
+        action="append",
+        help="glob matched against image repository or reference (repeatable); "
+        f"default {' '.join(podspec.DEFAULT_REAL_IMAGES)}",
+    )
+    parser.add_argument(
+        "--entrypoint", default="lockgate", help="the real image's ENTRYPOINT, used when a container has no command"
+    )
+    parser.add_argument(
+        "--simulated-delay", type=float, default=0.5, help="seconds before a simulated container is Ready"
+    )
+    parser.add_argument(
+        "--kubelet-port", type=int, default=0, help="port of the pods/log endpoint (default: a free one)"
+    )
     parser.add_argument("--serving-cert", type=Path, required=True)
     parser.add_argument("--serving-key", type=Path, required=True)
-    parser.add_argument("--client-ca", type=Path, required=True, help="CA of the API server's kubelet client certificate")
+    parser.add_argument(
+        "--client-ca", type=Path, required=True, help="CA of the API server's kubelet client certificate"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(threadName)s] %(message)s")
-    agent = Agent(AgentConfig(
-        kubeconfig=args.kubeconfig,
-        state_dir=args.state_dir,
-        nodes=tuple(args.node or ["lockgate-node-1"]),
-        real_images=tuple(args.real_image or podspec.DEFAULT_REAL_IMAGES),
-        entrypoint=tuple(shlex.split(args.entrypoint)),
-        simulated_delay=args.simulated_delay,
-        kubelet_port=args.kubelet_port or free_port(),
-        serving_cert=CertKey(args.serving_cert, args.serving_key),
-        client_ca=args.client_ca,
-    ))
+    agent = Agent(
+        AgentConfig(
+            kubeconfig=args.kubeconfig,
+            state_dir=args.state_dir,
+            nodes=tuple(args.node or ["lockgate-node-1"]),
+            real_images=tuple(args.real_image or podspec.DEFAULT_REAL_IMAGES),
+            entrypoint=tuple(shlex.split(args.entrypoint)),
+            simulated_delay=args.simulated_delay,
+            kubelet_port=args.kubelet_port or free_port(),
+            serving_cert=CertKey(args.serving_cert, args.serving_key),
+            client_ca=args.client_ca,
+        )
+    )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: agent.stopping.set())
     agent.run()

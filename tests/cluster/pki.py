@@ -17,7 +17,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-APISERVER_NAMES = ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")
+APISERVER_NAMES = (
+    "localhost",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
 LOOPBACK = ("127.0.0.1",)
 VALIDITY = datetime.timedelta(days=365)
 
@@ -61,7 +67,9 @@ def create_pki(directory: Path) -> ClusterPKI:
     )
     issuer = _Issuer(ca_cert, ca_key)
 
-    def issue(name: str, cn: str, org: str | None = None, dns: tuple[str, ...] = (), ips: tuple[str, ...] = ()) -> CertKey:
+    def issue(
+        name: str, cn: str, org: str | None = None, dns: tuple[str, ...] = (), ips: tuple[str, ...] = ()
+    ) -> CertKey:
         return _write_pair(directory, name, *_issue(issuer, cn, org, dns, ips))
 
     sa_key = ec.generate_private_key(ec.SECP256R1())
@@ -78,7 +86,9 @@ def create_pki(directory: Path) -> ClusterPKI:
         service_account_key=_write(directory / "sa.key", _key_pem(sa_key), private=True),
         service_account_pub=_write(
             directory / "sa.pub",
-            sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+            sa_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
         ),
     )
 
@@ -112,7 +122,11 @@ def _issue(
         .add_extension(x509.KeyUsage(True, False, True, False, False, False, False, False, False), critical=True)
         .add_extension(
             # etcd's serving certificate doubles as a client one when etcd probes itself.
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH] if serving else [ExtendedKeyUsageOID.CLIENT_AUTH]),
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                if serving
+                else [ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
             critical=False,
         )
     )
@@ -124,7 +138,9 @@ def _issue(
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _write_pair(directory: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> CertKey:

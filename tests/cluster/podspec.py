@@ -108,7 +108,9 @@ def _key_ref(pod: Mapping, source: Mapping, lookup: Lookup) -> str | None:
             if ref["key"] not in data:
                 if optional:
                     return None
-                raise ConfigError(f'couldn\'t find key {ref["key"]} in {kind} {pod["metadata"]["namespace"]}/{ref["name"]}')
+                raise ConfigError(
+                    f"couldn't find key {ref['key']} in {kind} {pod['metadata']['namespace']}/{ref['name']}"
+                )
             return data[ref["key"]].decode()
     raise ConfigError(f"unsupported valueFrom {sorted(source)}")
 
@@ -159,7 +161,9 @@ class HostPath:
 Volume = Files | EmptyDir | HostPath
 
 
-def _project(data: Mapping[str, bytes], items: Sequence[Mapping] | None, mode: int, what: str) -> dict[str, tuple[bytes, int]]:
+def _project(
+    data: Mapping[str, bytes], items: Sequence[Mapping] | None, mode: int, what: str
+) -> dict[str, tuple[bytes, int]]:
     if not items:
         return {key: (value, mode) for key, value in data.items()}
     missing = [item["key"] for item in items if item["key"] not in data]
@@ -184,7 +188,9 @@ def _downward_files(pod: Mapping, items: Sequence[Mapping], mode: int) -> dict[s
     return files
 
 
-def _projected_files(pod: Mapping, projected: Mapping, lookup: Lookup, token: TokenRequest) -> dict[str, tuple[bytes, int]]:
+def _projected_files(
+    pod: Mapping, projected: Mapping, lookup: Lookup, token: TokenRequest
+) -> dict[str, tuple[bytes, int]]:
     mode = projected.get("defaultMode", DEFAULT_MODE)
     files: dict[str, tuple[bytes, int]] = {}
     for source in projected.get("sources") or []:

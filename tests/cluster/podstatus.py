@@ -61,14 +61,18 @@ def next_wakeup(states: Sequence[ContainerState]) -> float | None:
 
 def started(c: ContainerState, now: float, ready: bool) -> ContainerState:
     restarts = c.restart_count + (1 if c.last_terminated else 0)
-    return replace(c, state="running", reason="", message="", started_at=now, ready=ready, restart_count=restarts, retry_at=None)
+    return replace(
+        c, state="running", reason="", message="", started_at=now, ready=ready, restart_count=restarts, retry_at=None
+    )
 
 
 def became_ready(c: ContainerState) -> ContainerState:
     return replace(c, ready=c.state == "running")
 
 
-def config_error(c: ContainerState, message: str, now: float, reason: str = "CreateContainerConfigError") -> ContainerState:
+def config_error(
+    c: ContainerState, message: str, now: float, reason: str = "CreateContainerConfigError"
+) -> ContainerState:
     """Not startable yet (a missing Secret, say): retried shortly, as the kubelet keeps retrying."""
     return replace(c, state="waiting", reason=reason, message=message, retry_at=now + CONFIG_RETRY)
 
@@ -79,16 +83,32 @@ def should_restart(policy: str, exit_code: int, init: bool) -> bool:
     return policy == "Always" or (policy == "OnFailure" and exit_code != 0)
 
 
-def exited(c: ContainerState, exit_code: int, message: str, now: float, policy: str, init: bool, reason: str = "") -> ContainerState:
+def exited(
+    c: ContainerState, exit_code: int, message: str, now: float, policy: str, init: bool, reason: str = ""
+) -> ContainerState:
     """The process ended: final, or waiting in back-off for its restart."""
     reason = reason or ("Completed" if exit_code == 0 else "Error")
-    done = replace(c, state="terminated", reason=reason, message=message, exit_code=exit_code, finished_at=now, ready=False, retry_at=None)
+    done = replace(
+        c,
+        state="terminated",
+        reason=reason,
+        message=message,
+        exit_code=exit_code,
+        finished_at=now,
+        ready=False,
+        retry_at=None,
+    )
     if not should_restart(policy, exit_code, init):
         return done
     delay = min(RESTART_BASE * 2**c.restart_count, RESTART_CAP)
     return replace(
-        done, state="waiting", reason="CrashLoopBackOff", message=f"back-off {delay:g}s restarting failed container={c.name}",
-        exit_code=None, last_terminated=_terminated(done), retry_at=now + delay,
+        done,
+        state="waiting",
+        reason="CrashLoopBackOff",
+        message=f"back-off {delay:g}s restarting failed container={c.name}",
+        exit_code=None,
+        last_terminated=_terminated(done),
+        retry_at=now + delay,
     )
 
 
@@ -110,8 +130,14 @@ def container_status(c: ContainerState, pod_uid: str) -> dict:
     else:
         state = {"waiting": {"reason": c.reason, **({"message": c.message} if c.message else {})}}
     status = {
-        "name": c.name, "image": c.image, "imageID": c.image, "ready": c.ready, "restartCount": c.restart_count,
-        "started": c.state == "running", "state": state, "lastState": {"terminated": c.last_terminated} if c.last_terminated else {},
+        "name": c.name,
+        "image": c.image,
+        "imageID": c.image,
+        "ready": c.ready,
+        "restartCount": c.restart_count,
+        "started": c.state == "running",
+        "state": state,
+        "lastState": {"terminated": c.last_terminated} if c.last_terminated else {},
     }
     if c.started_at is not None:
         status["containerID"] = container_id
@@ -139,14 +165,20 @@ def gate_messages(gates: Sequence[str], conditions: Sequence[Mapping]) -> list[s
         if gate not in by_type:
             messages.append(f'corresponding condition of pod readiness gate "{gate}" does not exist.')
         elif by_type[gate].get("status") != "True":
-            messages.append(f'the status of pod readiness gate "{gate}" is not "True", but {by_type[gate].get("status")}')
+            messages.append(
+                f'the status of pod readiness gate "{gate}" is not "True", but {by_type[gate].get("status")}'
+            )
     return messages
 
 
 def _condition(type_: str, ok: bool, reason: str, message: str, previous: Mapping[str, Mapping], now: float) -> dict:
     status = "True" if ok else "False"
     before = previous.get(type_)
-    since = before["lastTransitionTime"] if before and before.get("status") == status and before.get("lastTransitionTime") else rfc3339(now)
+    since = (
+        before["lastTransitionTime"]
+        if before and before.get("status") == status and before.get("lastTransitionTime")
+        else rfc3339(now)
+    )
     condition = {"type": type_, "status": status, "lastTransitionTime": since}
     if not ok:
         condition.update(reason=reason, message=message)
@@ -154,7 +186,12 @@ def _condition(type_: str, ok: bool, reason: str, message: str, previous: Mappin
 
 
 def owned_conditions(
-    spec: Mapping, init: Sequence[ContainerState], main: Sequence[ContainerState], conditions: Sequence[Mapping], phase: str, now: float
+    spec: Mapping,
+    init: Sequence[ContainerState],
+    main: Sequence[ContainerState],
+    conditions: Sequence[Mapping],
+    phase: str,
+    now: float,
 ) -> list[dict]:
     """Initialized, ContainersReady and Ready; `conditions` are the pod's current ones (gates included)."""
     previous = {c["type"]: c for c in conditions}
@@ -170,13 +207,22 @@ def owned_conditions(
     else:
         ready_reason, ready_message = reason, ", ".join([why, *gates] if why else gates)
     return [
-        _condition("Initialized", not uninitialized, "ContainersNotInitialized", f"containers with incomplete status: [{' '.join(uninitialized)}]", previous, now),
+        _condition(
+            "Initialized",
+            not uninitialized,
+            "ContainersNotInitialized",
+            f"containers with incomplete status: [{' '.join(uninitialized)}]",
+            previous,
+            now,
+        ),
         _condition("ContainersReady", not unready, reason, why, previous, now),
         _condition("Ready", not unready and not gates, ready_reason, ready_message, previous, now),
     ]
 
 
-def status_patch(pod: Mapping, init: Sequence[ContainerState], main: Sequence[ContainerState], started_at: float, now: float) -> dict:
+def status_patch(
+    pod: Mapping, init: Sequence[ContainerState], main: Sequence[ContainerState], started_at: float, now: float
+) -> dict:
     """A strategic-merge patch of pods/status: conditions merge by type, so gate conditions set by others survive."""
     phase = pod_phase(init, main)
     ips = [{"ip": "127.0.0.1"}]
@@ -185,8 +231,13 @@ def status_patch(pod: Mapping, init: Sequence[ContainerState], main: Sequence[Co
         "metadata": {"uid": uid},  # a precondition: never patch a new pod that reuses the name
         "status": {
             "phase": phase,
-            "conditions": owned_conditions(pod["spec"], init, main, pod.get("status", {}).get("conditions") or [], phase, now),
-            "hostIP": "127.0.0.1", "hostIPs": ips, "podIP": "127.0.0.1", "podIPs": ips,
+            "conditions": owned_conditions(
+                pod["spec"], init, main, pod.get("status", {}).get("conditions") or [], phase, now
+            ),
+            "hostIP": "127.0.0.1",
+            "hostIPs": ips,
+            "podIP": "127.0.0.1",
+            "podIPs": ips,
             "startTime": rfc3339(started_at),
             "initContainerStatuses": [container_status(c, uid) for c in init],
             "containerStatuses": [container_status(c, uid) for c in main],

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+
 class ComponentError(RuntimeError):
     """A component failed to start; the message carries the tail of its log."""
 
@@ -109,8 +110,12 @@ def wait_until_ready(process: ManagedProcess, ready: Callable[[], bool], timeout
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not process.is_running:
-            raise ComponentError(f"{process.name} exited with {process.returncode} while starting; log {process.log_path}:\n{process.log_tail()}")
+            raise ComponentError(
+                f"{process.name} exited with {process.returncode} while starting; log {process.log_path}:\n{process.log_tail()}"
+            )
         if ready():
             return
         time.sleep(0.2)
-    raise ComponentError(f"{process.name} not ready after {timeout:.0f}s; log {process.log_path}:\n{process.log_tail()}")
+    raise ComponentError(
+        f"{process.name} not ready after {timeout:.0f}s; log {process.log_path}:\n{process.log_tail()}"
+    )

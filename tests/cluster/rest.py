@@ -41,7 +41,14 @@ class Rest:
             key_file=configuration.key_file,
         )
 
-    def request(self, method: str, path: str, body: object = None, params: Mapping[str, str] | None = None, content_type: str = JSON) -> dict:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        params: Mapping[str, str] | None = None,
+        content_type: str = JSON,
+    ) -> dict:
         try:
             response = self._http.request(
                 method,
@@ -71,8 +78,12 @@ class Rest:
     def watch(self, path: str, params: Mapping[str, str]) -> Iterator[dict]:
         """Events of one watch request until the server ends it; ApiError(410) when the version expired."""
         query = {**params, "watch": "true", "allowWatchBookmarks": "true"}
-        timeout = urllib3.Timeout(connect=REQUEST_TIMEOUT, read=float(params.get("timeoutSeconds", 300)) + REQUEST_TIMEOUT)
-        response = self._http.request("GET", self._url(path, query), headers=self._headers, preload_content=False, timeout=timeout)
+        timeout = urllib3.Timeout(
+            connect=REQUEST_TIMEOUT, read=float(params.get("timeoutSeconds", 300)) + REQUEST_TIMEOUT
+        )
+        response = self._http.request(
+            "GET", self._url(path, query), headers=self._headers, preload_content=False, timeout=timeout
+        )
         try:
             if response.status >= 400:
                 raise ApiError(response.status, response.read().decode(errors="replace"))

@@ -7,12 +7,21 @@ from typing import Any
 ORDER = ("Ready", "Reconciling", "Stalled", "Expanded", "RolledOut", "Contracted")
 
 
-def condition(old: list[dict[str, Any]], kind: str, status: bool, reason: str, message: str, now: str, generation: int) -> dict[str, Any]:
+def condition(
+    old: list[dict[str, Any]], kind: str, status: bool, reason: str, message: str, now: str, generation: int
+) -> dict[str, Any]:
     """A condition that keeps its lastTransitionTime unless its status flips."""
     value = "True" if status else "False"
     previous = find(old, kind)
     since = previous["lastTransitionTime"] if previous and previous.get("status") == value else now
-    return {"type": kind, "status": value, "reason": reason, "message": message, "lastTransitionTime": since, "observedGeneration": generation}
+    return {
+        "type": kind,
+        "status": value,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since,
+        "observedGeneration": generation,
+    }
 
 
 def find(conditions: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:

@@ -22,8 +22,19 @@ from typing import Any
 
 from ..versions import Version
 from .conditions import ORDER, became_true, condition, find
-from .observed import ACTIVE, FAILED, SUCCEEDED, JobPodView, JobView, PodView, RunnerReport, WorkloadView, parse_time, parse_version
-from .spec import PHASES, UNDO, Migration
+from .observed import (
+    ACTIVE,
+    FAILED,
+    SUCCEEDED,
+    JobPodView,
+    JobView,
+    PodView,
+    RunnerReport,
+    WorkloadView,
+    parse_time,
+    parse_version,
+)
+from .spec import UNDO, Migration
 
 HISTORY_LIMIT = 20
 RUNNING = "Running"
@@ -106,7 +117,10 @@ def decide(observed: Observed) -> Decision:
         status=status if changed else None,
         create=plan.request,
         gates=gate_patches(observed, ledger.expanded),
-        release=foreign + tuple(j.name for j in ours if j.has_finalizer and (j.state != ACTIVE or j.deleting) and ledger.is_recorded(j.name)),
+        release=foreign
+        + tuple(
+            j.name for j in ours if j.has_finalizer and (j.state != ACTIVE or j.deleting) and ledger.is_recorded(j.name)
+        ),
         events=_events(migration, status, plan, finished),
         requeue_after=min(filter(None, (plan.requeue_after, report_retry)), default=None),
         finished=tuple(finished),
@@ -133,7 +147,9 @@ class Ledger:
         )
 
     def latest(self, phase: str, version: Version) -> dict[str, Any] | None:
-        return next((e for e in reversed(self.history) if e["phase"] == phase and parse_version(e["version"]) == version), None)
+        return next(
+            (e for e in reversed(self.history) if e["phase"] == phase and parse_version(e["version"]) == version), None
+        )
 
     def by_job(self, name: str) -> dict[str, Any] | None:
         return next((e for e in self.history if e["job"] == name), None)
@@ -144,12 +160,26 @@ class Ledger:
 
     def image_of(self, version: Version) -> str | None:
         """The image that expanded `version`: it carries that version's undo scripts."""
-        return next((e["image"] for e in reversed(self.history) if e["phase"] == "expand" and e["result"] == "Succeeded" and parse_version(e["version"]) == version), None)
+        return next(
+            (
+                e["image"]
+                for e in reversed(self.history)
+                if e["phase"] == "expand" and e["result"] == "Succeeded" and parse_version(e["version"]) == version
+            ),
+            None,
+        )
 
     def claim(self, request: JobRequest, now: str) -> None:
         entry = self.by_job(request.name)
         if entry is None:
-            entry = {"version": request.version, "phase": request.phase, "job": request.name, "attempt": request.attempt, "image": request.image, "result": RUNNING}
+            entry = {
+                "version": request.version,
+                "phase": request.phase,
+                "job": request.name,
+                "attempt": request.attempt,
+                "image": request.image,
+                "result": RUNNING,
+            }
             self.history.append(entry)
         entry["claimedAt"] = now  # a claim is always a status change, so it is always guarded by resourceVersion
 
@@ -160,7 +190,11 @@ class Ledger:
         for job in sorted(observed.jobs, key=lambda j: j.start or ""):
             entry = self.by_job(job.name)
             version = parse_version(job.version)
-            if version is None or (job.state == ACTIVE and not job.deleting) or (entry and entry["result"] in RESULTS.values()):
+            if (
+                version is None
+                or (job.state == ACTIVE and not job.deleting)
+                or (entry and entry["result"] in RESULTS.values())
+            ):
                 continue
             report = _report(observed.job_pods, job.name)
             waited = observed.now - (parse_time(job.finished) or observed.now)
@@ -173,9 +207,17 @@ class Ledger:
             done.append(entry)
         return done, retry
 
-    def _finish(self, job: JobView, entry: dict[str, Any] | None, report: RunnerReport | None, now: datetime) -> dict[str, Any]:
+    def _finish(
+        self, job: JobView, entry: dict[str, Any] | None, report: RunnerReport | None, now: datetime
+    ) -> dict[str, Any]:
         if entry is None:  # a Job we did not claim (history trimmed, or status lost): adopt its result
-            entry = {"version": job.version, "phase": job.phase, "job": job.name, "attempt": job.attempt, "image": job.image}
+            entry = {
+                "version": job.version,
+                "phase": job.phase,
+                "job": job.name,
+                "attempt": job.attempt,
+                "image": job.image,
+            }
             self.history.append(entry)
         deleted_early = job.state == ACTIVE
         entry.pop("claimedAt", None)
@@ -185,7 +227,9 @@ class Ledger:
             completionTime=job.finished or _iso(now),
             applied=report.applied if report else None,
             schemaVersion=report.schema_version if report else None,
-            error="the Job was deleted before it finished" if deleted_early else (report.error if report else None) or _default_error(job, report),
+            error="the Job was deleted before it finished"
+            if deleted_early
+            else (report.error if report else None) or _default_error(job, report),
         )
         return entry
 
@@ -215,7 +259,11 @@ def _report(job_pods: tuple[JobPodView, ...], job: str) -> RunnerReport | None:
 def _default_error(job: JobView, report: RunnerReport | None) -> str | None:
     if job.state != FAILED:
         return None
-    return f"the container exited with code {report.exit_code}" if report else "the Job failed (no pod result was found: see its Events)"
+    return (
+        f"the container exited with code {report.exit_code}"
+        if report
+        else "the Job failed (no pod result was found: see its Events)"
+    )
 
 
 # the plan for the target version
@@ -252,7 +300,9 @@ class Planner:
         if not (self.ledger.expanded and self.ledger.expanded >= v):
             return self._expanding()
         rolled_out = rollout(self.observed, v, self.m.spec.gate_kinds)
-        background_done = not self.m.spec.phase("background").enabled or bool(self.ledger.background and self.ledger.background >= v)
+        background_done = not self.m.spec.phase("background").enabled or bool(
+            self.ledger.background and self.ledger.background >= v
+        )
         plan = self._after_expand(rolled_out, background_done)
         if not background_done:
             step = self._step("background", v, v, self.m.spec.image)
@@ -304,11 +354,19 @@ class Planner:
         remaining = self._delay_remaining(plan)
         if remaining > 0:
             plan.phase, plan.requeue_after = "ContractPending", remaining
-            plan.contracted = (False, "Delayed", f"contract starts after contract.delay ({spec.contract_delay}); {remaining:.0f}s to go")
+            plan.contracted = (
+                False,
+                "Delayed",
+                f"contract starts after contract.delay ({spec.contract_delay}); {remaining:.0f}s to go",
+            )
             return plan
         if spec.contract_requires_approval and self.m.approved_version != str(v):
             plan.phase = "AwaitingApproval"
-            plan.contracted = (False, "AwaitingApproval", f"annotate lockgate.dev/approve-contract={v} to run the contract phase")
+            plan.contracted = (
+                False,
+                "AwaitingApproval",
+                f"annotate lockgate.dev/approve-contract={v} to run the contract phase",
+            )
             return plan
         step = self._step("contract", v, v, spec.image)
         if step.failed:
@@ -322,14 +380,27 @@ class Planner:
         if not delay:
             return 0.0
         since = find(self.m.status.get("conditions") or [], "RolledOut")
-        started = parse_time(since["lastTransitionTime"]) if since and since.get("status") == "True" else self.observed.now
+        started = (
+            parse_time(since["lastTransitionTime"]) if since and since.get("status") == "True" else self.observed.now
+        )
         return max(0.0, (started + delay - self.observed.now).total_seconds())
 
     def _lowered(self, expanded: Version) -> Plan:
         v = self.target
         if self.m.spec.rollback_policy != "Undo":
-            kept = (True, "NewerSchemaKept", f"spec.version {v} is below the expanded {expanded}; rollback.policy Never keeps the newer schema (expand is additive), so nothing runs and pods requiring <= {expanded} pass the gate")
-            return Plan("NewerSchemaKept", kept, (False, "NewerSchemaKept", kept[2]), (False, "NewerSchemaKept", ""), (True, "NewerSchemaKept", ""), (False, "NewerSchemaKept", ""))
+            kept = (
+                True,
+                "NewerSchemaKept",
+                f"spec.version {v} is below the expanded {expanded}; rollback.policy Never keeps the newer schema (expand is additive), so nothing runs and pods requiring <= {expanded} pass the gate",
+            )
+            return Plan(
+                "NewerSchemaKept",
+                kept,
+                (False, "NewerSchemaKept", kept[2]),
+                (False, "NewerSchemaKept", ""),
+                (True, "NewerSchemaKept", ""),
+                (False, "NewerSchemaKept", ""),
+            )
         image = self.ledger.image_of(expanded)
         plan = Plan(
             phase="RollingBack",
@@ -340,7 +411,11 @@ class Planner:
             contracted=(False, "RollingBack", ""),
         )
         if image is None:
-            plan.stalled = (True, "NoUndoImage", f"no image is recorded for version {expanded}, so its undo scripts cannot be run; apply them by hand or restore spec.version")
+            plan.stalled = (
+                True,
+                "NoUndoImage",
+                f"no image is recorded for version {expanded}, so its undo scripts cannot be run; apply them by hand or restore spec.version",
+            )
             plan.phase, plan.reconciling = "Failed", (False, "Stalled", "")
             return plan
         step = self._step(UNDO, v, v, image)
@@ -359,7 +434,11 @@ class Planner:
     def _step(self, phase: str, version: Version, target: Version, image: str) -> Step:
         """Wait for, retry or claim the one Job of (phase, version)."""
         lane = LANES.get(phase, phase)
-        active = [j for j in self.observed.jobs if LANES.get(j.phase, j.phase) == lane and j.state == ACTIVE and not j.deleting]
+        active = [
+            j
+            for j in self.observed.jobs
+            if LANES.get(j.phase, j.phase) == lane and j.state == ACTIVE and not j.deleting
+        ]
         if active:
             return Step(waiting=f"{active[0].phase} Job {active[0].name} (version {active[0].version}) is running")
         attempt = attempt_key(self.m)
@@ -369,7 +448,9 @@ class Planner:
         if latest and latest["result"] == RUNNING:
             age = self.observed.now - (parse_time(latest.get("claimedAt")) or self.observed.now)
             if age < CLAIM_GRACE:
-                return Step(waiting=f"starting {phase} Job {latest['job']}", requeue_after=(CLAIM_GRACE - age).total_seconds())
+                return Step(
+                    waiting=f"starting {phase} Job {latest['job']}", requeue_after=(CLAIM_GRACE - age).total_seconds()
+                )
             attempt = latest.get("attempt", attempt)
         name = latest["job"] if latest and latest["result"] == RUNNING else job_name(self.m, phase, version, attempt)
         request = JobRequest(phase, str(version), str(target), attempt, name, image)
@@ -404,11 +485,19 @@ def rollout(observed: Observed, target: Version, kinds: tuple[str, ...]) -> tupl
     """Whether every gated workload finished its rollout and no pod still needs an older schema."""
     old_pods = [p.name for p in observed.pods if (parse_version(p.required) or Version((0,))) < target]
     workloads = [w for w in observed.workloads if w.kind in kinds]
-    pending = [f"{w.kind}/{w.name}" for w in workloads if not w.rolled_out or (parse_version(w.required) or Version((0,))) < target]
+    pending = [
+        f"{w.kind}/{w.name}"
+        for w in workloads
+        if not w.rolled_out or (parse_version(w.required) or Version((0,))) < target
+    ]
     if pending or old_pods:
         waiting = ", ".join((pending + [f"pod/{p}" for p in old_pods])[:3])
         more = len(pending) + len(old_pods) - 3
-        return False, "RollingOut", f"waiting for {waiting}{f' and {more} more' if more > 0 else ''} to run only pods requiring >= {target}"
+        return (
+            False,
+            "RollingOut",
+            f"waiting for {waiting}{f' and {more} more' if more > 0 else ''} to run only pods requiring >= {target}",
+        )
     return True, "RolloutComplete", f"{len(workloads)} gated workload(s) run only pods requiring >= {target}"
 
 
@@ -432,13 +521,29 @@ def gate_for(pod: PodView, observed: Observed, expanded: Version | None) -> tupl
     if observed.migration is None:
         return False, "SchemaMigrationNotFound", f"no SchemaMigration {observed.name} in namespace {observed.namespace}"
     if not pod.required:
-        return False, "MissingRequiredVersion", "set the pod template annotation lockgate.dev/requires-version to the schema version this code needs"
+        return (
+            False,
+            "MissingRequiredVersion",
+            "set the pod template annotation lockgate.dev/requires-version to the schema version this code needs",
+        )
     required = parse_version(pod.required)
     if required is None:
-        return False, "InvalidRequiredVersion", f"lockgate.dev/requires-version {pod.required!r} is not a dotted version such as 3 or 1.10"
+        return (
+            False,
+            "InvalidRequiredVersion",
+            f"lockgate.dev/requires-version {pod.required!r} is not a dotted version such as 3 or 1.10",
+        )
     if expanded is not None and required <= expanded:
-        return True, "SchemaReady", f"schema {expanded} satisfies the required {required} (SchemaMigration {observed.name})"
-    return False, "WaitingForSchema", f"waiting for SchemaMigration {observed.name} to expand schema {required} (expanded: {expanded or 'none yet'})"
+        return (
+            True,
+            "SchemaReady",
+            f"schema {expanded} satisfies the required {required} (SchemaMigration {observed.name})",
+        )
+    return (
+        False,
+        "WaitingForSchema",
+        f"waiting for SchemaMigration {observed.name} to expand schema {required} (expanded: {expanded or 'none yet'})",
+    )
 
 
 # status and events
@@ -453,9 +558,19 @@ def _blocked(plan: Plan, error: str) -> Plan:
 def _status(m: Migration, ledger: Ledger, plan: Plan, observed: Observed) -> dict[str, Any]:
     old = m.status.get("conditions") or []
     now, gen = _iso(observed.now), m.generation
-    values = {"Ready": plan.ready, "Reconciling": plan.reconciling, "Stalled": plan.stalled, "RolledOut": plan.rolled_out, "Contracted": plan.contracted}
+    values = {
+        "Ready": plan.ready,
+        "Reconciling": plan.reconciling,
+        "Stalled": plan.stalled,
+        "RolledOut": plan.rolled_out,
+        "Contracted": plan.contracted,
+    }
     expanded = bool(ledger.expanded and ledger.expanded >= m.spec.version)
-    values["Expanded"] = (True, "Expanded", f"schema is expanded to {ledger.expanded}") if expanded else (False, "Expanding", f"schema {m.spec.version} is not expanded yet")
+    values["Expanded"] = (
+        (True, "Expanded", f"schema is expanded to {ledger.expanded}")
+        if expanded
+        else (False, "Expanding", f"schema {m.spec.version} is not expanded yet")
+    )
     history = ledger.bounded_history()
     waiting = sum(1 for p in observed.pods if not p.deleting and not gate_for(p, observed, ledger.expanded)[0])
     return {
@@ -469,7 +584,18 @@ def _status(m: Migration, ledger: Ledger, plan: Plan, observed: Observed) -> dic
         "jobs": {e["phase"]: e["job"] for e in history},
         "history": history,
         "gate": {
-            "workloads": [{"kind": w.kind, "name": w.name, "requiresVersion": w.required, "updated": w.updated, "available": w.available, "desired": w.desired, "rolledOut": w.rolled_out} for w in sorted(observed.workloads, key=lambda w: (w.kind, w.name))],
+            "workloads": [
+                {
+                    "kind": w.kind,
+                    "name": w.name,
+                    "requiresVersion": w.required,
+                    "updated": w.updated,
+                    "available": w.available,
+                    "desired": w.desired,
+                    "rolledOut": w.rolled_out,
+                }
+                for w in sorted(observed.workloads, key=lambda w: (w.kind, w.name))
+            ],
             "podsWaiting": waiting,
             "podsReady": sum(1 for p in observed.pods if not p.deleting) - waiting,
         },
@@ -479,14 +605,32 @@ def _status(m: Migration, ledger: Ledger, plan: Plan, observed: Observed) -> dic
 def _events(m: Migration, status: dict[str, Any], plan: Plan, finished: list[dict[str, Any]]) -> tuple[Event, ...]:
     events = [_finished_event(e) for e in finished]
     if plan.request and (m.status.get("jobs") or {}).get(plan.request.phase) != plan.request.name:
-        events.append(Event("Normal", "JobCreated", f"created {plan.request.phase} Job {plan.request.name} for version {plan.request.version}"))
+        events.append(
+            Event(
+                "Normal",
+                "JobCreated",
+                f"created {plan.request.phase} Job {plan.request.name} for version {plan.request.version}",
+            )
+        )
     old, new = m.status.get("conditions") or [], status["conditions"]
     if became_true(old, new, "Stalled") and find(new, "Stalled")["reason"] == "OperatorError":
         events.append(Event("Warning", "OperatorError", find(new, "Stalled")["message"]))
     if became_true(old, new, "RolledOut"):
         events.append(Event("Normal", "RolledOut", find(new, "RolledOut")["message"]))
-    if status["phase"] != m.status.get("phase") and status["phase"] in ("NewerSchemaKept", "AwaitingApproval", "ContractPending"):
-        events.append(Event("Normal", status["phase"], find(new, "Ready")["message"] if status["phase"] == "NewerSchemaKept" else find(new, "Contracted")["message"]))
+    if status["phase"] != m.status.get("phase") and status["phase"] in (
+        "NewerSchemaKept",
+        "AwaitingApproval",
+        "ContractPending",
+    ):
+        events.append(
+            Event(
+                "Normal",
+                status["phase"],
+                find(new, "Ready")["message"]
+                if status["phase"] == "NewerSchemaKept"
+                else find(new, "Contracted")["message"],
+            )
+        )
     return tuple(events)
 
 
@@ -494,8 +638,16 @@ def _finished_event(entry: dict[str, Any]) -> Event:
     phase = entry["phase"]
     if entry["result"] == "Succeeded":
         applied = f": {entry['applied']} migration(s) applied" if entry.get("applied") is not None else ""
-        return Event("Normal", f"{phase.capitalize()}Succeeded", f"{phase} Job {entry['job']} for version {entry['version']} succeeded{applied}")
-    return Event("Warning", f"{phase.capitalize()}Failed", f"{phase} Job {entry['job']} for version {entry['version']} failed: {entry.get('error')}")
+        return Event(
+            "Normal",
+            f"{phase.capitalize()}Succeeded",
+            f"{phase} Job {entry['job']} for version {entry['version']} succeeded{applied}",
+        )
+    return Event(
+        "Warning",
+        f"{phase.capitalize()}Failed",
+        f"{phase} Job {entry['job']} for version {entry['version']} failed: {entry.get('error')}",
+    )
 
 
 def _without_migration(observed: Observed, deleting: bool) -> Decision:

@@ -39,7 +39,9 @@ class Kube:
                 return None
             raise
 
-    def write_status(self, namespace: str, name: str, resource_version: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+    def write_status(
+        self, namespace: str, name: str, resource_version: str, patch: dict[str, Any]
+    ) -> dict[str, Any] | None:
         """Merge-patch the status if the object is still at `resource_version`; None on a conflict."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": patch}
         try:
@@ -90,7 +92,11 @@ class Kube:
             index = finalizers.index(RESULT_FINALIZER)
             path = f"/metadata/finalizers/{index}"
             try:
-                self.batch.patch_namespaced_job(name, namespace, [{"op": "test", "path": path, "value": RESULT_FINALIZER}, {"op": "remove", "path": path}])
+                self.batch.patch_namespaced_job(
+                    name,
+                    namespace,
+                    [{"op": "test", "path": path, "value": RESULT_FINALIZER}, {"op": "remove", "path": path}],
+                )
                 return
             except ApiException as exc:
                 if exc.status not in (CONFLICT, INVALID, NOT_FOUND):
@@ -101,7 +107,14 @@ class Kube:
         now = _now()
         body = {
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"], "resourceVersion": meta.get("resourceVersion")},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+                "resourceVersion": meta.get("resourceVersion"),
+            },
             "type": event.type,
             "reason": event.reason,
             "message": event.message[:1024],
@@ -115,7 +128,9 @@ class Kube:
         try:
             self.core.create_namespaced_event(meta["namespace"], body)
         except ApiException as exc:
-            log.warning("could not post event %s on %s/%s: %s", event.reason, meta["namespace"], meta["name"], exc.reason)
+            log.warning(
+                "could not post event %s on %s/%s: %s", event.reason, meta["namespace"], meta["name"], exc.reason
+            )
 
 
 def _now() -> str:

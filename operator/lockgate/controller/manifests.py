@@ -6,14 +6,27 @@ from typing import Any
 
 from .decide import JobRequest
 from .spec import (
-    API_VERSION, ATTEMPT_LABEL, KIND, MANAGED_BY, OWNER_LABEL, PHASE_LABEL, RESULT_FINALIZER, TERMINATION_LOG, UNDO,
-    VERSION_LABEL, Migration,
+    API_VERSION,
+    ATTEMPT_LABEL,
+    KIND,
+    MANAGED_BY,
+    OWNER_LABEL,
+    PHASE_LABEL,
+    RESULT_FINALIZER,
+    TERMINATION_LOG,
+    UNDO,
+    VERSION_LABEL,
+    Migration,
 )
 
 CONTAINER = "migrate"
 MIGRATIONS_VOLUME = "migrations"
 # Applied where the spec says nothing: the runner needs no privileges at all.
-RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 
 
 def job_manifest(migration: Migration, request: JobRequest) -> dict[str, Any]:
@@ -43,7 +56,14 @@ def job_manifest(migration: Migration, request: JobRequest) -> dict[str, Any]:
             "annotations": {VERSION_LABEL: request.version, "lockgate.dev/target": request.target},
             "finalizers": [RESULT_FINALIZER],
             "ownerReferences": [
-                {"apiVersion": API_VERSION, "kind": KIND, "name": migration.name, "uid": migration.uid, "controller": True, "blockOwnerDeletion": True}
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": KIND,
+                    "name": migration.name,
+                    "uid": migration.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
             ],
         },
         "spec": job_spec,
@@ -52,7 +72,10 @@ def job_manifest(migration: Migration, request: JobRequest) -> dict[str, Any]:
 
 def _pod_metadata(migration: Migration, labels: dict[str, str]) -> dict[str, Any]:
     template = migration.spec.pod_template
-    return {"labels": {**(template.get("labels") or {}), **labels}, "annotations": dict(template.get("annotations") or {})}
+    return {
+        "labels": {**(template.get("labels") or {}), **labels},
+        "annotations": dict(template.get("annotations") or {}),
+    }
 
 
 def _pod_spec(migration: Migration, request: JobRequest) -> dict[str, Any]:
@@ -63,7 +86,14 @@ def _pod_spec(migration: Migration, request: JobRequest) -> dict[str, Any]:
         # The runner never talks to the Kubernetes API; mount a token only for an explicit account.
         "automountServiceAccountToken": bool(template.get("serviceAccountName")),
     }
-    for key in ("serviceAccountName", "nodeSelector", "tolerations", "imagePullSecrets", "affinity", "priorityClassName"):
+    for key in (
+        "serviceAccountName",
+        "nodeSelector",
+        "tolerations",
+        "imagePullSecrets",
+        "affinity",
+        "priorityClassName",
+    ):
         if template.get(key):
             pod[key] = template[key]
     if template.get("podSecurityContext"):
@@ -108,7 +138,10 @@ def _env(migration: Migration, request: JobRequest) -> list[dict[str, Any]]:
     spec = migration.spec
     env: list[dict[str, Any]] = [
         # The URL reaches the pod only through the Secret: never in the Job, status or logs.
-        {"name": "LOCKGATE_DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": spec.secret_name, "key": spec.secret_key}}},
+        {
+            "name": "LOCKGATE_DATABASE_URL",
+            "valueFrom": {"secretKeyRef": {"name": spec.secret_name, "key": spec.secret_key}},
+        },
         {"name": "LOCKGATE_MIGRATIONS_DIR", "value": spec.migrations_path},
         {"name": "LOCKGATE_SUMMARY_FILE", "value": TERMINATION_LOG},
         {"name": "LOCKGATE_PHASE", "value": request.phase},

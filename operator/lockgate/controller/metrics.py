@@ -7,12 +7,19 @@ from prometheus_client import Counter, Histogram
 from .decide import Decision
 from .observed import parse_time
 
-JOBS = Counter("lockgate_jobs_total", "Migration Jobs by phase and result (Created, Succeeded, Failed)", ["phase", "result"])
+JOBS = Counter(
+    "lockgate_jobs_total", "Migration Jobs by phase and result (Created, Succeeded, Failed)", ["phase", "result"]
+)
 JOB_SECONDS = Histogram(
-    "lockgate_job_duration_seconds", "Run time of finished migration Jobs", ["phase"], buckets=(1, 5, 15, 30, 60, 300, 900, 3600, 14400)
+    "lockgate_job_duration_seconds",
+    "Run time of finished migration Jobs",
+    ["phase"],
+    buckets=(1, 5, 15, 30, 60, 300, 900, 3600, 14400),
 )
 GATE_WAIT_SECONDS = Histogram(
-    "lockgate_gate_wait_seconds", "How long pods waited at the schema gate before it opened", buckets=(0.5, 1, 5, 15, 30, 60, 300, 900, 3600)
+    "lockgate_gate_wait_seconds",
+    "How long pods waited at the schema gate before it opened",
+    buckets=(0.5, 1, 5, 15, 30, 60, 300, 900, 3600),
 )
 RECONCILE_SECONDS = Histogram("lockgate_reconcile_seconds", "Time to observe, decide and act for one SchemaMigration")
 STATUS_CONFLICTS = Counter("lockgate_status_conflicts_total", "Status writes refused because another writer came first")

@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import redaction
 from ..versions import Version
-from .spec import ATTEMPT_LABEL, GATE_CONDITION, OWNER_LABEL, PHASE_LABEL, REQUIRES_ANNOTATION, RESULT_FINALIZER, VERSION_LABEL
+from .spec import ATTEMPT_LABEL, GATE_CONDITION, PHASE_LABEL, REQUIRES_ANNOTATION, RESULT_FINALIZER, VERSION_LABEL
 
 ACTIVE, SUCCEEDED, FAILED = "active", "succeeded", "failed"
 ERROR_EXCERPT = 1000
@@ -109,7 +109,11 @@ def job_state(status: dict[str, Any]) -> str:
 def job_pod_view(body: dict[str, Any]) -> JobPodView:
     meta, status = body["metadata"], body.get("status") or {}
     terminated = next(
-        (s["state"]["terminated"] for s in status.get("containerStatuses") or [] if (s.get("state") or {}).get("terminated")),
+        (
+            s["state"]["terminated"]
+            for s in status.get("containerStatuses") or []
+            if (s.get("state") or {}).get("terminated")
+        ),
         None,
     )
     return JobPodView(
@@ -153,7 +157,14 @@ def _excerpt(text: str) -> str:
 
 def pod_view(body: dict[str, Any]) -> PodView:
     meta, status = body["metadata"], body.get("status") or {}
-    gate = next(((c.get("status", ""), c.get("reason", "")) for c in status.get("conditions") or [] if c.get("type") == GATE_CONDITION), None)
+    gate = next(
+        (
+            (c.get("status", ""), c.get("reason", ""))
+            for c in status.get("conditions") or []
+            if c.get("type") == GATE_CONDITION
+        ),
+        None,
+    )
     return PodView(
         name=meta["name"],
         uid=meta.get("uid", ""),
@@ -180,11 +191,9 @@ def workload_view(body: dict[str, Any]) -> WorkloadView:
         done = current and updated == desired and total == desired and available == desired
         if kind == "StatefulSet":
             done = done and status.get("currentRevision") == status.get("updateRevision")
-    return WorkloadView(kind, meta["name"], template_annotations.get(REQUIRES_ANNOTATION), desired, updated, available, total, done)
-
-
-def owner_of(body: dict[str, Any]) -> str | None:
-    return ((body.get("metadata") or {}).get("labels") or {}).get(OWNER_LABEL)
+    return WorkloadView(
+        kind, meta["name"], template_annotations.get(REQUIRES_ANNOTATION), desired, updated, available, total, done
+    )
 
 
 def parse_version(text: str | None) -> Version | None:
@@ -199,4 +208,11 @@ def parse_time(text: str | None) -> datetime | None:
 
 
 def _condition_time(status: dict[str, Any], kind: str) -> str | None:
-    return next((c.get("lastTransitionTime") for c in status.get("conditions") or [] if c.get("type") == kind and c.get("status") == "True"), None)
+    return next(
+        (
+            c.get("lastTransitionTime")
+            for c in status.get("conditions") or []
+            if c.get("type") == kind and c.get("status") == "True"
+        ),
+        None,
+    )

@@ -41,7 +41,9 @@ class Reconciler:
         if key in self._running:
             self._dirty.add(key)
             return
-        self._running[key] = asyncio.get_running_loop().create_task(self._loop(key), name=f"reconcile {key[0]}/{key[1]}")
+        self._running[key] = asyncio.get_running_loop().create_task(
+            self._loop(key), name=f"reconcile {key[0]}/{key[1]}"
+        )
 
     async def _loop(self, key: Key) -> None:
         try:
@@ -93,17 +95,39 @@ class Reconciler:
         if decision.status is not None:
             log.info("%s: status written, phase %s", where, decision.status.get("phase"))
         for entry in decision.finished:
-            log.info("%s: %s Job %s for version %s %s", where, entry["phase"], entry["job"], entry["version"], entry["result"].lower())
+            log.info(
+                "%s: %s Job %s for version %s %s",
+                where,
+                entry["phase"],
+                entry["job"],
+                entry["version"],
+                entry["result"].lower(),
+            )
         if decision.create and m is not None:
             owner = await asyncio.to_thread(self.kube.create_job, job_manifest(m, decision.create))
             if owner not in (None, m.uid):
-                log.error("%s: Job %s exists but belongs to another owner; delete it to let lockgate proceed", where, decision.create.name)
+                log.error(
+                    "%s: Job %s exists but belongs to another owner; delete it to let lockgate proceed",
+                    where,
+                    decision.create.name,
+                )
             else:
-                log.info("%s: %s Job %s for version %s %s", where, decision.create.phase, decision.create.name, decision.create.version, "adopted" if owner else "created")
-        await asyncio.gather(*(asyncio.to_thread(self.kube.patch_gate, observed.namespace, gate) for gate in decision.gates))
+                log.info(
+                    "%s: %s Job %s for version %s %s",
+                    where,
+                    decision.create.phase,
+                    decision.create.name,
+                    decision.create.version,
+                    "adopted" if owner else "created",
+                )
+        await asyncio.gather(
+            *(asyncio.to_thread(self.kube.patch_gate, observed.namespace, gate) for gate in decision.gates)
+        )
         for gate in decision.gates:
             log.info("%s: gate %s for pod %s (%s)", where, "open" if gate.ready else "closed", gate.pod, gate.reason)
-        await asyncio.gather(*(asyncio.to_thread(self.kube.release_job, observed.namespace, job) for job in decision.release))
+        await asyncio.gather(
+            *(asyncio.to_thread(self.kube.release_job, observed.namespace, job) for job in decision.release)
+        )
         if m is not None:
             body = _event_target(m)
             for event in decision.events:
