@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
 from . import __version__, redaction
 from .database import Database, create_engine
-from .errors import LockgateError, UsageError, ValidationRefused
+from .errors import ClusterError, LockgateError, UsageError, ValidationRefused
 from .history import derive_state
 from .lint import ERROR, lint_scripts
 from .planner import inventory
@@ -414,13 +415,15 @@ def cmd_wait(args: argparse.Namespace, out: Output) -> int:
         raise UsageError(
             "lockgate wait needs --name and --version (or LOCKGATE_SCHEMAMIGRATION and LOCKGATE_REQUIRES_VERSION)"
         )
-    return wait_for_schema(args.namespace, args.name, args.required, args.timeout, out.progress)
+    with _api_errors():
+        return wait_for_schema(args.namespace, args.name, args.required, args.timeout, out.progress)
 
 
 def cmd_status(args: argparse.Namespace, out: Output) -> int:
     from .status import list_migrations, render
 
-    migrations = list_migrations(args.namespace, args.name)
+    with _api_errors():
+        migrations = list_migrations(args.namespace, args.name)
     if args.json:
         out.document(
             [
@@ -439,6 +442,19 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
     if not migrations:
         out.progress("no SchemaMigrations found")
     return 0
+
+
+@contextlib.contextmanager
+def _api_errors() -> Iterator[None]:
+    """Kubernetes API failures as one line that says what went wrong, not a traceback."""
+    from kubernetes.client.rest import ApiException
+
+    from .controller.reconciler import describe
+
+    try:
+        yield
+    except ApiException as exc:
+        raise ClusterError(f"the Kubernetes API refused: {describe(exc)}") from None
 
 
 def cmd_lint(args: argparse.Namespace, out: Output) -> int:

@@ -39,3 +39,9 @@ class ValidationRefused(LockgateError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("\n".join(problems))
+
+
+class ClusterError(LockgateError):
+    """The Kubernetes API refused a request of `lockgate status` or `lockgate wait`."""
+
+    exit_code = 1

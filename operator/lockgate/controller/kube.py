@@ -9,6 +9,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from ..errors import UsageError
 from .decide import Event, GatePatch
 from .spec import GATE_CONDITION, GROUP, KIND, PLURAL, RESULT_FINALIZER, VERSION
 
@@ -21,7 +22,10 @@ def load_config() -> None:
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        config.load_kube_config()
+        try:
+            config.load_kube_config()
+        except (config.ConfigException, OSError) as exc:
+            raise UsageError(f"no Kubernetes credentials: set KUBECONFIG or run in a pod ({exc})") from None
 
 
 class Kube:
