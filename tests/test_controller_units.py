@@ -235,3 +235,14 @@ def test_status_view_shows_what_matters() -> None:
         "STALLED: fix it",
     ):
         assert expected in text
+
+
+def test_cluster_commands_fail_clearly_without_credentials_or_arguments(tmp_path) -> None:
+    from tests.runner_support import lockgate
+
+    no_credentials = lockgate("status", KUBECONFIG=str(tmp_path / "missing"), HOME=str(tmp_path))
+    assert no_credentials.code == 2 and "no Kubernetes credentials: set KUBECONFIG" in no_credentials.err
+    no_name = lockgate("wait", "--version", "3", HOME=str(tmp_path))
+    assert no_name.code == 2 and "lockgate wait needs --name and --version" in no_name.err
+    bad_version = lockgate("wait", "--name", "shop", "--version", "three")
+    assert bad_version.code == 2 and "dotted numbers" in bad_version.err
