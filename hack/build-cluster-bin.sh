@@ -42,9 +42,11 @@ version_flags() {
 log() { echo "[cluster-bin +$((SECONDS - start))s] $*" >&2; }
 # go build prints nothing for minutes: say every 30 s that it is still at work.
 with_heartbeat() {
+  local what="$1"
+  shift
   "$@" &
   local pid=$!
-  ( while sleep 30; do kill -0 "$pid" 2>/dev/null || exit 0; log "still compiling ($1 ${*: -1})..."; done ) &
+  ( while sleep 30; do kill -0 "$pid" 2>/dev/null || exit 0; log "still compiling $what..."; done ) &
   local beat=$!
   local status=0
   wait "$pid" || status=$?
@@ -55,7 +57,7 @@ with_heartbeat() {
 log "building Kubernetes $KUBE_VERSION and etcd from Go modules into $bin (first run only: about 5 min on 2 cores with an empty Go cache)"
 (
   cd "$here/kubebin"
-  CGO_ENABLED=0 with_heartbeat go build -trimpath -ldflags="-s -w $(version_flags k8s.io/component-base/version) $(version_flags k8s.io/client-go/pkg/version)" -o "$tmp/" \
+  CGO_ENABLED=0 with_heartbeat "Kubernetes and etcd" go build -trimpath -ldflags="-s -w $(version_flags k8s.io/component-base/version) $(version_flags k8s.io/client-go/pkg/version)" -o "$tmp/" \
     ./etcd \
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
@@ -67,7 +69,7 @@ helm_flags="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 for pkg in chartutil lint/rules; do  # the Kubernetes version helm assumes without a cluster, as its release builds set it
   helm_flags+=" -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMajor=$kube_major -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMinor=$kube_minor"
 done
-GOBIN="$tmp" CGO_ENABLED=0 with_heartbeat go install -trimpath -ldflags="-s -w $helm_flags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+GOBIN="$tmp" CGO_ENABLED=0 with_heartbeat helm go install -trimpath -ldflags="-s -w $helm_flags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 # Move into place only when everything built, so a failed build never looks warm.
 for b in "${BINARIES[@]}"; do mv "$tmp/$b" "$bin/$b"; done
 echo "$recipe" > "$bin/.recipe"
