@@ -38,6 +38,11 @@ from tests.postgres import free_port
 log = logging.getLogger("nodeagent")
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
+# What the project's "image" is made of on this host: the checkout (editable install and venv)
+# and the base Python the venv links to. Volumes never hide them (see sandbox.py).
+RUNTIME_PATHS = sorted(
+    {str(Path(p).resolve()) for p in (Path(__file__).resolve().parents[2], sys.prefix, sys.base_prefix)}
+)
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HEARTBEAT_SECONDS = 10.0
 NODE_STATUS_EVERY = 6  # heartbeats; the Lease is what the node lifecycle controller watches
@@ -292,6 +297,7 @@ class PodWorker:
         mounts.append({"source": str(message_file), "target": target, "read_only": False})
         sandbox = {
             "mounts": mounts,
+            "runtime": RUNTIME_PATHS,
             "workdir": container.get("workingDir") or str(work / "cwd"),
             "argv": argv,
             "start_error": str(work / "start-error"),
