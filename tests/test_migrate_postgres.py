@@ -257,6 +257,16 @@ def test_lock_timeout_retry_succeeds_once_the_lock_is_released(tmp_path: Path, d
     assert history(database_url) == [("1", "expand", "V1__alter_busy.sql", True)]
 
 
+def test_a_long_migration_reports_that_it_is_still_running(tmp_path: Path, database_url: str) -> None:
+    d = write(tmp_path / "m", {"V1__slow_backfill.sql": "SELECT pg_sleep(11);"})
+    result = lockgate("migrate", "--dir", str(d), url=database_url)
+    assert result.code == 0
+    lines = result.out.splitlines()
+    notice = next(i for i, line in enumerate(lines) if "slow backfill" in line and "still running after 10 s" in line)
+    done = next(i for i, line in enumerate(lines) if "slow backfill" in line and line.rstrip().endswith(" ms"))
+    assert notice < done
+
+
 def test_statement_timeout_bounds_each_statement(tmp_path: Path, database_url: str) -> None:
     d = write(tmp_path / "m", {"V1__slow.sql": "SELECT pg_sleep(10);"})
     started = time.monotonic()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -195,13 +196,14 @@ class Runner:
             self.progress(f"nothing to do: {self.options.phase.value} is up to date")
             return
         installed_by = self.db.installed_by()
-        if self.options.single_transaction:
-            self._retrying_lock_timeouts(
-                "all pending migrations", lambda: self._apply_together(prepared, installed_by, summary)
-            )
-        else:
-            for script, statements in prepared:
-                summary.applied.append(self._apply_one(script, statements, installed_by))
+        with Heartbeat(self.progress) as heartbeat:
+            if self.options.single_transaction:
+                together = functools.partial(self._apply_together, prepared, installed_by, summary, heartbeat)
+                self._retrying_lock_timeouts("all pending migrations", together)
+            else:
+                for script, statements in prepared:
+                    with heartbeat.track(_label(script)):
+                        summary.applied.append(self._apply_one(script, statements, installed_by))
         self.progress(f"applied {len(summary.applied)} migration(s)")
 
     def _apply_one(self, script: Script, statements: list[Statement], installed_by: str) -> dict[str, object]:
@@ -219,7 +221,7 @@ class Runner:
         if not groups[-1].transactional:
             self.db.record(**self._script_row(script, _ms_since(started), installed_by, success=True))
         ms = _ms_since(started)
-        self.progress(f"  {script.label:<12} {script.description:<40} {ms:>7} ms")
+        self.progress(f"{_label(script)} {ms:>7} ms")
         return applied_entry(script, ms)
 
     def _run_segment(self, script: Script, group: Segment, record: bool, started: float, installed_by: str) -> None:
@@ -238,7 +240,7 @@ class Runner:
             raise
 
     def _apply_together(
-        self, prepared: list[tuple[Script, list[Statement]]], installed_by: str, summary: Summary
+        self, prepared: list[tuple[Script, list[Statement]]], installed_by: str, summary: Summary, heartbeat: Heartbeat
     ) -> None:
         applied = []
         self.db.begin()
@@ -246,14 +248,15 @@ class Runner:
             for script, statements in prepared:
                 started = time.monotonic()
                 try:
-                    for statement in statements:
-                        self._execute(statement)
+                    with heartbeat.track(_label(script)):
+                        for statement in statements:
+                            self._execute(statement)
                 except StatementFailed as failure:
                     raise self._failure(script, failure, partial=False, together=True) from None
                 ms = _ms_since(started)
                 self.db.record(**self._script_row(script, ms, installed_by, success=True))
                 applied.append(applied_entry(script, ms))
-                self.progress(f"  {script.label:<12} {script.description:<40} {ms:>7} ms")
+                self.progress(f"{_label(script)} {ms:>7} ms")
             self.db.commit()
         except BaseException:
             self.db.rollback()
@@ -376,6 +379,46 @@ class Runner:
         }
 
 
+class Heartbeat:
+    """One thread for a whole run that says, every `every` seconds, that the current migration
+    (an index build, a backfill) is still at work; fast migrations cost it nothing."""
+
+    def __init__(self, progress: Progress, every: float = 10.0) -> None:
+        self.progress, self.every = progress, every
+        self._current: tuple[str, float] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @contextmanager
+    def track(self, label: str) -> Iterator[None]:
+        self._current = (label, time.monotonic())
+        try:
+            yield
+        finally:
+            self._current = None
+
+    def _beat(self) -> None:
+        told: tuple[str, float] | None = None
+        while not self._stop.wait(0.5):
+            current = self._current
+            if current is None:
+                continue
+            label, started = current
+            running = time.monotonic() - started
+            last = told[1] if told and told[0] == label else 0.0
+            if running - last >= self.every:
+                self.progress(f"{label} still running after {running:.0f} s")
+                told = (label, running)
+
+
 @contextmanager
 def _outcome(summary: Summary) -> Iterator[None]:
     """Turn a LockgateError into the summary's exit code and error, and time the command."""
@@ -386,6 +429,10 @@ def _outcome(summary: Summary) -> Iterator[None]:
         summary.fail(exc)
     finally:
         summary.duration_ms = _ms_since(started)
+
+
+def _label(script: Script) -> str:
+    return f"  {script.label:<12} {script.description:<40}"
 
 
 def _left_by_earlier_attempt(statement: Statement, index_name: str) -> bool:
