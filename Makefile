@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Go's standard install location, for shells whose PATH lacks it (the control-plane build needs go).
+export PATH := $(or $(PATH),/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin):/usr/local/go/bin
 
 .PHONY: test lint demo venv postgres cluster-bin cluster-up cluster-down bench bench-operator e2e-kind clean
 

@@ -27,7 +27,8 @@ bin="$cache/kube/$KUBE_VERSION/bin"
 recipe="$(cat "${BASH_SOURCE[0]}" "$here/kubebin/go.mod" "$here/kubebin/go.sum" | sha256sum | cut -d' ' -f1)"
 if have_all "$bin" && [[ "$(cat "$bin/.recipe" 2>/dev/null)" == "$recipe" ]]; then echo "$bin"; exit 0; fi
 
-command -v go >/dev/null || { echo "go is required to build the control plane (apt-get install golang)" >&2; exit 1; }
+command -v go >/dev/null || PATH="$PATH:/usr/local/go/bin"
+command -v go >/dev/null || { echo "Go >= 1.25 is required to build the control plane (https://go.dev/dl), or set KUBEBUILDER_ASSETS" >&2; exit 1; }
 mkdir -p "$bin"
 tmp="$(mktemp -d "$bin/.build.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
