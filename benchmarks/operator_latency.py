@@ -31,8 +31,8 @@ from lockgate.controller.spec import GATE_CONDITION, GROUP, PLURAL, VERSION  # n
 from tests.cluster.clusters import LocalCluster  # noqa: E402
 from tests.cluster.kube import Kube, watch_until  # noqa: E402
 from tests.cluster.processes import ManagedProcess  # noqa: E402
-from tests.operator_fixtures import CRD, condition  # noqa: E402
-from tests.postgres import PostgresServer, free_port  # noqa: E402
+from tests.operator_fixtures import CRD, condition, operator_command  # noqa: E402
+from tests.postgres import PostgresServer  # noqa: E402
 
 NS = "bench"
 SIMULATED = "registry.k8s.io/pause:3.10"
@@ -223,18 +223,7 @@ def main() -> None:
                     "data": {"V1__t.sql": "SELECT 1;", "A1__b.sql": "SELECT 1;", "C1__c.sql": "SELECT 1;"},
                 },
             )
-            command = [
-                sys.executable,
-                "-m",
-                "lockgate",
-                "run",
-                "-n",
-                NS,
-                "--health-port",
-                str(free_port()),
-                "--metrics-port",
-                "0",
-            ]
+            command = operator_command(NS)
             operator = ManagedProcess(
                 "operator",
                 command,
@@ -257,7 +246,7 @@ def main() -> None:
             )
             for label, values in samples.items():
                 report(label, values)
-            many(kube, operator, args.many, idle)
+            many(kube, operator, args.many, args.runs, idle)
         finally:
             if operator:
                 operator.stop()
@@ -265,7 +254,7 @@ def main() -> None:
             cluster.stop()
 
 
-def many(kube: Kube, operator: ManagedProcess, count: int, idle: float) -> None:
+def many(kube: Kube, operator: ManagedProcess, count: int, earlier: int, idle: float) -> None:
     """Memory with `count` SchemaMigrations (each expanded once: background and contract off to keep it quick)."""
     for i in range(count):
         kube.custom.create_namespaced_custom_object(
@@ -291,7 +280,7 @@ def many(kube: Kube, operator: ManagedProcess, count: int, idle: float) -> None:
         f"{count} more SchemaMigrations Ready in {time.monotonic() - started:.0f}s (their Jobs really run the runner)"
     )
     print(
-        f"operator memory: {idle:.0f} MiB RSS idle with nothing to do, {rss_mib(operator.pid):.0f} MiB RSS with {count + 20} SchemaMigrations, their Jobs, pods and Deployments indexed"
+        f"operator memory: {idle:.0f} MiB RSS idle with nothing to do, {rss_mib(operator.pid):.0f} MiB RSS with {count + earlier} SchemaMigrations, their Jobs, pods and Deployments indexed"
     )
 
 

@@ -28,7 +28,8 @@ from tests.cluster.binaries import cluster_bin_dir  # noqa: E402
 from tests.cluster.clusters import LocalCluster  # noqa: E402
 from tests.cluster.kube import Kube  # noqa: E402
 from tests.cluster.processes import ManagedProcess  # noqa: E402
-from tests.postgres import PostgresServer, free_port  # noqa: E402
+from tests.operator_fixtures import operator_command  # noqa: E402
+from tests.postgres import PostgresServer  # noqa: E402
 
 NS = "shop"
 EXAMPLE = REPO / "examples" / "shop"
@@ -81,18 +82,7 @@ class Demo:
         url = self.postgres.create_database("shop")
         self.kubectl("apply", "-f", str(REPO / "crds"))
         self.kubectl("wait", "--for=condition=Established", "crd/schemamigrations.lockgate.dev", namespaced=False)
-        command = [
-            sys.executable,
-            "-m",
-            "lockgate",
-            "run",
-            "-n",
-            NS,
-            "--health-port",
-            str(free_port()),
-            "--metrics-port",
-            "0",
-        ]
+        command = operator_command(NS)
         env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig)}
         self.operator = ManagedProcess(
             "operator", command, self.workdir / "operator.log", env=env, cwd=REPO, die_with_parent=True

@@ -59,22 +59,27 @@ class Operator:
             return response.read().decode()
 
 
+def operator_command(namespace: str, metrics_port: int = 0) -> list[str]:
+    """`lockgate run` for one namespace, on a free health port (several may run on one host)."""
+    return [
+        sys.executable,
+        "-m",
+        "lockgate",
+        "run",
+        "-n",
+        namespace,
+        "--health-port",
+        str(free_port()),
+        "--metrics-port",
+        str(metrics_port),
+    ]
+
+
 @pytest.fixture
 def run_operator(crd: dict[str, Any], start_operator: Callable[..., Any], namespace: str) -> Callable[..., Operator]:
     def run(name: str = "operator", watch_namespace: str | None = None) -> Operator:
         metrics = free_port()
-        command = [
-            sys.executable,
-            "-m",
-            "lockgate",
-            "run",
-            "-n",
-            watch_namespace or namespace,
-            "--health-port",
-            str(free_port()),
-            "--metrics-port",
-            str(metrics),
-        ]
+        command = operator_command(watch_namespace or namespace, metrics)
         return Operator(start_operator(command, name=name), metrics)
 
     return run
