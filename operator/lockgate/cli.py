@@ -100,79 +100,61 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lockgate", description="Exactly-once, rollout-gated schema migrations.")
     parser.add_argument("--version", action="version", version=f"lockgate {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _command(
-        commands, "migrate", cmd_migrate, "apply pending migrations of one phase", database=True, migration_options=True
+    _runner_commands(commands)
+    _cluster_commands(commands)
+    return parser
+
+
+def _runner_commands(commands: argparse._SubParsersAction) -> None:
+    database, scripts = (_database_options, _json_option), (_dir_option,)
+    migrate = _subcommand(commands, "migrate", cmd_migrate, "apply pending migrations of one phase")
+    _add(migrate, *database, *scripts, _phase_options, _execution_options)
+    migrate.add_argument(
+        "--single-transaction", action="store_true", help="all pending migrations in one transaction: all or nothing"
     )
-    _command(commands, "plan", cmd_plan, "show what migrate would do, changing nothing", database=True, phase=True)
-    _command(commands, "info", cmd_info, "list applied and pending migrations per phase", database=True)
-    lint = _command(commands, "lint", cmd_lint, "check scripts against phase-aware rules", database=False)
-    lint.set_defaults(json=False)
-    baseline = _command(
-        commands,
-        "baseline",
-        cmd_baseline,
-        "mark an existing schema as being at VERSION",
-        database=True,
-        needs_dir=False,
+    _add(
+        _subcommand(commands, "plan", cmd_plan, "show what migrate would do, changing nothing"),
+        *database,
+        *scripts,
+        _phase_options,
     )
+    _add(_subcommand(commands, "info", cmd_info, "list applied and pending migrations per phase"), *database, *scripts)
+    _add(_subcommand(commands, "lint", cmd_lint, "check scripts against phase-aware rules"), _json_option, *scripts)
+    baseline = _subcommand(commands, "baseline", cmd_baseline, "mark an existing schema as being at VERSION")
+    _add(baseline, *database)
     baseline.add_argument(
-        "--version", dest="baseline_version", required=True, type=_version, help="the version the schema is at"
+        "--version", dest="baseline_version", required=True, type=_version, help="the schema's version"
     )
-    undo = _command(
-        commands, "undo", cmd_undo, "run U scripts to take expand back to VERSION", database=True, lock_options=True
-    )
+    undo = _subcommand(commands, "undo", cmd_undo, "run U scripts to take expand back to VERSION")
+    _add(undo, *database, *scripts, _execution_options)
     undo.add_argument("--to", required=True, type=_version, help="the version to return to")
-    _command(
-        commands,
-        "repair",
-        cmd_repair,
-        "remove failed history rows after fixing the database by hand",
-        database=True,
-        needs_dir=False,
-    )
-    run = commands.add_parser(
-        "run",
-        help="run the SchemaMigration operator",
-        description="Run the SchemaMigration operator against the current cluster.",
-    )
-    run.set_defaults(handler=cmd_run, json=False)
+    repair = _subcommand(commands, "repair", cmd_repair, "remove failed history rows after fixing the database by hand")
+    _add(repair, *database)
+
+
+def _cluster_commands(commands: argparse._SubParsersAction) -> None:
+    run = _subcommand(commands, "run", cmd_run, "run the SchemaMigration operator against the current cluster")
     run.add_argument(
         "-n",
         "--namespace",
         action="append",
         default=_env_list("LOCKGATE_WATCH_NAMESPACES"),
-        help="watch this namespace (repeatable; default: all namespaces)",
+        help="watch this namespace (repeatable; default: $LOCKGATE_WATCH_NAMESPACES, else all namespaces)",
     )
     run.add_argument(
-        "--health-port",
-        type=int,
-        default=int(os.environ.get("LOCKGATE_HEALTH_PORT", 8080)),
-        help="liveness endpoint port, /healthz (0: off)",
+        "--health-port", type=int, default=_env_int("LOCKGATE_HEALTH_PORT", 8080), help="/healthz port (0: off)"
     )
     run.add_argument(
-        "--metrics-port",
-        type=int,
-        default=int(os.environ.get("LOCKGATE_METRICS_PORT", 9090)),
-        help="Prometheus metrics port (0: off)",
+        "--metrics-port", type=int, default=_env_int("LOCKGATE_METRICS_PORT", 9090), help="/metrics port (0: off)"
     )
     run.add_argument("--log-format", choices=["plain", "json"], default=os.environ.get("LOCKGATE_LOG_FORMAT", "plain"))
-    run.add_argument("--verbose", action="store_true")
-    wait = commands.add_parser(
-        "wait",
-        help="block until a SchemaMigration has expanded a version (init container)",
-        description="Block until a SchemaMigration has expanded the schema a pod needs; exit 1 on timeout.",
-    )
-    wait.set_defaults(handler=cmd_wait, json=False)
+    run.add_argument("--verbose", action="store_true", help="also kopf's per-handler logs")
+    wait = _subcommand(commands, "wait", cmd_wait, "block until a SchemaMigration expanded a version (init container)")
     wait.add_argument(
-        "--name",
-        default=os.environ.get("LOCKGATE_SCHEMAMIGRATION"),
-        help="the SchemaMigration (default: $LOCKGATE_SCHEMAMIGRATION)",
+        "--name", default=os.environ.get("LOCKGATE_SCHEMAMIGRATION"), help="default: $LOCKGATE_SCHEMAMIGRATION"
     )
     wait.add_argument(
-        "-n",
-        "--namespace",
-        default=os.environ.get("POD_NAMESPACE"),
-        help="its namespace (default: $POD_NAMESPACE, else the pod's own)",
+        "-n", "--namespace", default=os.environ.get("POD_NAMESPACE"), help="default: $POD_NAMESPACE, else the pod's"
     )
     wait.add_argument(
         "--version",
@@ -181,96 +163,72 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("LOCKGATE_REQUIRES_VERSION"),
         help="the schema version required (default: $LOCKGATE_REQUIRES_VERSION)",
     )
-    wait.add_argument(
-        "--timeout",
-        type=_non_negative(float),
-        default=600.0,
-        metavar="SECONDS",
-        help="give up after this long (default 600)",
-    )
-    status = commands.add_parser(
-        "status",
-        help="show SchemaMigrations in the cluster",
-        description="Show target and applied versions, phase, gated workloads, waiting pods, recent Jobs and errors.",
-    )
-    status.set_defaults(handler=cmd_status)
+    wait.add_argument("--timeout", type=_non_negative(float), default=600.0, metavar="SECONDS", help="default 600")
+    status = _subcommand(commands, "status", cmd_status, "show versions, phase, gated workloads, waiting pods, Jobs")
     status.add_argument("name", nargs="?", help="one SchemaMigration (default: all)")
     status.add_argument("-n", "--namespace", help="namespace (default: all namespaces, or 'default' with NAME)")
-    status.add_argument("--json", action="store_true")
-    return parser
+    _json_option(status)
 
 
-def _command(
-    commands: argparse._SubParsersAction,
-    name: str,
-    handler: Callable[[argparse.Namespace, Output], int],
-    help_text: str,
-    database: bool,
-    needs_dir: bool = True,
-    phase: bool = False,
-    migration_options: bool = False,
-    lock_options: bool = False,
+def _subcommand(
+    commands: argparse._SubParsersAction, name: str, handler: Callable[[argparse.Namespace, Output], int], text: str
 ) -> argparse.ArgumentParser:
-    sub = commands.add_parser(name, help=help_text, description=help_text)
-    sub.set_defaults(handler=handler)
-    if database:
-        sub.add_argument(
-            "--database-url",
-            help="database URL (default: $LOCKGATE_DATABASE_URL); prefer the variable, arguments show in ps",
-        )
-        sub.add_argument(
-            "--history-table",
-            default=os.environ.get("LOCKGATE_HISTORY_TABLE", DEFAULT_HISTORY_TABLE),
-            help=f"[schema.]table (default {DEFAULT_HISTORY_TABLE})",
-        )
-    if needs_dir:
-        sub.add_argument("--dir", help="migrations directory (default: $LOCKGATE_MIGRATIONS_DIR)")
-    sub.add_argument("--json", action="store_true", help="print one JSON document")
-    if phase or migration_options:
-        sub.add_argument("--phase", choices=[p.value for p in Phase], default=Phase.EXPAND.value)
-        sub.add_argument("--target", type=_version, help="apply versions up to and including this one")
-        sub.add_argument("--out-of-order", action="store_true", help="allow pending versions older than applied ones")
-    if migration_options:
-        sub.add_argument(
-            "--single-transaction",
-            action="store_true",
-            help="all pending migrations in one transaction: all or nothing",
-        )
-    if migration_options or lock_options:
-        sub.add_argument(
-            "--summary-file",
-            default=os.environ.get("LOCKGATE_SUMMARY_FILE"),
-            help="write a compact JSON summary here, e.g. /dev/termination-log (default: $LOCKGATE_SUMMARY_FILE)",
-        )
-        sub.add_argument(
-            "--lock-wait",
-            type=_non_negative(float),
-            default=300.0,
-            metavar="SECONDS",
-            help="how long to wait for another runner's lock (default 300)",
-        )
-        sub.add_argument(
-            "--lock-timeout",
-            type=_non_negative(int),
-            default=3000,
-            metavar="MS",
-            help="lock_timeout for each statement (default 3000)",
-        )
-        sub.add_argument(
-            "--lock-retries",
-            type=_non_negative(int),
-            default=5,
-            metavar="N",
-            help="retries after a lock timeout, with backoff (default 5)",
-        )
-        sub.add_argument(
-            "--statement-timeout",
-            type=_non_negative(float),
-            default=0.0,
-            metavar="SECONDS",
-            help="statement_timeout for each statement (default 0: none)",
-        )
+    sub = commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+    sub.set_defaults(handler=handler, json=False)
     return sub
+
+
+def _add(sub: argparse.ArgumentParser, *groups: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:
+    for group in groups:
+        group(sub)
+    return sub
+
+
+def _json_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+def _dir_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--dir", help="migrations directory (default: $LOCKGATE_MIGRATIONS_DIR)")
+
+
+def _database_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--database-url", help="default: $LOCKGATE_DATABASE_URL (prefer it: arguments show in ps)")
+    sub.add_argument(
+        "--history-table",
+        default=os.environ.get("LOCKGATE_HISTORY_TABLE", DEFAULT_HISTORY_TABLE),
+        help=f"[schema.]table (default: $LOCKGATE_HISTORY_TABLE, else {DEFAULT_HISTORY_TABLE})",
+    )
+
+
+def _phase_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--phase", choices=[p.value for p in Phase], default=Phase.EXPAND.value)
+    sub.add_argument("--target", type=_version, help="apply versions up to and including this one")
+    sub.add_argument("--out-of-order", action="store_true", help="allow pending versions older than applied ones")
+
+
+def _execution_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--summary-file",
+        default=os.environ.get("LOCKGATE_SUMMARY_FILE"),
+        help="write a compact JSON summary here, e.g. /dev/termination-log (default: $LOCKGATE_SUMMARY_FILE)",
+    )
+    seconds, count = _non_negative(float), _non_negative(int)
+    sub.add_argument(
+        "--lock-wait", type=seconds, default=300.0, metavar="SECONDS", help="wait for another runner (300)"
+    )
+    sub.add_argument("--lock-timeout", type=count, default=3000, metavar="MS", help="lock_timeout per statement (3000)")
+    sub.add_argument("--lock-retries", type=count, default=5, metavar="N", help="retries after a lock timeout (5)")
+    sub.add_argument(
+        "--statement-timeout", type=seconds, default=0.0, metavar="SECONDS", help="per statement (0: none)"
+    )
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        raise SystemExit(f"lockgate: {name} must be a number") from None
 
 
 def _env_list(name: str) -> list[str]:

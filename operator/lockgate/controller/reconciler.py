@@ -18,10 +18,10 @@ from kubernetes.client.rest import ApiException
 
 from .. import redaction
 from . import metrics
-from .decide import Decision, Observed, decide, merge_patch
+from .decide import Decision, JobRequest, Observed, decide, merge_patch
 from .kube import Kube
 from .manifests import job_manifest
-from .spec import parse_migration
+from .spec import Migration, parse_migration
 
 log = logging.getLogger("lockgate.reconciler")
 Key = tuple[str, str]  # (namespace, SchemaMigration name)
@@ -91,50 +91,31 @@ class Reconciler:
 
     async def _act(self, observed: Observed, decision: Decision) -> None:
         """Everything after the status write: it has been accepted, so these are safe to do."""
-        m, where = observed.migration, f"{observed.namespace}/{observed.name}"
-        if decision.status is not None:
-            log.info("%s: status written, phase %s", where, decision.status.get("phase"))
-        for entry in decision.finished:
-            log.info(
-                "%s: %s Job %s for version %s %s",
-                where,
-                entry["phase"],
-                entry["job"],
-                entry["version"],
-                entry["result"].lower(),
-            )
-        if decision.create and m is not None:
-            owner = await asyncio.to_thread(self.kube.create_job, job_manifest(m, decision.create))
-            if owner not in (None, m.uid):
-                log.error(
-                    "%s: Job %s exists but belongs to another owner; delete it to let lockgate proceed",
-                    where,
-                    decision.create.name,
-                )
-            else:
-                log.info(
-                    "%s: %s Job %s for version %s %s",
-                    where,
-                    decision.create.phase,
-                    decision.create.name,
-                    decision.create.version,
-                    "adopted" if owner else "created",
-                )
-        await asyncio.gather(
-            *(asyncio.to_thread(self.kube.patch_gate, observed.namespace, gate) for gate in decision.gates)
-        )
+        namespace, where = observed.namespace, f"{observed.namespace}/{observed.name}"
+        _log_recorded(where, decision)
+        if decision.create and observed.migration is not None:
+            await self._create(where, observed.migration, decision.create)
+        await asyncio.gather(*(asyncio.to_thread(self.kube.patch_gate, namespace, gate) for gate in decision.gates))
         for gate in decision.gates:
             log.info("%s: gate %s for pod %s (%s)", where, "open" if gate.ready else "closed", gate.pod, gate.reason)
-        await asyncio.gather(
-            *(asyncio.to_thread(self.kube.release_job, observed.namespace, job) for job in decision.release)
-        )
-        if m is not None:
-            body = _event_target(m)
+        await asyncio.gather(*(asyncio.to_thread(self.kube.release_job, namespace, job) for job in decision.release))
+        if observed.migration is not None:
+            target = _event_target(observed.migration)
             for event in decision.events:
-                await asyncio.to_thread(self.kube.post_event, body, event)
+                await asyncio.to_thread(self.kube.post_event, target, event)
         metrics.observe(decision)
         if decision.requeue_after is not None:
-            self._schedule((observed.namespace, observed.name), decision.requeue_after)
+            self._schedule((namespace, observed.name), decision.requeue_after)
+
+    async def _create(self, where: str, migration: Migration, request: JobRequest) -> None:
+        owner = await asyncio.to_thread(self.kube.create_job, job_manifest(migration, request))
+        if owner not in (None, migration.uid):
+            log.error(
+                "%s: Job %s exists but belongs to another owner; delete it to let lockgate go on", where, request.name
+            )
+            return
+        how = "adopted" if owner else "created"
+        log.info("%s: %s Job %s for version %s %s", where, request.phase, request.name, request.version, how)
 
     def _schedule(self, key: Key, delay: float) -> None:
         """Reconcile again after `delay` (contract delay, claim grace, retry after an error)."""
@@ -145,6 +126,13 @@ class Reconciler:
     def _fire(self, key: Key) -> None:
         self._timers.pop(key, None)
         self.request(key)
+
+
+def _log_recorded(where: str, decision: Decision) -> None:
+    if decision.status is not None:
+        log.info("%s: status written, phase %s", where, decision.status.get("phase"))
+    for e in decision.finished:
+        log.info("%s: %s Job %s for version %s %s", where, e["phase"], e["job"], e["version"], e["result"].lower())
 
 
 def describe(exc: Exception) -> str:
