@@ -31,11 +31,10 @@ from lockgate.controller.spec import GATE_CONDITION, GROUP, PLURAL, VERSION  # n
 from tests.cluster.clusters import LocalCluster  # noqa: E402
 from tests.cluster.kube import Kube, watch_until  # noqa: E402
 from tests.cluster.processes import ManagedProcess  # noqa: E402
-from tests.operator_fixtures import CRD, condition, operator_command  # noqa: E402
+from tests.operator_fixtures import CRD, condition, gated_deployment, operator_command  # noqa: E402
 from tests.postgres import PostgresServer  # noqa: E402
 
 NS = "bench"
-SIMULATED = "registry.k8s.io/pause:3.10"
 
 
 class Clock:
@@ -117,33 +116,9 @@ def smig(name: str, config_map: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-def gated(kind_name: str, schema: str, requires: str) -> dict[str, Any]:
-    template = {
-        "metadata": {
-            "labels": {"app": kind_name, "lockgate.dev/schema": schema},
-            "annotations": {"lockgate.dev/requires-version": requires},
-        },
-        "spec": {
-            "readinessGates": [{"conditionType": GATE_CONDITION}],
-            "containers": [{"name": "app", "image": SIMULATED}],
-        },
-    }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": kind_name},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": kind_name}},
-            "strategy": {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": template,
-        },
-    }
-
-
 def one_run(kube: Kube, clock: Clock, i: int) -> tuple[float, float, float]:
     name = f"run{i}"
-    kube.apps.create_namespaced_deployment(NS, gated(f"{name}-web", name, "0"))
+    kube.apps.create_namespaced_deployment(NS, gated_deployment(f"{name}-web", name, "0", replicas=1))
     created = time.monotonic()
     kube.custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, smig(name, "scripts"))
     job = watch_until(

@@ -16,7 +16,7 @@ import yaml
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
-from lockgate.controller.spec import GROUP, PLURAL, VERSION
+from lockgate.controller.spec import GATE_CONDITION, GROUP, PLURAL, VERSION
 from tests.cluster.kube import Kube, watch_until
 from tests.postgres import free_port, in_cluster_url
 
@@ -163,6 +163,33 @@ class Migrations:
         return self.kube.batch.list_namespaced_job(
             self.namespace, label_selector=f"lockgate.dev/schemamigration={name}"
         ).items
+
+
+SIMULATED_IMAGE = "registry.k8s.io/pause:3.10"  # any image but lockgate's: the test node only simulates it
+
+
+def gated_deployment(name: str, schema: str, requires: str, replicas: int = 2) -> dict[str, Any]:
+    """An app whose rollout waits at the schema gate: label, requires-version, readiness gate, maxUnavailable 0."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {
+                    "labels": {"app": name, "lockgate.dev/schema": schema},
+                    "annotations": {"lockgate.dev/requires-version": requires},
+                },
+                "spec": {
+                    "readinessGates": [{"conditionType": GATE_CONDITION}],
+                    "containers": [{"name": "app", "image": SIMULATED_IMAGE}],
+                },
+            },
+        },
+    }
 
 
 def condition(body: dict[str, Any], kind: str) -> dict[str, Any]:

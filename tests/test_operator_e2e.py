@@ -11,10 +11,9 @@ from kubernetes.client.rest import ApiException
 
 from lockgate.controller.spec import GATE_CONDITION
 from tests.cluster.kube import Kube, watch_until
-from tests.operator_fixtures import JobRecorder, Migrations, condition
+from tests.operator_fixtures import JobRecorder, Migrations, condition, gated_deployment
 from tests.runner_support import history, query
 
-SIMULATED_IMAGE = "registry.k8s.io/pause:3.10"
 RELEASE_1 = {
     "V1__users.sql": "CREATE TABLE users (id bigint PRIMARY KEY, name text);",
     "A1__seed.sql": "INSERT INTO users VALUES (1, 'ada') ON CONFLICT DO NOTHING;",
@@ -25,29 +24,6 @@ RELEASE_2 = RELEASE_1 | {
     "A2__backfill.sql": "UPDATE users SET email = name || '@example.com';",
     "C2__drop_name.sql": "ALTER TABLE users DROP COLUMN name;",
 }
-
-
-def gated_deployment(name: str, schema: str, requires: str, replicas: int = 2) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": {
-                "metadata": {
-                    "labels": {"app": name, "lockgate.dev/schema": schema},
-                    "annotations": {"lockgate.dev/requires-version": requires},
-                },
-                "spec": {
-                    "readinessGates": [{"conditionType": GATE_CONDITION}],
-                    "containers": [{"name": "app", "image": SIMULATED_IMAGE}],
-                },
-            },
-        },
-    }
 
 
 def rolled_out(kube: Kube, namespace: str, name: str, timeout: float = 90) -> Any:
