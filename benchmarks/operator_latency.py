@@ -29,9 +29,9 @@ from kubernetes import watch  # noqa: E402
 
 from lockgate.controller.spec import GATE_CONDITION, GROUP, PLURAL, VERSION  # noqa: E402
 from tests.cluster.clusters import LocalCluster  # noqa: E402
-from tests.cluster.kube import Kube, watch_until  # noqa: E402
+from tests.cluster.kube import Kube, deployment_rolled_out, watch_until  # noqa: E402
 from tests.cluster.processes import ManagedProcess  # noqa: E402
-from tests.operator_fixtures import CRD, condition, gated_deployment, operator_command  # noqa: E402
+from tests.operator_fixtures import CRD, condition, gated_deployment, operator_command, require_version  # noqa: E402
 from tests.postgres import PostgresServer  # noqa: E402
 
 NS = "bench"
@@ -87,12 +87,7 @@ class Clock:
 
     def _deployments(self) -> tuple[Any, Any]:
         def on_deployment(d: Any) -> None:
-            s = d.status
-            if (
-                s.observed_generation or 0
-            ) >= d.metadata.generation and s.updated_replicas == d.spec.replicas == s.replicas == (
-                s.available_replicas or 0
-            ):
+            if deployment_rolled_out(d):
                 self.mark(("deployment", d.metadata.name, f"rolled-out-{d.metadata.generation}"))
 
         return self.kube.apps.list_namespaced_deployment, on_deployment
@@ -139,9 +134,7 @@ def one_run(kube: Kube, clock: Clock, i: int) -> tuple[float, float, float]:
         plural=PLURAL,
         field_selector=f"metadata.name={name}",
     )
-    patched = kube.apps.patch_namespaced_deployment(
-        f"{name}-web", NS, {"spec": {"template": {"metadata": {"annotations": {"lockgate.dev/requires-version": "1"}}}}}
-    )
+    patched = require_version(kube, NS, f"{name}-web", "1")
     rolled = clock.wait(("deployment", f"{name}-web", f"rolled-out-{patched.metadata.generation}"))
     contract = watch_until(
         kube.batch.list_namespaced_job,

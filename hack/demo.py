@@ -26,7 +26,7 @@ from lockgate.controller.spec import GATE_CONDITION, GROUP, PLURAL, VERSION  # n
 from lockgate.status import render  # noqa: E402
 from tests.cluster.binaries import cluster_bin_dir  # noqa: E402
 from tests.cluster.clusters import LocalCluster  # noqa: E402
-from tests.cluster.kube import Kube  # noqa: E402
+from tests.cluster.kube import Kube, deployment_rolled_out  # noqa: E402
 from tests.cluster.processes import ManagedProcess  # noqa: E402
 from tests.operator_fixtures import operator_command  # noqa: E402
 from tests.postgres import PostgresServer  # noqa: E402
@@ -170,12 +170,7 @@ class Demo:
         status = (smig or {}).get("status") or {}
         if status.get("phase") == "Failed":
             raise RuntimeError("the SchemaMigration failed: " + " / ".join(render(smig)))
-        s = deployment.status if deployment else None
-        rolled_out = (
-            s is not None
-            and (s.observed_generation or 0) >= deployment.metadata.generation
-            and s.updated_replicas == deployment.spec.replicas == s.replicas == (s.available_replicas or 0)
-        )
+        rolled_out = deployment is not None and deployment_rolled_out(deployment)
         return status.get("contractedVersion") == version and status.get("phase") == "Complete" and rolled_out
 
     def summary(self) -> None:

@@ -192,6 +192,12 @@ def gated_deployment(name: str, schema: str, requires: str, replicas: int = 2) -
     }
 
 
+def require_version(kube: Kube, namespace: str, deployment: str, version: str) -> Any:
+    """Roll the app out to code that needs schema `version` (what a new release of it does)."""
+    patch = {"spec": {"template": {"metadata": {"annotations": {"lockgate.dev/requires-version": version}}}}}
+    return kube.apps.patch_namespaced_deployment(deployment, namespace, patch)
+
+
 def condition(body: dict[str, Any], kind: str) -> dict[str, Any]:
     return next((c for c in (body.get("status") or {}).get("conditions") or [] if c["type"] == kind), {})
 

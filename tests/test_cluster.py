@@ -21,7 +21,7 @@ from tests.cluster import podspec, podstatus
 from tests.cluster.binaries import REPO
 from tests.cluster.clusters import LocalCluster
 from tests.cluster.fixtures import namespace_name
-from tests.cluster.kube import Kube, wait_deleted, watch_until
+from tests.cluster.kube import Kube, deployment_rolled_out, wait_deleted, watch_until
 from tests.cluster.logserver import select_log
 from tests.cluster.node import node_heartbeat, node_is_ready, node_status
 from tests.cluster.nodeagent import exit_code
@@ -649,17 +649,6 @@ def test_pod_deletion_stops_the_process(kube: Kube, namespace: str, cluster: Loc
         os.kill(pid, 0)
 
 
-def rolled_out(deployment: client.V1Deployment) -> bool:
-    """What `kubectl rollout status` waits for."""
-    status, replicas = deployment.status, deployment.spec.replicas
-    return (
-        (status.observed_generation or 0) >= deployment.metadata.generation
-        and (status.updated_replicas or 0) == replicas
-        and (status.replicas or 0) == replicas
-        and (status.available_replicas or 0) == replicas
-    )
-
-
 def open_gate(kube: Kube, namespace: str, pod: client.V1Pod) -> None:
     """What the operator does: patch the gate's condition through pods/status."""
     body = {
@@ -717,7 +706,10 @@ def test_a_readiness_gate_holds_the_rollout_while_old_pods_serve(
         )
         open_gate(kube, namespace, pod)
     watch_until(
-        kube.apps.list_namespaced_deployment, rolled_out, namespace=namespace, field_selector="metadata.name=web"
+        kube.apps.list_namespaced_deployment,
+        deployment_rolled_out,
+        namespace=namespace,
+        field_selector="metadata.name=web",
     )
     old_pods = {p.metadata.name for p in kube.core.list_namespaced_pod(namespace, label_selector="app=web").items}
 
@@ -734,7 +726,7 @@ def test_a_readiness_gate_holds_the_rollout_while_old_pods_serve(
     assert ready.reason == "ReadinessGatesNotReady" and GATE in ready.message
     time.sleep(2)  # give the controllers every chance to (wrongly) go on
     web = kube.apps.read_namespaced_deployment("web", namespace)
-    assert not rolled_out(web) and web.status.updated_replicas == 1 and web.status.available_replicas == 2
+    assert not deployment_rolled_out(web) and web.status.updated_replicas == 1 and web.status.available_replicas == 2
     serving = [
         p for p in kube.core.list_namespaced_pod(namespace, label_selector="app=web").items if has_condition(p, "Ready")
     ]
@@ -754,7 +746,10 @@ def test_a_readiness_gate_holds_the_rollout_while_old_pods_serve(
     )
     open_gate(kube, namespace, second)
     web = watch_until(
-        kube.apps.list_namespaced_deployment, rolled_out, namespace=namespace, field_selector="metadata.name=web"
+        kube.apps.list_namespaced_deployment,
+        deployment_rolled_out,
+        namespace=namespace,
+        field_selector="metadata.name=web",
     )
     assert has_condition(web, "Available")
     current = watch_until(kube.core.list_namespaced_pod, lambda p: True, namespace=namespace, label_selector="app=web")

@@ -4,14 +4,18 @@ against the real PostgreSQL; a gated Deployment rolls out through the schema gat
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from datetime import datetime
 from typing import Any
 
 from kubernetes.client.rest import ApiException
 
-from lockgate.controller.spec import GATE_CONDITION
-from tests.cluster.kube import Kube, watch_until
-from tests.operator_fixtures import JobRecorder, Migrations, condition, gated_deployment
+from lockgate.controller.spec import GATE_CONDITION, GROUP, PLURAL, VERSION
+from tests.cluster.kube import Kube, deployment_rolled_out, watch_until
+from tests.operator_fixtures import JobRecorder, Migrations, condition, gated_deployment, require_version
 from tests.runner_support import history, query
 
 RELEASE_1 = {
@@ -27,17 +31,9 @@ RELEASE_2 = RELEASE_1 | {
 
 
 def rolled_out(kube: Kube, namespace: str, name: str, timeout: float = 90) -> Any:
-    def done(d: Any) -> bool:
-        s = d.status
-        return (
-            s.observed_generation or 0
-        ) >= d.metadata.generation and s.updated_replicas == d.spec.replicas == s.replicas == (
-            s.available_replicas or 0
-        )
-
     return watch_until(
         kube.apps.list_namespaced_deployment,
-        done,
+        deployment_rolled_out,
         timeout=timeout,
         namespace=namespace,
         field_selector=f"metadata.name={name}",
@@ -93,9 +89,7 @@ def test_the_gate_holds_new_pods_until_their_schema_is_expanded_while_old_pods_s
     assert all(gate_of(p).status == "True" for p in pods(kube, namespace, "web"))
 
     # Release 2 reaches the Deployment before its schema exists.
-    kube.apps.patch_namespaced_deployment(
-        "web", namespace, {"spec": {"template": {"metadata": {"annotations": {"lockgate.dev/requires-version": "2"}}}}}
-    )
+    require_version(kube, namespace, "web", "2")
     held = watch_until(
         kube.core.list_namespaced_pod,
         lambda p: (p.metadata.annotations or {}).get("lockgate.dev/requires-version") == "2" and gate_of(p) is not None,
@@ -175,9 +169,7 @@ def test_contract_runs_only_after_every_pod_needs_the_new_schema(
     )
     assert ("shop", "contract", "2") not in job_recorder.per_phase()
 
-    kube.apps.patch_namespaced_deployment(
-        "web", namespace, {"spec": {"template": {"metadata": {"annotations": {"lockgate.dev/requires-version": "2"}}}}}
-    )
+    require_version(kube, namespace, "web", "2")
     deadline = time.monotonic() + 90
     while any(p.metadata.annotations["lockgate.dev/requires-version"] == "1" for p in pods(kube, namespace, "web")):
         assert ("shop", "contract", "2") not in job_recorder.per_phase(), (
@@ -198,8 +190,6 @@ def test_contract_runs_only_after_every_pod_needs_the_new_schema(
 
 
 def _seconds(timestamp: str) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
@@ -332,8 +322,6 @@ def test_deleting_the_migration_removes_its_jobs_and_never_hangs(
     migrations.create("shop", "1", migrations.scripts("shop-r1", RELEASE_1))
     migrations.wait_condition("shop", "Contracted")
     assert len(migrations.jobs("shop")) == 3
-    from lockgate.controller.spec import GROUP, PLURAL, VERSION
-
     kube.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "shop")
     deadline = time.monotonic() + 10
     while any(
@@ -351,8 +339,6 @@ def test_deleting_the_migration_removes_its_jobs_and_never_hangs(
 def test_invalid_objects_are_refused_naming_the_field(
     kube: Kube, namespace: str, migrations: Migrations, crd: Any
 ) -> None:
-    from lockgate.controller.spec import GROUP, PLURAL, VERSION
-
     cases = [
         ({"version": "v2"}, "spec.version"),
         ({"contract": {"delay": "soon"}}, "spec.contract.delay"),
@@ -439,8 +425,6 @@ def test_lockgate_wait_holds_an_init_container_until_the_schema_is_expanded(
 
 
 def test_kubectl_get_wait_and_describe(migrations: Migrations, run_operator: Any, cluster: Any, namespace: str) -> None:
-    import subprocess
-
     run_operator()
     migrations.create("shop", "1", migrations.scripts("shop-r1", RELEASE_1))
     kubectl = [str(cluster.kubectl), "--kubeconfig", str(cluster.kubeconfig), "-n", namespace]
@@ -461,9 +445,6 @@ def test_kubectl_get_wait_and_describe(migrations: Migrations, run_operator: Any
     ).stdout
     for reason in ("JobCreated", "ExpandSucceeded", "BackgroundSucceeded", "ContractSucceeded"):
         assert reason in described
-    import os
-    import sys
-
     status = subprocess.run(
         [sys.executable, "-m", "lockgate", "status", "-n", namespace, "shop"],
         capture_output=True,

@@ -107,3 +107,14 @@ def temporary_namespace(kube: Kube, name: str, labels: dict[str, str] | None = N
         except ApiException as e:
             if e.status != 404:
                 raise
+
+
+def deployment_rolled_out(deployment: Any) -> bool:
+    """What `kubectl rollout status` waits for: every replica updated and available, none left over."""
+    status, replicas = deployment.status, deployment.spec.replicas
+    return (
+        (status.observed_generation or 0) >= deployment.metadata.generation
+        and (status.updated_replicas or 0) == replicas
+        and (status.replicas or 0) == replicas
+        and (status.available_replicas or 0) == replicas
+    )
