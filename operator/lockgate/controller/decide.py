@@ -31,6 +31,7 @@ from .observed import (
     PodView,
     RunnerReport,
     WorkloadView,
+    iso,
     parse_time,
     parse_version,
 )
@@ -224,7 +225,7 @@ class Ledger:
         entry.update(
             result="Failed" if deleted_early else RESULTS[job.state],
             startTime=job.start,
-            completionTime=job.finished or _iso(now),
+            completionTime=job.finished or iso(now),
             applied=report.applied if report else None,
             schemaVersion=report.schema_version if report else None,
             error="the Job was deleted before it finished"
@@ -287,7 +288,7 @@ class Planner:
     def __init__(self, migration: Migration, ledger: Ledger, observed: Observed) -> None:
         self.m, self.ledger, self.observed = migration, ledger, observed
         self.target = migration.spec.version
-        self.now = _iso(observed.now)
+        self.now = iso(observed.now)
 
     def plan(self) -> Plan:
         expanded = self.ledger.expanded
@@ -557,7 +558,7 @@ def _blocked(plan: Plan, error: str) -> Plan:
 
 def _status(m: Migration, ledger: Ledger, plan: Plan, observed: Observed) -> dict[str, Any]:
     old = m.status.get("conditions") or []
-    now, gen = _iso(observed.now), m.generation
+    now, gen = iso(observed.now), m.generation
     values = {
         "Ready": plan.ready,
         "Reconciling": plan.reconciling,
@@ -673,10 +674,6 @@ def merge_patch(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, A
         old = current.get(key)
         patch[key] = merge_patch(old, value) if isinstance(value, dict) and isinstance(old, dict) else value
     return patch
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _str(version: Version | None) -> str | None:

@@ -11,6 +11,7 @@ from kubernetes.client.rest import ApiException
 
 from ..errors import UsageError
 from .decide import Event, GatePatch
+from .observed import iso
 from .spec import GATE_CONDITION, GROUP, KIND, PLURAL, RESULT_FINALIZER, VERSION
 
 log = logging.getLogger("lockgate.kube")
@@ -73,7 +74,7 @@ class Kube:
             "status": "True" if patch.ready else "False",
             "reason": patch.reason,
             "message": patch.message,
-            "lastTransitionTime": _now(),
+            "lastTransitionTime": iso(datetime.now(timezone.utc)),
         }
         try:
             self.core.patch_namespaced_pod_status(patch.pod, namespace, {"status": {"conditions": [condition]}})
@@ -108,7 +109,7 @@ class Kube:
 
     def post_event(self, migration: dict[str, Any], event: Event) -> None:
         meta = migration["metadata"]
-        now = _now()
+        now = iso(datetime.now(timezone.utc))
         body = {
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
             "involvedObject": {
@@ -135,7 +136,3 @@ class Kube:
             log.warning(
                 "could not post event %s on %s/%s: %s", event.reason, meta["namespace"], meta["name"], exc.reason
             )
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from .. import redaction
 from ..versions import Version
+from .conditions import find
 from .spec import ATTEMPT_LABEL, GATE_CONDITION, PHASE_LABEL, REQUIRES_ANNOTATION, RESULT_FINALIZER, VERSION_LABEL
 
 ACTIVE, SUCCEEDED, FAILED = "active", "succeeded", "failed"
@@ -92,7 +93,7 @@ def job_view(body: dict[str, Any]) -> JobView:
         image=containers[0].get("image", ""),
         state=job_state(status),
         start=status.get("startTime") or meta.get("creationTimestamp"),
-        finished=status.get("completionTime") or _condition_time(status, "Failed"),
+        finished=status.get("completionTime") or _failed_at(status),
         has_finalizer=RESULT_FINALIZER in (meta.get("finalizers") or []),
         deleting=bool(meta.get("deletionTimestamp")),
         owner_uid=owner,
@@ -207,12 +208,11 @@ def parse_time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
-def _condition_time(status: dict[str, Any], kind: str) -> str | None:
-    return next(
-        (
-            c.get("lastTransitionTime")
-            for c in status.get("conditions") or []
-            if c.get("type") == kind and c.get("status") == "True"
-        ),
-        None,
-    )
+def iso(moment: datetime) -> str:
+    """A Kubernetes timestamp: UTC, seconds, Z."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _failed_at(status: dict[str, Any]) -> str | None:
+    failed = find(status.get("conditions") or [], "Failed")
+    return failed.get("lastTransitionTime") if failed and failed.get("status") == "True" else None
