@@ -5,9 +5,9 @@ PY := $(VENV)/bin/python
 # Go's standard install location, for shells whose PATH lacks it (the control-plane build needs go).
 export PATH := $(or $(PATH),/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin):/usr/local/go/bin
 
-.PHONY: test lint demo venv postgres cluster-bin cluster-up cluster-down bench bench-operator e2e-kind clean
+.PHONY: test lint demo venv postgres node-deps cluster-bin images cluster-up cluster-down bench bench-operator e2e-kind clean
 
-test: lint postgres cluster-bin
+test: lint postgres node-deps cluster-bin images
 	$(PY) -m pytest
 
 lint: venv
@@ -15,7 +15,7 @@ lint: venv
 	$(PY) -m ruff format --check .
 
 # The local demo: control plane, PostgreSQL, the operator and examples/shop, two releases, narrated.
-demo: venv postgres cluster-bin
+demo: venv postgres node-deps cluster-bin images
 	$(PY) hack/demo.py
 
 venv: $(VENV)/.installed
@@ -32,17 +32,32 @@ postgres:
 		{ echo "installing PostgreSQL (apt-get install -y postgresql)"; \
 		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, helm (cached; a warm run builds nothing).
+# The real node's parts from Debian: runc, the CNI plugins, iptables and conntrack (kube-proxy),
+# buildah and mmdebstrap (the images; no registry is reachable, so they are built, never pulled).
+NODE_PACKAGES := runc containernetworking-plugins iptables conntrack buildah mmdebstrap
+node-deps:
+	@missing="$$(for p in $(NODE_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done)"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing" $$missing "(apt-get install -y)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# The images the node runs, built from the Dockerfile and examples/shop (cached; a warm run builds nothing).
+images: venv node-deps cluster-bin
+	$(PY) -m devcluster.images >/dev/null
+
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet, kube-proxy,
+# containerd, helm (cached; a warm run builds nothing).
 cluster-bin:
 	@hack/build-cluster-bin.sh >/dev/null
 
-# The tests' control plane and node agent outside pytest; the admin kubeconfig is $(CLUSTER_DIR)/kubeconfig.
+# The tests' control plane and real node outside pytest; the admin kubeconfig is $(CLUSTER_DIR)/kubeconfig.
 CLUSTER_DIR ?= .cache/cluster
-cluster-up: venv cluster-bin
-	$(PY) -m tests.cluster up --dir $(CLUSTER_DIR)
+cluster-up: venv node-deps cluster-bin images
+	$(PY) -m devcluster up --dir $(CLUSTER_DIR)
 
 cluster-down:
-	$(PY) -m tests.cluster down --dir $(CLUSTER_DIR)
+	$(PY) -m devcluster down --dir $(CLUSTER_DIR)
 
 bench: venv postgres
 	$(PY) benchmarks/runner_throughput.py

@@ -27,12 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kubernetes import watch  # noqa: E402
 
+from devcluster.clusters import LocalCluster  # noqa: E402
+from devcluster.kube import Kube, deployment_rolled_out, watch_until  # noqa: E402
+from devcluster.postgres import PostgresServer  # noqa: E402
+from devcluster.processes import ManagedProcess  # noqa: E402
+from devcluster.workloads import CRD, condition, gated_deployment, operator_command, require_version  # noqa: E402
 from lockgate.controller.spec import GATE_CONDITION, GROUP, PLURAL, VERSION  # noqa: E402
-from tests.cluster.clusters import LocalCluster  # noqa: E402
-from tests.cluster.kube import Kube, deployment_rolled_out, watch_until  # noqa: E402
-from tests.cluster.processes import ManagedProcess  # noqa: E402
-from tests.operator_fixtures import CRD, condition, gated_deployment, operator_command, require_version  # noqa: E402
-from tests.postgres import PostgresServer  # noqa: E402
 
 NS = "bench"
 

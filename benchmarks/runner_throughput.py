@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.postgres import ExternalPostgres, PostgresServer  # noqa: E402
+from devcluster.postgres import ExternalPostgres, PostgresServer  # noqa: E402
 
 
 def write_migrations(directory: Path, count: int) -> None:

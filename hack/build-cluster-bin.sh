@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Builds the pinned control-plane binaries for the test harness into a cache directory:
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and helm.
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl; the node's kubelet,
+# kube-proxy and containerd (with its runc shim and ctr); and helm.
 # Prints the directory on stdout. Builds nothing when KUBEBUILDER_ASSETS already holds
 # them (the envtest convention) or when the cache is warm.
 set -euo pipefail
 
 KUBE_VERSION=v1.35.4
 HELM_VERSION=v3.20.2
-BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm)
+CONTAINERD_VERSION=v2.2.9
+BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy
+  containerd containerd-shim-runc-v2 ctr helm)
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
@@ -63,8 +66,18 @@ log "building Kubernetes $KUBE_VERSION and etcd from Go modules into $bin (first
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler \
-    k8s.io/kubernetes/cmd/kubectl
+    k8s.io/kubernetes/cmd/kubectl \
+    k8s.io/kubernetes/cmd/kubelet \
+    k8s.io/kubernetes/cmd/kube-proxy
 )
+log "building containerd $CONTAINERD_VERSION"
+# containerd's own module has no replace directives, so it installs straight from the proxy. Static
+# (CGO_ENABLED=0): no btrfs or seccomp headers needed; runc, not containerd, applies seccomp.
+containerd_flags="-X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION"
+GOBIN="$tmp" CGO_ENABLED=0 with_heartbeat containerd go install -trimpath -ldflags="-s -w $containerd_flags" \
+  "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD_VERSION" \
+  "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" \
+  "github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD_VERSION"
 log "building helm $HELM_VERSION"
 helm_flags="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 for pkg in chartutil lint/rules; do  # the Kubernetes version helm assumes without a cluster, as its release builds set it

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from tests.cluster.binaries import cluster_bin_dir
+from devcluster.binaries import cluster_bin_dir
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "lockgate"

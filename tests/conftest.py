@@ -8,19 +8,36 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.postgres import ExternalPostgres, PostgresServer
+from devcluster.node import POD_CIDR, host_node_ip
+from devcluster.postgres import ExternalPostgres, PostgresServer
+from devcluster.processes import ComponentError
 
-pytest_plugins = ["tests.cluster.fixtures", "tests.operator_fixtures"]
+pytest_plugins = ["devcluster.fixtures", "tests.operator_fixtures"]
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer | ExternalPostgres]:
     external = os.environ.get("LOCKGATE_TEST_DATABASE_URL")
-    server = ExternalPostgres(external) if external else PostgresServer().start()
+    server = ExternalPostgres(external) if external else PostgresServer(pod_access=pod_access()).start()
     try:
         yield server
     finally:
         server.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """One local node per host: tests that start their own cluster run before the session's starts."""
+    items.sort(key=lambda item: item.get_closest_marker("own_cluster") is None)
+
+
+def pod_access() -> tuple[str, str] | None:
+    """Where the local node's pods reach the server: none when the tests use another cluster."""
+    if os.environ.get("LOCKGATE_TEST_KUBECONFIG"):
+        return None
+    try:
+        return host_node_ip(), POD_CIDR
+    except ComponentError:
+        return None  # no address pods could use: runner tests still run; the cluster will say why
 
 
 @pytest.fixture

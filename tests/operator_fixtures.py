@@ -3,12 +3,10 @@ really run `lockgate migrate` against the real PostgreSQL."""
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,12 +14,10 @@ import yaml
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
-from lockgate.controller.spec import GATE_CONDITION, GROUP, PLURAL, VERSION
-from tests.cluster.kube import Kube, watch_until
-from tests.postgres import free_port, in_cluster_url
-
-REPO = Path(__file__).resolve().parents[1]
-CRD = REPO / "crds" / "lockgate.dev_schemamigrations.yaml"
+from devcluster.kube import Kube, watch_until
+from devcluster.postgres import free_port, in_cluster_url
+from devcluster.workloads import CRD, condition, operator_command
+from lockgate.controller.spec import GROUP, PLURAL, VERSION
 
 
 @pytest.fixture(scope="session")
@@ -59,22 +55,6 @@ class Operator:
             return response.read().decode()
 
 
-def operator_command(namespace: str, metrics_port: int = 0) -> list[str]:
-    """`lockgate run` for one namespace, on a free health port (several may run on one host)."""
-    return [
-        sys.executable,
-        "-m",
-        "lockgate",
-        "run",
-        "-n",
-        namespace,
-        "--health-port",
-        str(free_port()),
-        "--metrics-port",
-        str(metrics_port),
-    ]
-
-
 @pytest.fixture
 def run_operator(crd: dict[str, Any], start_operator: Callable[..., Any], namespace: str) -> Callable[..., Operator]:
     def run(name: str = "operator", watch_namespace: str | None = None) -> Operator:
@@ -93,10 +73,11 @@ class Migrations:
     namespace: str
     image: str
     database_url: str
+    node_ip: str = ""
     secret: str = "app-db"
 
     def __post_init__(self) -> None:
-        url = in_cluster_url(self.database_url)
+        url = in_cluster_url(self.database_url, self.node_ip)
         self.kube.core.create_namespaced_secret(
             self.namespace, {"metadata": {"name": self.secret}, "stringData": {"url": url}}
         )
@@ -165,46 +146,9 @@ class Migrations:
         ).items
 
 
-SIMULATED_IMAGE = "registry.k8s.io/pause:3.10"  # any image but lockgate's: the test node only simulates it
-
-
-def gated_deployment(name: str, schema: str, requires: str, replicas: int = 2) -> dict[str, Any]:
-    """An app whose rollout waits at the schema gate: label, requires-version, readiness gate, maxUnavailable 0."""
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": {
-                "metadata": {
-                    "labels": {"app": name, "lockgate.dev/schema": schema},
-                    "annotations": {"lockgate.dev/requires-version": requires},
-                },
-                "spec": {
-                    "readinessGates": [{"conditionType": GATE_CONDITION}],
-                    "containers": [{"name": "app", "image": SIMULATED_IMAGE}],
-                },
-            },
-        },
-    }
-
-
-def require_version(kube: Kube, namespace: str, deployment: str, version: str) -> Any:
-    """Roll the app out to code that needs schema `version` (what a new release of it does)."""
-    patch = {"spec": {"template": {"metadata": {"annotations": {"lockgate.dev/requires-version": version}}}}}
-    return kube.apps.patch_namespaced_deployment(deployment, namespace, patch)
-
-
-def condition(body: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next((c for c in (body.get("status") or {}).get("conditions") or [] if c["type"] == kind), {})
-
-
 @pytest.fixture
 def migrations(kube: Kube, namespace: str, cluster: Any, database_url: str) -> Migrations:
-    return Migrations(kube, namespace, cluster.real_image, database_url)
+    return Migrations(kube, namespace, cluster.real_image, database_url, cluster.node_ip)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """`helm install` of charts/lockgate into the real control plane, then a migration end to end.
 
-The operator runs as a pod of the chart's Deployment, from the project's own image (the node
-agent runs it for real, with the chart's ServiceAccount token projected and in-cluster config),
+The operator runs as a pod of the chart's Deployment, from the project's own image (a container
+on the real node, with the chart's ServiceAccount token projected and in-cluster config),
 so every API call it makes is authorized by the chart's RBAC. A SchemaMigration then has to
 become Ready through a real Job against a real PostgreSQL, `kubectl wait` and `kubectl get smig`
 work on it, and with one permission removed the same migration must not get anywhere.
@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,10 +23,10 @@ import pytest
 import yaml
 from kubernetes.client.rest import ApiException
 
+from devcluster.kube import Kube, watch_until
+from devcluster.postgres import free_port, in_cluster_url
 from tests.argocd_support import evaluate
 from tests.chart_support import CHART, REPO, bin_dir, helm, split_image
-from tests.cluster.kube import Kube, watch_until
-from tests.postgres import free_port, in_cluster_url
 
 GROUP, VERSION, PLURAL = "lockgate.dev", "v1alpha1", "schemamigrations"
 CRD_NAME = "schemamigrations.lockgate.dev"
@@ -134,14 +133,8 @@ class Release:
         return result.stdout.strip() == "yes"
 
     def get(self, pod: Any, port_value: str, path: str) -> str:
-        """GET a path of the operator pod on the port the chart configured: directly when the pod
-        is a local process (the test node's pods have IP 127.0.0.1, which the API server will not
-        proxy to), through the API server's pod proxy on other clusters."""
+        """GET a path of the operator pod on the port the chart configured, through the API server's pod proxy."""
         port = self.values[port_value]
-        if pod.status.pod_ip == "127.0.0.1":
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
-                assert response.status == 200
-                return response.read().decode()
         return str(
             self.kube.core.connect_get_namespaced_pod_proxy_with_path(
                 f"{pod.metadata.name}:{port}", self.namespace, path.lstrip("/")
@@ -206,10 +199,10 @@ def extra_namespace(kube: Kube, namespace: str) -> Iterator[str]:
             raise
 
 
-def create_migration(kube: Kube, namespace: str, name: str, image: str, database_url: str) -> None:
+def create_migration(kube: Kube, namespace: str, name: str, image: str, database_url: str, node_ip: str) -> None:
     # The URL the migration Job's pod reaches the database by (on kind: PostgreSQL inside the cluster).
     kube.core.create_namespaced_secret(
-        namespace, {"metadata": {"name": f"{name}-db"}, "stringData": {"url": in_cluster_url(database_url)}}
+        namespace, {"metadata": {"name": f"{name}-db"}, "stringData": {"url": in_cluster_url(database_url, node_ip)}}
     )
     kube.core.create_namespaced_config_map(namespace, {"metadata": {"name": f"{name}-scripts"}, "data": SCRIPTS})
     body = {
@@ -323,7 +316,7 @@ def test_helm_install_cluster_wide_runs_the_operator_with_its_own_credentials_an
         and not release.can("create", "pods", namespace)
     )
 
-    create_migration(kube, namespace, "shop", cluster.real_image, database_url)
+    create_migration(kube, namespace, "shop", cluster.real_image, database_url, cluster.node_ip)
     assert_migrated_with_kubectl(release, namespace, "shop", database_url)
     # The Argo CD example passes the real API server's validation (CRD schema and CEL rules included).
     dry_run = kubectl(
@@ -361,7 +354,7 @@ def test_helm_install_with_watch_namespaces_uses_roles_only_there(
         and not release.can("list", "schemamigrations", "default")
     )
 
-    create_migration(kube, namespace, "shop", cluster.real_image, database_url)
+    create_migration(kube, namespace, "shop", cluster.real_image, database_url, cluster.node_ip)
     assert_migrated_with_kubectl(release, namespace, "shop", database_url)
 
 
@@ -381,7 +374,7 @@ def test_a_missing_permission_keeps_the_migration_from_becoming_ready(
         assert time.monotonic() < deadline, "the RBAC change never took effect"
         time.sleep(0.5)
 
-    create_migration(kube, namespace, "shop", cluster.real_image, database_url)
+    create_migration(kube, namespace, "shop", cluster.real_image, database_url, cluster.node_ip)
     # The operator reports the refusal (its log; the API error names the verb, resource and account).
     refused = re.compile(
         rf'{re.escape(release.service_account)}\\?" cannot create resource \\?"jobs\\?" in API group \\?"batch\\?"'

@@ -13,9 +13,10 @@ from typing import Any
 
 from kubernetes.client.rest import ApiException
 
+from devcluster.kube import Kube, deployment_rolled_out, watch_until
+from devcluster.workloads import condition, gated_deployment, require_version
 from lockgate.controller.spec import GATE_CONDITION, GROUP, PLURAL, VERSION
-from tests.cluster.kube import Kube, deployment_rolled_out, watch_until
-from tests.operator_fixtures import JobRecorder, Migrations, condition, gated_deployment, require_version
+from tests.operator_fixtures import JobRecorder, Migrations
 from tests.runner_support import history, query
 
 RELEASE_1 = {

@@ -2,6 +2,7 @@
 
 Used by the test suite (session-scoped) and by `make demo`. PostgreSQL refuses to run as
 root, so as root the server runs as the `postgres` user that Debian's package creates.
+Pods of the local node reach it on the node's address, from the pod network only.
 """
 
 from __future__ import annotations
@@ -38,7 +39,13 @@ class PostgresServer:
 
     password = "lockgate-test-password"
 
-    def __init__(self, base_dir: str | None = None, port: int | None = None, durable: bool = False) -> None:
+    def __init__(
+        self,
+        base_dir: str | None = None,
+        port: int | None = None,
+        durable: bool = False,
+        pod_access: tuple[str, str] | None = None,
+    ) -> None:
         self.bin = find_pg_bin()
         self.dir = Path(tempfile.mkdtemp(prefix="lockgate-pg-", dir=base_dir))
         self.data = self.dir / "data"
@@ -46,6 +53,7 @@ class PostgresServer:
         self.log = self.dir / "postgres.log"
         self._user = "postgres" if os.geteuid() == 0 else None
         self.durable = durable  # False trades crash safety for speed: fine for throwaway test data
+        self.pod_access = pod_access  # (node address to listen on, pod network allowed to connect)
 
     @property
     def url(self) -> str:
@@ -76,7 +84,13 @@ class PostgresServer:
             "--locale=C.UTF-8",
         )
         pwfile.unlink()
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=300"
+        listen = "127.0.0.1"
+        if self.pod_access:
+            address, network = self.pod_access
+            listen += f",{address}"
+            with open(self.data / "pg_hba.conf", "a") as hba:
+                hba.write(f"host all all {network} scram-sha-256\n")
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses={listen} -c max_connections=300"
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "-t", "60", "start")
@@ -128,14 +142,17 @@ class ExternalPostgres:
         pass
 
 
-def in_cluster_url(url: str) -> str:
+def in_cluster_url(url: str, node_address: str | None = None) -> str:
     """The URL pods use for the same database: on kind, PostgreSQL runs in the cluster and the tests
-    reach it through a port-forward (LOCKGATE_TEST_DATABASE_URL_IN_CLUSTER); locally they are one."""
+    reach it through a port-forward (LOCKGATE_TEST_DATABASE_URL_IN_CLUSTER); on the local node,
+    pods reach this host's server on the node's address (their 127.0.0.1 is their own)."""
     import os
 
     from sqlalchemy.engine import make_url
 
-    inside = os.environ.get("LOCKGATE_TEST_DATABASE_URL_IN_CLUSTER")
-    if not inside:
-        return url
-    return make_url(inside).set(database=make_url(url).database).render_as_string(hide_password=False)
+    parsed = make_url(url)
+    if inside := os.environ.get("LOCKGATE_TEST_DATABASE_URL_IN_CLUSTER"):
+        return make_url(inside).set(database=parsed.database).render_as_string(hide_password=False)
+    if node_address and parsed.host == "127.0.0.1":
+        return parsed.set(host=node_address).render_as_string(hide_password=False)
+    return url

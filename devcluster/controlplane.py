@@ -1,5 +1,6 @@
-"""etcd, kube-apiserver, kube-controller-manager and kube-scheduler on free loopback ports,
-with TLS everywhere, RBAC and service-account tokens: a real control plane without a kubelet."""
+"""etcd, kube-apiserver, kube-controller-manager and kube-scheduler on free ports, with TLS
+everywhere, RBAC and service-account tokens. The API server listens on the node's address,
+which pods reach through the `kubernetes` Service; everything else stays on loopback."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.cluster.kubeconfig import write_kubeconfig
-from tests.cluster.pki import CertKey, ClusterPKI, create_pki
-from tests.cluster.processes import ManagedProcess, wait_until_ready
-from tests.postgres import free_port
+from devcluster.kubeconfig import write_kubeconfig
+from devcluster.pki import CertKey, ClusterPKI, create_pki
+from devcluster.postgres import free_port
+from devcluster.processes import ManagedProcess, wait_until_ready
 
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
-SERVICE_CIDR = "10.96.0.0/16"  # virtual: nothing ever connects to it
+SERVICE_CIDR = "10.96.0.0/16"  # ClusterIPs: kube-proxy's iptables rules make them reachable
 START_TIMEOUT = 90.0
 
 
@@ -35,11 +36,15 @@ def https_ok(url: str, context: ssl.SSLContext) -> bool:
 
 
 class ControlPlane:
-    def __init__(self, directory: Path, bin_dir: Path) -> None:
+    def __init__(self, directory: Path, bin_dir: Path, node_name: str, node_ip: str) -> None:
         self.directory = directory
         self.bin_dir = bin_dir
+        self.node_name = node_name
+        self.node_ip = node_ip
         self.api_port = free_port()
-        self.server = f"https://127.0.0.1:{self.api_port}"
+        # Pods reach the API server through the `kubernetes` Service, whose endpoint is this address:
+        # 127.0.0.1 would be each pod's own loopback.
+        self.server = f"https://{node_ip}:{self.api_port}"
         self._cm_port = free_port()
         self._scheduler_port = free_port()
         self.kubeconfig = directory / "kubeconfig"
@@ -49,7 +54,7 @@ class ControlPlane:
     def start(self) -> ControlPlane:
         self.directory.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.directory / "etcd", ignore_errors=True)  # a reused directory starts a fresh cluster
-        pki = self.pki = create_pki(self.directory / "pki")
+        pki = self.pki = create_pki(self.directory / "pki", self.node_name, self.node_ip)
         self._start_etcd_and_apiserver(pki)
         write_kubeconfig(self.kubeconfig, self.server, pki.ca.cert, pki.admin, "admin")
         # Both only talk to the API server, so they start side by side.
@@ -110,8 +115,8 @@ class ControlPlane:
             f"--etcd-cafile={pki.ca.cert}",
             f"--etcd-certfile={pki.apiserver_etcd_client.cert}",
             f"--etcd-keyfile={pki.apiserver_etcd_client.key}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={self.node_ip}",
+            f"--advertise-address={self.node_ip}",
             f"--secure-port={self.api_port}",
             f"--tls-cert-file={pki.apiserver.cert}",
             f"--tls-private-key-file={pki.apiserver.key}",
@@ -122,7 +127,7 @@ class ControlPlane:
             f"--service-account-signing-key-file={pki.service_account_key}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--allow-privileged=true",
-            # pods/log goes to the node agent's kubelet endpoint on the node's InternalIP.
+            # pods/log and exec go to the kubelet on the node's InternalIP.
             "--kubelet-preferred-address-types=InternalIP",
             f"--kubelet-certificate-authority={pki.ca.cert}",
             f"--kubelet-client-certificate={pki.apiserver_kubelet_client.cert}",

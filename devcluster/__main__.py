@@ -1,10 +1,11 @@
 """The test cluster outside pytest.
 
-    python -m tests.cluster up --dir DIR     start it in the background; the admin kubeconfig is DIR/kubeconfig
-    python -m tests.cluster down --dir DIR   stop it
+    python -m devcluster up --dir DIR     start it in the background; the admin kubeconfig is DIR/kubeconfig
+    python -m devcluster down --dir DIR   stop it
 
-`up` builds the binaries if needed (progress on stderr), then returns once the control plane
-and the node agent are ready, or exits 1 with the failing component's log tail.
+`up` builds the binaries and images if needed (progress on stderr), then returns once the control
+plane and the node are ready, or exits 1 with the failing component's log tail. `down` stops it and
+puts the host back as it was (processes, mounts, links, iptables, cgroups, sysctls).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import threading
 import time
 from pathlib import Path
 
-from tests.cluster.binaries import REPO, cluster_bin_dir
-from tests.cluster.clusters import LocalCluster, real_image_patterns
+from devcluster.binaries import REPO, cluster_bin_dir
+from devcluster.clusters import LocalCluster
+from devcluster.images import build_images
 
 READY_TIMEOUT = 180.0
 DOWN_TIMEOUT = 60.0
@@ -38,29 +40,27 @@ def _running_pid(directory: Path) -> int | None:
         return None
 
 
-def up(directory: Path, nodes: int, real_images: list[str]) -> int:
+def up(directory: Path) -> int:
     if pid := _running_pid(directory):
         print(
-            f"a cluster is already up in {directory} (pid {pid}); `python -m tests.cluster down --dir {directory}` first",
+            f"a cluster is already up in {directory} (pid {pid}); `python -m devcluster down --dir {directory}` first",
             file=sys.stderr,
         )
         return 1
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "ready").unlink(missing_ok=True)
     bin_dir = cluster_bin_dir()
+    build_images()  # here, not in the background process, so its progress reaches the terminal
     command = [
         sys.executable,
         "-m",
-        "tests.cluster",
+        "devcluster",
         "serve",
         "--dir",
         str(directory),
         "--bin-dir",
         str(bin_dir),
-        "--nodes",
-        str(nodes),
     ]
-    command += [f"--real-image={p}" for p in real_images]
     with open(directory / "cluster.log", "ab") as log:
         server = subprocess.Popen(
             command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -77,17 +77,17 @@ def up(directory: Path, nodes: int, real_images: list[str]) -> int:
         time.sleep(0.2)
     print(
         f"lockgate test cluster up: kubeconfig written to {directory / 'kubeconfig'} (pid {server.pid} in {_pid_file(directory)}); "
-        f"stop it with: python -m tests.cluster down --dir {directory}"
+        f"stop it with: python -m devcluster down --dir {directory}"
     )
     return 0
 
 
-def serve(directory: Path, bin_dir: Path, nodes: int, real_images: list[str]) -> int:
+def serve(directory: Path, bin_dir: Path) -> int:
     """The background process of `up`: runs the cluster until SIGTERM."""
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    cluster = LocalCluster(directory, nodes=nodes, real_images=real_images or real_image_patterns(), bin_dir=bin_dir)
+    cluster = LocalCluster(directory, bin_dir=bin_dir)
     try:
         cluster.start()
     except Exception as e:
@@ -134,24 +134,19 @@ def _alive(pid: int) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.cluster", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devcluster", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("up", "down", "serve"):
         sub = commands.add_parser(name, help=argparse.SUPPRESS if name == "serve" else f"{name} the test cluster")
         sub.add_argument("--dir", type=Path, required=True, help="where the kubeconfig, logs and state go")
-        if name != "down":
-            sub.add_argument("--nodes", type=int, default=1)
-            sub.add_argument(
-                "--real-image", action="append", default=[], help="glob of images run for real (repeatable)"
-            )
         if name == "serve":
             sub.add_argument("--bin-dir", type=Path, required=True)
     args = parser.parse_args(argv)
     directory = args.dir.resolve()
     if args.command == "up":
-        return up(directory, args.nodes, args.real_image)
+        return up(directory)
     if args.command == "serve":
-        return serve(directory, args.bin_dir, args.nodes, args.real_image)
+        return serve(directory, args.bin_dir)
     return down(directory)
 
 

@@ -1,7 +1,8 @@
 """pytest fixtures for tests against a real Kubernetes API (registered in tests/conftest.py).
 
-- `cluster` (session): a LocalCluster started for the run, or the ExistingCluster named by
-  LOCKGATE_TEST_KUBECONFIG. `.kubeconfig`, `.real_image` (runs for real), `.simulated_image`.
+- `cluster` (session): a LocalCluster started for the run (control plane + a real node, put
+  back as the host was at the end, also after a failure or Ctrl-C), or the ExistingCluster named
+  by LOCKGATE_TEST_KUBECONFIG. `.kubeconfig`, `.real_image` (lockgate's image), `.idle_image`.
 - `kubeconfig` (session): the admin kubeconfig path.
 - `kube` (session): `Kube` clients (core, apps, batch, rbac, custom, apiextensions).
 - `namespace`: a fresh namespace for one test (its `default` ServiceAccount and
@@ -23,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.binaries import REPO
-from tests.cluster.clusters import ExistingCluster, LocalCluster, real_image_patterns
-from tests.cluster.kube import Kube, temporary_namespace
-from tests.cluster.processes import ManagedProcess
+from devcluster.binaries import REPO
+from devcluster.clusters import ExistingCluster, LocalCluster
+from devcluster.kube import Kube, temporary_namespace
+from devcluster.processes import ManagedProcess
 
 PROCESSES = pytest.StashKey[list[ManagedProcess]]()
 CLUSTER_DIR = pytest.StashKey[Path]()
@@ -42,7 +43,7 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster | ExistingC
         return
     directory = Path(tempfile.mkdtemp(prefix="lockgate-cluster-"))
     request.config.stash[CLUSTER_DIR] = directory
-    local = LocalCluster(directory, real_images=real_image_patterns()).start()
+    local = LocalCluster(directory).start()
     try:
         yield local
     finally:
@@ -108,7 +109,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     if CLUSTER_DIR in item.config.stash and "cluster" in getattr(item, "fixturenames", ()):
         directory = item.config.stash[CLUSTER_DIR]
         report.sections.append(
-            ("lockgate test cluster", f"component logs in {directory}/logs, pod logs in {directory}/node/pods")
+            ("lockgate test cluster", f"component logs in {directory}/logs, pod logs in {directory}/node/pod-logs")
         )
 
 

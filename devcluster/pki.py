@@ -25,6 +25,7 @@ APISERVER_NAMES = (
     "kubernetes.default.svc.cluster.local",
 )
 LOOPBACK = ("127.0.0.1",)
+KUBERNETES_SERVICE_IP = "10.96.0.1"  # the first address of SERVICE_CIDR: what pods dial for the API
 VALIDITY = datetime.timedelta(days=365)
 
 
@@ -39,12 +40,14 @@ class ClusterPKI:
     ca: CertKey
     apiserver: CertKey  # serving
     apiserver_etcd_client: CertKey
-    apiserver_kubelet_client: CertKey  # the API server calling the node agent (pods/log)
+    apiserver_kubelet_client: CertKey  # the API server calling the kubelet (pods/log, exec)
     etcd: CertKey  # serving
     admin: CertKey  # O=system:masters
     controller_manager: CertKey
     scheduler: CertKey
-    node_server: CertKey  # the node agent's kubelet endpoint
+    kubelet_client: CertKey  # system:node:<name>, for the Node authorizer
+    kubelet_server: CertKey
+    kube_proxy: CertKey
     service_account_key: Path
     service_account_pub: Path
 
@@ -55,7 +58,7 @@ class _Issuer:
     key: ec.EllipticCurvePrivateKey
 
 
-def create_pki(directory: Path) -> ClusterPKI:
+def create_pki(directory: Path, node_name: str, node_ip: str) -> ClusterPKI:
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lockgate-test-ca")])
@@ -75,14 +78,18 @@ def create_pki(directory: Path) -> ClusterPKI:
     sa_key = ec.generate_private_key(ec.SECP256R1())
     return ClusterPKI(
         ca=_write_pair(directory, "ca", ca_cert, ca_key),
-        apiserver=issue("apiserver", "kube-apiserver", dns=APISERVER_NAMES, ips=LOOPBACK),
+        apiserver=issue(
+            "apiserver", "kube-apiserver", dns=APISERVER_NAMES, ips=(*LOOPBACK, node_ip, KUBERNETES_SERVICE_IP)
+        ),
         apiserver_etcd_client=issue("apiserver-etcd-client", "kube-apiserver-etcd-client"),
         apiserver_kubelet_client=issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"),
         etcd=issue("etcd", "etcd", dns=("localhost",), ips=LOOPBACK),
         admin=issue("admin", "lockgate-test-admin", "system:masters"),
         controller_manager=issue("controller-manager", "system:kube-controller-manager"),
         scheduler=issue("scheduler", "system:kube-scheduler"),
-        node_server=issue("node-server", "lockgate-node-agent", dns=("localhost",), ips=LOOPBACK),
+        kubelet_client=issue("kubelet-client", f"system:node:{node_name}", "system:nodes"),
+        kubelet_server=issue("kubelet-server", node_name, dns=(node_name, "localhost"), ips=(*LOOPBACK, node_ip)),
+        kube_proxy=issue("kube-proxy", "system:kube-proxy"),
         service_account_key=_write(directory / "sa.key", _key_pem(sa_key), private=True),
         service_account_pub=_write(
             directory / "sa.pub",

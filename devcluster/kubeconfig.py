@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.cluster.pki import CertKey
+from devcluster.pki import CertKey
 
 CONTEXT = "lockgate-test"
 

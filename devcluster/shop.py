@@ -1,0 +1,168 @@
+"""examples/shop on a cluster: its SchemaMigration, the real app behind a Service, the move from
+release 1 to 2, and steady traffic at the Service that counts every failed request.
+
+Shared by `make demo` and the zero-downtime end-to-end test, so both show the same release."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from devcluster.kube import Kube, deployment_rolled_out
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "shop"
+APP = "shop-web"
+SCHEMA = "shop"
+GROUP, VERSION, PLURAL = "lockgate.dev", "v1alpha1", "schemamigrations"
+
+
+def manifests(lockgate_image: str, app_image: str) -> list[dict[str, Any]]:
+    """The example's manifests with the locally built images (never pulled: no registry here)."""
+    documents = []
+    for name in ("schemamigration.yaml", "deployment.yaml"):
+        documents += [d for d in yaml.safe_load_all((EXAMPLE / name).read_text()) if d]
+    for document in documents:
+        if document["kind"] == "SchemaMigration":
+            document["spec"].update(image=lockgate_image, imagePullPolicy="Never")
+        elif document["kind"] == "Deployment":
+            for container in document["spec"]["template"]["spec"]["containers"]:
+                container.update(image=app_image, imagePullPolicy="Never")
+    return documents
+
+
+def release_patch(release: str) -> dict[str, Any]:
+    """What a new release of the app changes: its code (RELEASE) and the schema that code needs."""
+    template = {
+        "metadata": {"annotations": {"lockgate.dev/requires-version": release}},
+        "spec": {"containers": [{"name": "web", "env": [{"name": "RELEASE", "value": release}]}]},
+    }
+    return {"spec": {"template": template}}
+
+
+class Shop:
+    """The example installed in one namespace of a cluster."""
+
+    def __init__(self, kube: Kube, namespace: str, lockgate_image: str, app_image: str) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.lockgate_image = lockgate_image
+        self.app_image = app_image
+
+    def install(self, database_url: str) -> None:
+        """Secrets (one URL for both here; give the app a DML-only user in production), the scripts, the manifests."""
+        core = self.kube.core
+        for secret in ("shop-db", "shop-app-db"):
+            core.create_namespaced_secret(
+                self.namespace, {"metadata": {"name": secret}, "stringData": {"url": database_url}}
+            )
+        scripts = {p.name: p.read_text() for p in sorted((EXAMPLE / "migrations").glob("*.sql"))}
+        core.create_namespaced_config_map(self.namespace, {"metadata": {"name": "shop-migrations"}, "data": scripts})
+        for document in manifests(self.lockgate_image, self.app_image):
+            self._create(document)
+
+    def _create(self, document: dict[str, Any]) -> None:
+        kind = document["kind"]
+        if kind == "SchemaMigration":
+            self.kube.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, document)
+        elif kind == "Deployment":
+            self.kube.apps.create_namespaced_deployment(self.namespace, document)
+        elif kind == "Service":
+            self.kube.core.create_namespaced_service(self.namespace, document)
+        else:
+            raise ValueError(f"examples/shop has a {kind}: teach devcluster.shop to create it")
+
+    def move_to(self, release: str) -> None:
+        """Release N: the SchemaMigration first, then the app (as an Argo CD sync wave would)."""
+        patch = {"spec": {"version": release}}
+        self.kube.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, SCHEMA, patch)
+        self.kube.apps.patch_namespaced_deployment(APP, self.namespace, release_patch(release))
+
+    def migration(self) -> dict[str, Any]:
+        return self.kube.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, SCHEMA)
+
+    def deployment(self) -> Any:
+        return self.kube.apps.read_namespaced_deployment(APP, self.namespace)
+
+    def released(self, release: str) -> bool:
+        """Every phase of `release` done and the app rolled out to it; raises if the migration failed."""
+        status = self.migration().get("status") or {}
+        if status.get("phase") == "Failed":
+            raise RuntimeError(f"SchemaMigration {SCHEMA} failed: {status.get('conditions')}")
+        complete = status.get("contractedVersion") == release and status.get("phase") == "Complete"
+        return complete and deployment_rolled_out(self.deployment())
+
+    def service_address(self) -> tuple[str, int]:
+        """The Service's ClusterIP: kube-proxy's rules route it from this host as from any pod."""
+        service = self.kube.core.read_namespaced_service(APP, self.namespace)
+        return service.spec.cluster_ip, service.spec.ports[0].port
+
+
+@dataclass
+class TrafficReport:
+    served: int
+    failed: int
+    failures: Counter[str] = field(default_factory=Counter)  # reason -> count
+
+    def summary(self) -> str:
+        reasons = "; ".join(f"{n} x {reason}" for reason, n in self.failures.most_common(5))
+        return f"{self.served} requests served, {self.failed} failed" + (f" ({reasons})" if reasons else "")
+
+
+class Traffic:
+    """Steady requests at the shop's Service from a background thread: reads and writes, each on
+    a new connection (as a fresh client would), so every routing change is exercised."""
+
+    def __init__(self, host: str, port: int, per_second: float = 20.0, timeout: float = 5.0) -> None:
+        self.host, self.port = host, port
+        self.interval = 1.0 / per_second
+        self.timeout = timeout
+        self.report = TrafficReport(0, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="shop-traffic", daemon=True)
+
+    def start(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def stop(self) -> TrafficReport:
+        self._stop.set()
+        self._thread.join(self.timeout + 5)
+        return self.report
+
+    def _run(self) -> None:
+        sent = 0
+        while not self._stop.is_set():
+            method = "POST" if sent % 4 == 3 else "GET"  # mostly reads, some writes
+            failure = self._request(method)
+            sent += 1
+            if failure:
+                self.report.failed += 1
+                self.report.failures[failure] += 1
+            else:
+                self.report.served += 1
+            self._stop.wait(self.interval)
+
+    def _request(self, method: str) -> str | None:
+        """None when served, else why not."""
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            body = json.dumps({"name": f"Customer {time.time():.3f}"}) if method == "POST" else None
+            connection.request(method, "/customers", body=body, headers={"Connection": "close"})
+            response = connection.getresponse()
+            payload = response.read()
+            if response.status >= 300:
+                return f"{method} {response.status}: {payload[:120].decode(errors='replace')}"
+            return None
+        except (OSError, http.client.HTTPException) as exc:
+            return f"{method}: {type(exc).__name__}: {exc}"
+        finally:
+            connection.close()
