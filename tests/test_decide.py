@@ -7,18 +7,20 @@ import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from lockgate.controller.decide import CLAIM_GRACE, HISTORY_LIMIT, Decision, Observed, decide
+from lockgate.controller.decide import Decision, decide
+from lockgate.controller.ledger import CLAIM_GRACE, HISTORY_LIMIT
 from lockgate.controller.observed import (
     ACTIVE,
     FAILED,
     SUCCEEDED,
     JobPodView,
     JobView,
+    Observed,
     PodView,
     WorkloadView,
-    parse_report,
 )
 from lockgate.controller.spec import Migration, parse_migration
+from lockgate.shared.report import parse_report
 
 NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
 UID = "uid-1"
@@ -407,7 +409,7 @@ def test_decisions_converge_nothing_changes_when_nothing_changed() -> None:
 
 
 def test_status_has_no_nulls_and_patches_remove_what_went_away() -> None:
-    from lockgate.controller.decide import merge_patch
+    from lockgate.controller.status import merge_patch
 
     d = decide(observe(migration()))
     assert "appliedVersion" not in d.status and "contractedVersion" not in d.status

@@ -12,10 +12,9 @@ from typing import Any
 
 import kopf
 
-from .. import redaction
-from .decide import Observed
+from ..shared import redaction
 from .kube import Kube
-from .observed import job_pod_view, job_view, pod_view, workload_view
+from .observed import Observed, job_pod_view, job_view, pod_view, workload_view
 from .reconciler import Key, Reconciler
 from .spec import GROUP, OWNER_LABEL, PLURAL, SCHEMA_LABEL, VERSION, parse_migration
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timezone
 from typing import Any
@@ -9,8 +10,10 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from ..errors import UsageError
-from .decide import Event, GatePatch
+from ..shared import redaction
+from ..shared.errors import UsageError
+from .events import Event
+from .gate import GatePatch
 from .observed import iso
 from .spec import GATE_CONDITION, GROUP, KIND, PLURAL, RESULT_FINALIZER, VERSION
 
@@ -27,6 +30,18 @@ def load_config() -> None:
             config.load_kube_config()
         except (config.ConfigException, OSError) as exc:
             raise UsageError(f"no Kubernetes credentials: set KUBECONFIG or run in a pod ({exc})") from None
+
+
+def describe_error(exc: Exception) -> str:
+    """One line a person can act on: for API errors, the status and the server's message."""
+    if isinstance(exc, ApiException):
+        try:
+            detail = json.loads(exc.body or "{}").get("message") or exc.reason
+        except ValueError:
+            detail = exc.reason
+        return redaction.redact(f"{exc.status} {exc.reason}: {detail}")
+    text = str(exc).strip().splitlines()
+    return redaction.redact(f"{type(exc).__name__}: {text[0] if text else ''}")
 
 
 class Kube:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from ..versions import Version
+from ..shared.phases import Phase
+from ..shared.versions import Version
 
 GROUP, VERSION, PLURAL, KIND = "lockgate.dev", "v1alpha1", "schemamigrations", "SchemaMigration"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -29,8 +30,6 @@ RESULT_FINALIZER = "lockgate.dev/result"
 RETRY_ANNOTATION = "lockgate.dev/retry"
 APPROVE_ANNOTATION = "lockgate.dev/approve-contract"
 
-PHASES = ("expand", "background", "contract")
-UNDO = "undo"
 DEFAULT_MIGRATIONS_PATH = "/migrations"
 TERMINATION_LOG = "/dev/termination-log"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -128,7 +127,7 @@ def parse_spec(spec: dict[str, Any]) -> MigrationSpec:
         history_table=spec["database"].get("historyTable"),
         migrations_path=migrations.get("path", DEFAULT_MIGRATIONS_PATH),
         migrations_config_map=(migrations.get("configMap") or {}).get("name"),
-        phases={name: _phase(spec.get(name) or {}) for name in (*PHASES, "rollback")},
+        phases={name: _phase(spec.get(name) or {}) for name in (*Phase, "rollback")},
         contract_delay=parse_duration(contract.get("delay", "0s")),
         contract_requires_approval=bool(contract.get("requireApproval", False)),
         rollback_policy=(spec.get("rollback") or {}).get("policy", "Never"),

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..shared.phases import Phase
+from ..shared.versions import Version
 from .history import SchemaState
-from .scripts import KIND_PHASE, PHASE_KIND, Kind, Phase, Script
-from .versions import Version
+from .scripts import KIND_PHASE, PHASE_KIND, Kind, Script
 
 
 @dataclass(frozen=True)
@@ -119,10 +120,9 @@ def _out_of_order(pending: list[Script], state: SchemaState, phase: Phase, allow
 
 def _prerequisites(pending: list[Script], scripts: list[Script], state: SchemaState, phase: Phase) -> list[str]:
     """Background needs its expand; contract needs its expand and background."""
-    before = {Phase.EXPAND: [], Phase.BACKGROUND: [Phase.EXPAND], Phase.CONTRACT: [Phase.EXPAND, Phase.BACKGROUND]}
     problems = []
     for script in pending:
-        for earlier in before[phase]:
+        for earlier in phase.prerequisites:
             missing = [
                 s.name
                 for s in _of_kind(scripts, PHASE_KIND[earlier])

@@ -15,11 +15,11 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from .controller.conditions import find
-from .controller.kube import load_config
-from .controller.spec import GROUP, PLURAL, TERMINATION_LOG, VERSION
-from .errors import UsageError
-from .versions import Version
+from ..controller.conditions import find
+from ..controller.kube import load_config
+from ..controller.spec import GROUP, PLURAL, TERMINATION_LOG, VERSION
+from ..shared.errors import UsageError
+from ..shared.versions import Version
 
 NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 

@@ -6,9 +6,9 @@ from typing import Any
 
 from kubernetes import client
 
-from .controller.conditions import find
-from .controller.kube import load_config
-from .controller.spec import GROUP, PLURAL, VERSION
+from ..controller.conditions import find
+from ..controller.kube import load_config
+from ..controller.spec import GROUP, PLURAL, VERSION
 
 
 def render(body: dict[str, Any]) -> list[str]:
