@@ -7,14 +7,15 @@ from collections.abc import Sequence
 from ..runner.summary import Summary
 from ..shared.errors import LockgateError
 from .output import Output
-from .parser import build_parser
+from .parser import Handler, build_parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Output(json_mode=getattr(args, "json", False))
     try:
-        return args.handler(args, out)
+        handler: Handler = args.handler
+        return handler(args, out)
     except LockgateError as exc:
         summary = Summary(args.command)
         summary.fail(exc)

@@ -168,7 +168,7 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
 @contextlib.contextmanager
 def _api_errors() -> Iterator[None]:
     """Kubernetes API failures as one line that says what went wrong, not a traceback."""
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
 
     from ..controller.kube import describe_error
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable
+from typing import TypeAlias
 
 from .. import __version__
 from ..runner.database import DEFAULT_HISTORY_TABLE
@@ -29,6 +30,8 @@ from .commands import (
 from .output import Output
 
 DEFAULTS = Options()
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # generic only to mypy
+Handler = Callable[[argparse.Namespace, Output], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _runner_commands(commands: argparse._SubParsersAction) -> None:
+def _runner_commands(commands: Subcommands) -> None:
     database, scripts = (_database_options, _json_option), (_dir_option,)
     migrate = _subcommand(commands, "migrate", cmd_migrate, "apply pending migrations of one phase")
     _add(migrate, *database, *scripts, _phase_options, _execution_options)
@@ -67,7 +70,7 @@ def _runner_commands(commands: argparse._SubParsersAction) -> None:
     _add(repair, *database)
 
 
-def _cluster_commands(commands: argparse._SubParsersAction) -> None:
+def _cluster_commands(commands: Subcommands) -> None:
     run = _subcommand(commands, "run", cmd_run, "run the SchemaMigration operator against the current cluster")
     run.add_argument(
         "-n",
@@ -105,10 +108,8 @@ def _cluster_commands(commands: argparse._SubParsersAction) -> None:
     _json_option(status)
 
 
-def _subcommand(
-    commands: argparse._SubParsersAction, name: str, handler: Callable[[argparse.Namespace, Output], int], text: str
-) -> argparse.ArgumentParser:
-    sub = commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+def _subcommand(commands: Subcommands, name: str, handler: Handler, text: str) -> argparse.ArgumentParser:
+    sub: argparse.ArgumentParser = commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
     sub.set_defaults(handler=handler, json=False)
     return sub
 

@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from . import metrics
@@ -134,5 +134,5 @@ def _log_recorded(where: str, decision: Decision) -> None:
         log.info("%s: %s Job %s for version %s %s", where, e["phase"], e["job"], e["version"], e["result"].lower())
 
 
-def _event_target(m: Any) -> Mapping[str, Any]:
+def _event_target(m: Migration) -> dict[str, Any]:
     return {"metadata": {"name": m.name, "namespace": m.namespace, "uid": m.uid, "resourceVersion": m.resource_version}}

@@ -16,7 +16,7 @@ from .spec import Migration
 def status_of(m: Migration, ledger: Ledger, plan: Plan, observed: Observed) -> dict[str, Any]:
     """The whole status: versions, conditions, the bounded history and the gate's view."""
     history = ledger.bounded_history()
-    return without_nulls(
+    status: dict[str, Any] = without_nulls(
         {
             "observedGeneration": m.generation,
             "phase": plan.phase.value,
@@ -30,6 +30,7 @@ def status_of(m: Migration, ledger: Ledger, plan: Plan, observed: Observed) -> d
             "gate": _gate(ledger, observed),
         }
     )
+    return status
 
 
 def _conditions(m: Migration, ledger: Ledger, plan: Plan, now: str) -> list[dict[str, Any]]:

@@ -134,7 +134,7 @@ class Database:
             return
         self.execute(f"SET lock_timeout = {int(lock_timeout_ms)}")
         self.execute(f"SET statement_timeout = {int(statement_timeout_s * 1000)}")
-        if int(self.conn.exec_driver_sql("SHOW server_version_num").scalar()) >= 140000:
+        if int(self.conn.exec_driver_sql("SHOW server_version_num").scalar() or 0) >= 140000:
             # If the runner dies mid-statement, stop the statement (and its locks) within a
             # second instead of letting a long DDL run on for nobody.
             self.execute("SET client_connection_check_interval = 1000")

@@ -299,7 +299,7 @@ class Runner:
             return _qualified(node.relation)
         if isinstance(node, ast.ReindexStmt) and node.relation is not None:
             name = _qualified(node.relation)
-            return self.db.table_of_index(name) if node.kind.name == "REINDEX_OBJECT_INDEX" else name
+            return self.db.table_of_index(name) if getattr(node.kind, "name", None) == "REINDEX_OBJECT_INDEX" else name
         return None
 
     def _drop_indexes(self, names: set[str]) -> None:

@@ -199,16 +199,16 @@ def _is_destructive(node: Any) -> bool:
 
 def _verb(node: Any) -> str:
     if isinstance(node, ast.DropStmt):
-        return f"DROP {node.removeType.name.removeprefix('OBJECT_')}"
+        return f"DROP {getattr(node.removeType, 'name', '').removeprefix('OBJECT_')}"
     return "TRUNCATE" if isinstance(node, ast.TruncateStmt) else "DROP COLUMN"
 
 
 def _calls_volatile(expr: Any) -> bool:
     """Whether an expression calls a known volatile function anywhere inside it."""
-    if isinstance(expr, ast.FuncCall) and expr.funcname[-1].sval in VOLATILE_FUNCTIONS:
+    if isinstance(expr, ast.FuncCall) and expr.funcname and expr.funcname[-1].sval in VOLATILE_FUNCTIONS:
         return True
     if isinstance(expr, ast.Node):
-        return any(_calls_volatile(getattr(expr, slot, None)) for slot in expr.__slots__)
+        return any(_calls_volatile(getattr(expr, slot, None)) for slot in getattr(expr, "__slots__", ()))
     if isinstance(expr, tuple | list):
         return any(_calls_volatile(item) for item in expr)
     return False

@@ -41,6 +41,13 @@ class Script:
     checksum: str
 
     @property
+    def number(self) -> Version:
+        """The version of a V, A, C or U script (repeatable scripts have none)."""
+        if self.version is None:
+            raise ValueError(f"{self.name} is repeatable: it has no version")
+        return self.version
+
+    @property
     def label(self) -> str:
         return f"{self.kind.value}{self.version}" if self.version else self.name
 
