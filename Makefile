@@ -5,14 +5,18 @@ PY := $(VENV)/bin/python
 # Go's standard install location, for shells whose PATH lacks it (the control-plane build needs go).
 export PATH := $(or $(PATH),/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin):/usr/local/go/bin
 
-.PHONY: test lint demo venv postgres node-deps cluster-bin images cluster-up cluster-down bench bench-operator e2e-kind clean
+.PHONY: test lint typecheck demo venv postgres node-deps cluster-bin images cluster-up cluster-down bench bench-operator e2e-kind clean
 
 test: lint postgres node-deps cluster-bin images
 	$(PY) -m pytest
 
-lint: venv
+lint: venv typecheck
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+# mypy --strict on operator/lockgate (configured in pyproject.toml); the layer contracts are tests/test_layers.py.
+typecheck: venv
+	$(PY) -m mypy
 
 # The local demo: control plane, PostgreSQL, the operator and examples/shop, two releases, narrated.
 demo: venv postgres node-deps cluster-bin images

@@ -22,8 +22,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from lockgate.cli.status_view import render  # noqa: E402
 from lockgate.controller.spec import GATE_CONDITION, GROUP, PLURAL, VERSION  # noqa: E402
-from lockgate.status import render  # noqa: E402
 from tests.cluster.binaries import cluster_bin_dir  # noqa: E402
 from tests.cluster.clusters import LocalCluster  # noqa: E402
 from tests.cluster.kube import Kube, deployment_rolled_out  # noqa: E402

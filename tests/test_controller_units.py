@@ -7,13 +7,14 @@ from datetime import timedelta
 
 import pytest
 
-from lockgate.controller.decide import JobRequest
+from lockgate.cli.status_view import render
+from lockgate.cli.wait import verdict
+from lockgate.controller.ledger import JobRequest
 from lockgate.controller.manifests import job_manifest
-from lockgate.controller.observed import FAILED, SUCCEEDED, job_pod_view, job_state, parse_report, workload_view
+from lockgate.controller.observed import FAILED, SUCCEEDED, job_pod_view, job_state, workload_view
 from lockgate.controller.spec import parse_duration, parse_migration
-from lockgate.status import render
-from lockgate.versions import Version
-from lockgate.wait import verdict
+from lockgate.shared.report import parse_report
+from lockgate.shared.versions import Version
 
 
 def body(**spec: object) -> dict:

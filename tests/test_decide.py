@@ -7,18 +7,20 @@ import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from lockgate.controller.decide import CLAIM_GRACE, HISTORY_LIMIT, Decision, Observed, decide
+from lockgate.controller.decide import Decision, decide
+from lockgate.controller.ledger import CLAIM_GRACE, HISTORY_LIMIT, attempt_key
 from lockgate.controller.observed import (
     ACTIVE,
     FAILED,
     SUCCEEDED,
     JobPodView,
     JobView,
+    Observed,
     PodView,
     WorkloadView,
-    parse_report,
 )
 from lockgate.controller.spec import Migration, parse_migration
+from lockgate.shared.report import parse_report
 
 NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
 UID = "uid-1"
@@ -407,7 +409,7 @@ def test_decisions_converge_nothing_changes_when_nothing_changed() -> None:
 
 
 def test_status_has_no_nulls_and_patches_remove_what_went_away() -> None:
-    from lockgate.controller.decide import merge_patch
+    from lockgate.controller.status import merge_patch
 
     d = decide(observe(migration()))
     assert "appliedVersion" not in d.status and "contractedVersion" not in d.status
@@ -440,3 +442,62 @@ def test_job_names_are_deterministic_and_fit_kubernetes() -> None:
     first, again = decide(observe(long)), decide(observe(long))
     assert first.create.name == again.create.name
     assert len(first.create.name) <= 63 and first.create.name.split("-")[-5:-1] == ["2026", "11", "21", "1"]
+
+
+# paths through the ledger that the release walk above does not take
+
+
+def claimed(phase: str, name: str, attempt: str) -> dict[str, Any]:
+    return {"version": "3", "phase": phase, "job": name, "attempt": attempt, "image": "registry/shop-migrations:3"}
+
+
+def expanded_status(*history: dict[str, Any], **versions: str) -> dict[str, Any]:
+    return {"appliedVersion": "3", **versions, "history": [dict(e, result="Running") for e in history]}
+
+
+def test_the_result_of_a_job_nobody_claimed_is_adopted() -> None:
+    m = migration()
+    done = job("shop-expand-3-lost", state=SUCCEEDED, attempt=attempt_key(m))
+    d = decide(observe(m, jobs=[done], job_pods=[report(done.name)]))
+    entry = next(e for e in d.status["history"] if e["job"] == done.name)
+    assert entry["result"] == "Succeeded" and entry["applied"] == 2 and "claimedAt" not in entry
+    assert d.status["appliedVersion"] == "3" and done.name in d.release
+    assert [e.reason for e in d.events][0] == "ExpandSucceeded"
+
+
+def test_a_background_success_advances_background_and_lets_contract_start() -> None:
+    m = migration()
+    name = "shop-background-3-x"
+    m = dataclasses.replace(m, status=expanded_status(claimed("background", name, attempt_key(m))))
+    done = job(name, phase="background", state=SUCCEEDED, attempt=attempt_key(m))
+    d = decide(observe(m, jobs=[done], job_pods=[report(name)], workloads=[workload("web")]))
+    assert d.status["backgroundVersion"] == "3" and name in d.release
+    assert d.create is not None and d.create.phase == "contract" and d.status["phase"] == "Contracting"
+    assert [e.reason for e in d.events][:2] == ["BackgroundSucceeded", "JobCreated"]
+
+
+def test_a_contract_success_completes_the_release() -> None:
+    m = migration()
+    name = "shop-contract-3-x"
+    m = dataclasses.replace(m, status=expanded_status(claimed("contract", name, attempt_key(m)), backgroundVersion="3"))
+    done = job(name, phase="contract", state=SUCCEEDED, attempt=attempt_key(m))
+    d = decide(observe(m, jobs=[done], job_pods=[report(name)], workloads=[workload("web")]))
+    assert d.status["contractedVersion"] == "3" and d.status["phase"] == "Complete"
+    assert conditions(d)["Contracted"] == "True" and conditions(d)["Ready"] == "True" and d.create is None
+    assert [e.reason for e in d.events][0] == "ContractSucceeded"
+
+
+def test_a_failed_background_or_contract_job_stalls_without_closing_the_gate() -> None:
+    for phase, versions in (("background", {}), ("contract", {"backgroundVersion": "3"})):
+        m = migration()
+        name = f"shop-{phase}-3-x"
+        m = dataclasses.replace(m, status=expanded_status(claimed(phase, name, attempt_key(m)), **versions))
+        failed = job(name, phase=phase, state=FAILED, attempt=attempt_key(m))
+        error = {"script": "A3__x.sql", "line": 1, "sqlstate": "42P01", "message": "no such table"}
+        pods = [report(name, applied=0, exit_code=1, error=error)]
+        d = decide(observe(m, jobs=[failed], job_pods=pods, workloads=[workload("web")], pods=[pod("web-1")]))
+        assert d.status["phase"] == "Failed" and d.create is None, phase
+        assert conditions(d)["Stalled"] == "True" and conditions(d)["Reconciling"] == "False"
+        assert "no such table" in next(c for c in d.status["conditions"] if c["type"] == "Stalled")["message"]
+        assert [e.reason for e in d.events][0] == f"{phase.capitalize()}Failed"
+        assert [g.ready for g in d.gates] == [True]  # expanded stays expanded: new pods still pass

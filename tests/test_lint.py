@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lockgate.lint import lint_script
-from lockgate.scripts import Script, checksum, parse_name
+from lockgate.runner.lint import lint_script
+from lockgate.runner.scripts import Script, checksum, parse_name
 from tests.runner_support import lockgate, write
 
 

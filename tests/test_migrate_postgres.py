@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from lockgate.database import advisory_key
+from lockgate.runner.lock import advisory_key
 from tests.runner_support import history, lockgate, query, write
 
 BASIC = {

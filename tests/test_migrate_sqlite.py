@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -47,3 +48,16 @@ def test_sqlite_lock_file_keeps_runners_apart(tmp_path: Path) -> None:
         fcntl.flock(held, fcntl.LOCK_EX)
         assert lockgate("migrate", "--dir", str(d), "--lock-wait", "0.5", url=url).code == 3
     assert lockgate("migrate", "--dir", str(d), "--lock-wait", "0.5", url=url).code == 0
+
+
+def test_migrate_and_undo_write_the_summary_file_when_the_scripts_do_not_load(tmp_path: Path) -> None:
+    """The operator reads the summary from the termination message: a bad file name must reach it too."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    d = write(tmp_path / "m", {"V1__a.sql": "SELECT 1;", "not-a-migration.sql": "SELECT 1;"})
+    for command, extra, target in (("migrate", ["--target", "1"], "1"), ("undo", ["--to", "0"], "0")):
+        summary = tmp_path / f"{command}.json"
+        result = lockgate(command, "--dir", str(d), "--summary-file", str(summary), *extra, url=url)
+        assert result.code == 4, result.err
+        report = json.loads(summary.read_text())
+        assert report["command"] == command and report["exit_code"] == 4 and report["target"] == target
+        assert "not-a-migration.sql" in report["problems"][0]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from lockgate.history import BASELINE, REPEATABLE, UNDO, HistoryRow, derive_state
-from lockgate.planner import inventory, plan_baseline, plan_migrate, plan_undo
-from lockgate.scripts import Phase, Script, checksum, parse_name
-from lockgate.versions import Version
+from lockgate.runner.history import HistoryRow, derive_state
+from lockgate.runner.plan import inventory, plan_baseline, plan_migrate, plan_undo
+from lockgate.runner.scripts import Script, checksum, parse_name
+from lockgate.shared.phases import BASELINE, REPEATABLE, UNDO, Phase
+from lockgate.shared.versions import Version
 
 
 def script(name: str, sql: str = "SELECT 1;") -> Script:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lockgate.statements import ScriptSyntaxError, TransactionControlInScript, split_postgres, split_sqlite
+from lockgate.runner.statements import ScriptSyntaxError, TransactionControlInScript, split_postgres, split_sqlite
 
 TRICKY = """-- a comment; with a semicolon
 CREATE TABLE t (id int, body text DEFAULT 'a;b', pct text DEFAULT '100%');

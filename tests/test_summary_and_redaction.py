@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import logging
 
-from lockgate import redaction
-from lockgate.errors import MigrationFailed
-from lockgate.summary import MigrationError, Summary
+from lockgate.runner.summary import MigrationError, Summary
+from lockgate.shared import redaction
+from lockgate.shared.errors import MigrationFailed
 
 
 def test_compact_summary_fits_a_termination_message_keeping_the_newest() -> None:

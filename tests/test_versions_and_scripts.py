@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lockgate.errors import UsageError, ValidationRefused
-from lockgate.scripts import Kind, checksum, load_scripts, parse_name
-from lockgate.versions import Version
+from lockgate.runner.scripts import Kind, checksum, load_scripts, parse_name
+from lockgate.shared.errors import UsageError, ValidationRefused
+from lockgate.shared.versions import Version
 
 
 @pytest.mark.parametrize(

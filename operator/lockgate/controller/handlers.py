@@ -12,10 +12,9 @@ from typing import Any
 
 import kopf
 
-from .. import redaction
-from .decide import Observed
+from ..shared import redaction
 from .kube import Kube
-from .observed import job_pod_view, job_view, pod_view, workload_view
+from .observed import Observed, job_pod_view, job_view, pod_view, workload_view
 from .reconciler import Key, Reconciler
 from .spec import GROUP, OWNER_LABEL, PLURAL, SCHEMA_LABEL, VERSION, parse_migration
 
@@ -70,7 +69,14 @@ def plain(value: Any) -> Any:
 
 
 def _template_label(spec: Mapping[str, Any]) -> str | None:
-    return ((spec.get("template") or {}).get("metadata") or {}).get("labels", {}).get(SCHEMA_LABEL)
+    labels: Mapping[str, str] = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    return labels.get(SCHEMA_LABEL)
+
+
+def _key(namespace: str | None, name: str | None) -> Key:
+    """Everything lockgate watches is namespaced, and the handlers' filters guarantee the name."""
+    assert namespace is not None and name is not None
+    return namespace, name
 
 
 @kopf.on.startup()
@@ -90,29 +96,29 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-async def migration_idx(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+async def migration_idx(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
     copy = plain(body)
     copy["metadata"].pop("managedFields", None)  # the largest part of the object, and never read
-    return {(namespace, name): copy}
+    return {_key(namespace, name): copy}
 
 
 @kopf.index("batch", "v1", "jobs", labels={OWNER_LABEL: kopf.PRESENT})
-async def job_idx(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    return {(namespace, labels[OWNER_LABEL]): job_view(plain(body))}
+async def job_idx(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {_key(namespace, labels[OWNER_LABEL]): job_view(plain(body))}
 
 
 @kopf.index("", "v1", "pods", labels={OWNER_LABEL: kopf.PRESENT})
-async def job_pod_idx(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    return {(namespace, labels[OWNER_LABEL]): job_pod_view(plain(body))}
+async def job_pod_idx(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {_key(namespace, labels[OWNER_LABEL]): job_pod_view(plain(body))}
 
 
 @kopf.index("", "v1", "pods", labels={SCHEMA_LABEL: kopf.PRESENT})
-async def gated_pod_idx(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    return {(namespace, labels[SCHEMA_LABEL]): pod_view(plain(body))}
+async def gated_pod_idx(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {_key(namespace, labels[SCHEMA_LABEL]): pod_view(plain(body))}
 
 
-async def _index_workload(namespace: str, spec: kopf.Spec, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    return {(namespace, _template_label(spec)): workload_view(plain(body))}
+async def _index_workload(namespace: str | None, spec: kopf.Spec, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {_key(namespace, _template_label(spec)): workload_view(plain(body))}
 
 
 def _has_schema_label(spec: kopf.Spec, **_: Any) -> bool:
@@ -123,25 +129,25 @@ def _has_schema_label(spec: kopf.Spec, **_: Any) -> bool:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def on_migration(namespace: str, name: str, **kwargs: Any) -> None:
-    OPERATOR.trigger((namespace, name), kwargs)
+async def on_migration(namespace: str | None, name: str, **kwargs: Any) -> None:
+    OPERATOR.trigger(_key(namespace, name), kwargs)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event("", "v1", "pods", labels={OWNER_LABEL: kopf.PRESENT})
-async def on_job_or_job_pod(namespace: str, labels: kopf.Labels, **kwargs: Any) -> None:
-    OPERATOR.trigger((namespace, labels[OWNER_LABEL]), kwargs)
+async def on_job_or_job_pod(namespace: str | None, labels: kopf.Labels, **kwargs: Any) -> None:
+    OPERATOR.trigger(_key(namespace, labels[OWNER_LABEL]), kwargs)
 
 
 @kopf.on.event("", "v1", "pods", labels={SCHEMA_LABEL: kopf.PRESENT})
-async def on_gated_pod(namespace: str, labels: kopf.Labels, **kwargs: Any) -> None:
-    OPERATOR.trigger((namespace, labels[SCHEMA_LABEL]), kwargs)
+async def on_gated_pod(namespace: str | None, labels: kopf.Labels, **kwargs: Any) -> None:
+    OPERATOR.trigger(_key(namespace, labels[SCHEMA_LABEL]), kwargs)
 
 
-async def _on_workload(namespace: str, spec: kopf.Spec, **kwargs: Any) -> None:
-    OPERATOR.trigger((namespace, _template_label(spec)), kwargs)
+async def _on_workload(namespace: str | None, spec: kopf.Spec, **kwargs: Any) -> None:
+    OPERATOR.trigger(_key(namespace, _template_label(spec)), kwargs)
 
 
 for _group, _version, _plural in WORKLOADS:
-    kopf.index(_group, _version, _plural, when=_has_schema_label, id=f"workload_idx_{_plural}")(_index_workload)  # type: ignore[arg-type]
+    kopf.index(_group, _version, _plural, when=_has_schema_label, id=f"workload_idx_{_plural}")(_index_workload)
     kopf.on.event(_group, _version, _plural, when=_has_schema_label, id=f"on_{_plural}")(_on_workload)

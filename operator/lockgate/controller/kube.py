@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
-from ..errors import UsageError
-from .decide import Event, GatePatch
+from ..shared import redaction
+from ..shared.errors import UsageError
+from .events import Event
+from .gate import GatePatch
 from .observed import iso
 from .spec import GATE_CONDITION, GROUP, KIND, PLURAL, RESULT_FINALIZER, VERSION
 
@@ -18,15 +21,37 @@ log = logging.getLogger("lockgate.kube")
 CONFLICT, NOT_FOUND, INVALID = 409, 404, 422
 
 
+def custom_object(obj: object) -> dict[str, Any]:
+    """The client types custom objects (and lists of them) as `object`: they are JSON objects."""
+    return cast(dict[str, Any], obj)
+
+
+def as_model(body: dict[str, Any]) -> Any:
+    """The client takes a plain dict wherever its signature names a model class."""
+    return body
+
+
 def load_config() -> None:
     """In-cluster credentials in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
     try:
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]  # unannotated in the client
     except config.ConfigException:
         try:
-            config.load_kube_config()
+            config.load_kube_config()  # type: ignore[no-untyped-call]
         except (config.ConfigException, OSError) as exc:
             raise UsageError(f"no Kubernetes credentials: set KUBECONFIG or run in a pod ({exc})") from None
+
+
+def describe_error(exc: Exception) -> str:
+    """One line a person can act on: for API errors, the status and the server's message."""
+    if isinstance(exc, ApiException):
+        try:
+            detail = json.loads(exc.body or "{}").get("message") or exc.reason
+        except ValueError:
+            detail = exc.reason
+        return redaction.redact(f"{exc.status} {exc.reason}: {detail}")
+    text = str(exc).strip().splitlines()
+    return redaction.redact(f"{type(exc).__name__}: {text[0] if text else ''}")
 
 
 class Kube:
@@ -38,7 +63,7 @@ class Kube:
 
     def get_migration(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            return custom_object(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
         except ApiException as exc:
             if exc.status == NOT_FOUND:
                 return None
@@ -50,7 +75,8 @@ class Kube:
         """Merge-patch the status if the object is still at `resource_version`; None on a conflict."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": patch}
         try:
-            return self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, body)
+            written = self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, body)
+            return custom_object(written)
         except ApiException as exc:
             if exc.status in (CONFLICT, NOT_FOUND):
                 return None
@@ -59,13 +85,13 @@ class Kube:
     def create_job(self, manifest: dict[str, Any]) -> str | None:
         """Create the Job; if it exists already, adopt it. Returns the existing Job's owner uid on a name clash."""
         try:
-            self.batch.create_namespaced_job(manifest["metadata"]["namespace"], manifest)
+            self.batch.create_namespaced_job(manifest["metadata"]["namespace"], as_model(manifest))
             return None
         except ApiException as exc:
             if exc.status != CONFLICT:
                 raise
         existing = self.batch.read_namespaced_job(manifest["metadata"]["name"], manifest["metadata"]["namespace"])
-        owners = [o.uid for o in existing.metadata.owner_references or [] if o.controller]
+        owners = [o.uid for o in (existing.metadata and existing.metadata.owner_references) or [] if o.controller]
         return owners[0] if owners else ""
 
     def patch_gate(self, namespace: str, patch: GatePatch) -> None:
@@ -91,7 +117,7 @@ class Kube:
                 if exc.status == NOT_FOUND:
                     return
                 raise
-            finalizers = job.metadata.finalizers or []
+            finalizers = (job.metadata and job.metadata.finalizers) or []
             if RESULT_FINALIZER not in finalizers:
                 return
             index = finalizers.index(RESULT_FINALIZER)
@@ -131,7 +157,7 @@ class Kube:
             "count": 1,
         }
         try:
-            self.core.create_namespaced_event(meta["namespace"], body)
+            self.core.create_namespaced_event(meta["namespace"], as_model(body))
         except ApiException as exc:
             log.warning(
                 "could not post event %s on %s/%s: %s", event.reason, meta["namespace"], meta["name"], exc.reason

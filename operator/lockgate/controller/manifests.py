@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .decide import JobRequest
+from ..shared.phases import UNDO
+from .ledger import JobRequest
 from .spec import (
     API_VERSION,
     ATTEMPT_LABEL,
@@ -14,7 +15,6 @@ from .spec import (
     PHASE_LABEL,
     RESULT_FINALIZER,
     TERMINATION_LOG,
-    UNDO,
     VERSION_LABEL,
     Migration,
 )

@@ -6,29 +6,24 @@ and gives the decision function plain values to work with.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .. import redaction
-from ..versions import Version
+from ..shared.report import RunnerReport, parse_report
+from ..shared.versions import Version
 from .conditions import find
-from .spec import ATTEMPT_LABEL, GATE_CONDITION, PHASE_LABEL, REQUIRES_ANNOTATION, RESULT_FINALIZER, VERSION_LABEL
+from .spec import (
+    ATTEMPT_LABEL,
+    GATE_CONDITION,
+    PHASE_LABEL,
+    REQUIRES_ANNOTATION,
+    RESULT_FINALIZER,
+    VERSION_LABEL,
+    Migration,
+)
 
 ACTIVE, SUCCEEDED, FAILED = "active", "succeeded", "failed"
-ERROR_EXCERPT = 1000
-
-
-@dataclass(frozen=True)
-class RunnerReport:
-    """What a migration container reported in its termination message."""
-
-    exit_code: int | None
-    applied: int | None = None
-    schema_version: str | None = None
-    duration_ms: int | None = None
-    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +75,21 @@ class WorkloadView:
     rolled_out: bool
 
 
+@dataclass(frozen=True)
+class Observed:
+    """Everything decide() sees of one SchemaMigration and what depends on it."""
+
+    migration: Migration | None
+    namespace: str
+    name: str
+    jobs: tuple[JobView, ...] = ()
+    job_pods: tuple[JobPodView, ...] = ()
+    workloads: tuple[WorkloadView, ...] = ()
+    pods: tuple[PodView, ...] = ()
+    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    error: str | None = None  # why the operator's last attempt to act failed (e.g. a 403), if it did
+
+
 def job_view(body: dict[str, Any]) -> JobView:
     meta, status = body["metadata"], body.get("status") or {}
     labels = meta.get("labels") or {}
@@ -123,37 +133,6 @@ def job_pod_view(body: dict[str, Any]) -> JobPodView:
         finished=terminated.get("finishedAt") if terminated else None,
         report=parse_report(terminated.get("message"), terminated.get("exitCode")) if terminated else None,
     )
-
-
-def parse_report(message: str | None, exit_code: int | None) -> RunnerReport:
-    """Read lockgate's compact JSON summary; any other tool's message becomes the error text."""
-    try:
-        doc = json.loads(message or "")
-    except ValueError:
-        doc = None
-    if not isinstance(doc, dict) or "exit_code" not in doc:
-        text = (message or "").strip()
-        return RunnerReport(exit_code, error=_excerpt(text) if text and exit_code else None)
-    return RunnerReport(
-        exit_code=doc.get("exit_code", exit_code),
-        applied=doc.get("applied_count"),
-        schema_version=doc.get("schema_version"),
-        duration_ms=doc.get("duration_ms"),
-        error=_excerpt(_error_text(doc)) if doc.get("exit_code") else None,
-    )
-
-
-def _error_text(doc: dict[str, Any]) -> str:
-    error = doc.get("error") or {}
-    if error:
-        where = f"{error.get('script')} line {error.get('line')}" if error.get("script") else "migration"
-        return f"{where}: [{error.get('sqlstate')}] {error.get('message')}"
-    return doc.get("message") or "; ".join(doc.get("problems") or []) or f"exit code {doc.get('exit_code')}"
-
-
-def _excerpt(text: str) -> str:
-    text = redaction.redact(text)
-    return text if len(text) <= ERROR_EXCERPT else text[: ERROR_EXCERPT - 1] + "…"
 
 
 def pod_view(body: dict[str, Any]) -> PodView:

@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-from kubernetes.client.rest import ApiException
-
-from .. import redaction
 from . import metrics
-from .decide import Decision, JobRequest, Observed, decide, merge_patch
-from .kube import Kube
+from .decide import Decision, decide
+from .kube import Kube, describe_error
+from .ledger import JobRequest
 from .manifests import job_manifest
+from .observed import Observed
 from .spec import Migration, parse_migration
+from .status import merge_patch
 
 log = logging.getLogger("lockgate.reconciler")
 Key = tuple[str, str]  # (namespace, SchemaMigration name)
@@ -60,7 +59,7 @@ class Reconciler:
         try:
             await self._reconcile_once(key)
         except Exception as exc:  # one bad object must not stop the others: retry it later, with backoff
-            message, failures = describe(exc), self._errors.get(key, ("", 0))[1] + 1
+            message, failures = describe_error(exc), self._errors.get(key, ("", 0))[1] + 1
             self._errors[key] = (message, failures)
             log.error("%s/%s: %s (attempt %d; retrying)", key[0], key[1], message, failures)
             self._schedule(key, min(60.0, 5.0 * 2 ** (failures - 1)))
@@ -135,17 +134,5 @@ def _log_recorded(where: str, decision: Decision) -> None:
         log.info("%s: %s Job %s for version %s %s", where, e["phase"], e["job"], e["version"], e["result"].lower())
 
 
-def describe(exc: Exception) -> str:
-    """One line a person can act on: for API errors, the status and the server's message."""
-    if isinstance(exc, ApiException):
-        try:
-            detail = json.loads(exc.body or "{}").get("message") or exc.reason
-        except ValueError:
-            detail = exc.reason
-        return redaction.redact(f"{exc.status} {exc.reason}: {detail}")
-    text = str(exc).strip().splitlines()
-    return redaction.redact(f"{type(exc).__name__}: {text[0] if text else ''}")
-
-
-def _event_target(m: Any) -> Mapping[str, Any]:
+def _event_target(m: Migration) -> dict[str, Any]:
     return {"metadata": {"name": m.name, "namespace": m.namespace, "uid": m.uid, "resourceVersion": m.resource_version}}

@@ -7,7 +7,7 @@ import logging
 import kopf
 from prometheus_client import start_http_server
 
-from .. import redaction
+from ..shared import redaction
 from .kube import load_config
 
 

@@ -7,11 +7,12 @@ this module only applies defaults and turns strings into types.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from ..versions import Version
+from ..shared.phases import Phase
+from ..shared.versions import Version
 
 GROUP, VERSION, PLURAL, KIND = "lockgate.dev", "v1alpha1", "schemamigrations", "SchemaMigration"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -29,8 +30,6 @@ RESULT_FINALIZER = "lockgate.dev/result"
 RETRY_ANNOTATION = "lockgate.dev/retry"
 APPROVE_ANNOTATION = "lockgate.dev/approve-contract"
 
-PHASES = ("expand", "background", "contract")
-UNDO = "undo"
 DEFAULT_MIGRATIONS_PATH = "/migrations"
 TERMINATION_LOG = "/dev/termination-log"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -45,24 +44,26 @@ class PhaseSpec:
 
 @dataclass(frozen=True)
 class MigrationSpec:
+    """spec, parsed; its defaults are the CRD's and are applied once, in parse_spec."""
+
     version: Version
     image: str
     secret_name: str
     secret_key: str
-    image_pull_policy: str | None = None
-    history_table: str | None = None
-    migrations_path: str = DEFAULT_MIGRATIONS_PATH
-    migrations_config_map: str | None = None
-    phases: dict[str, PhaseSpec] = field(default_factory=dict)
-    contract_delay: timedelta = timedelta()
-    contract_requires_approval: bool = False
-    rollback_policy: str = "Never"
-    env: list[dict[str, Any]] = field(default_factory=list)
-    pod_template: dict[str, Any] = field(default_factory=dict)
-    backoff_limit: int = 2
-    active_deadline_seconds: int | None = None
-    ttl_seconds_after_finished: int | None = 86400
-    gate_kinds: tuple[str, ...] = ("Deployment", "StatefulSet", "DaemonSet")
+    image_pull_policy: str | None
+    history_table: str | None  # None: the runner's own default
+    migrations_path: str
+    migrations_config_map: str | None
+    phases: dict[str, PhaseSpec]
+    contract_delay: timedelta
+    contract_requires_approval: bool
+    rollback_policy: str
+    env: list[dict[str, Any]]
+    pod_template: dict[str, Any]
+    backoff_limit: int
+    active_deadline_seconds: int | None
+    ttl_seconds_after_finished: int | None
+    gate_kinds: tuple[str, ...]
 
     def phase(self, name: str) -> PhaseSpec:
         return self.phases.get(name, PhaseSpec())
@@ -116,6 +117,8 @@ def parse_migration(body: dict[str, Any]) -> Migration:
 
 
 def parse_spec(spec: dict[str, Any]) -> MigrationSpec:
+    """The API server applies the CRD's defaults; the same ones apply here to bodies that did not
+    pass through it (unit tests, the CLI). tests/test_spec_defaults.py keeps the two equal."""
     secret = spec["database"]["urlFrom"]["secretKeyRef"]
     migrations = spec.get("migrations") or {}
     contract = spec.get("contract") or {}
@@ -128,7 +131,7 @@ def parse_spec(spec: dict[str, Any]) -> MigrationSpec:
         history_table=spec["database"].get("historyTable"),
         migrations_path=migrations.get("path", DEFAULT_MIGRATIONS_PATH),
         migrations_config_map=(migrations.get("configMap") or {}).get("name"),
-        phases={name: _phase(spec.get(name) or {}) for name in (*PHASES, "rollback")},
+        phases={name: _phase(spec.get(name) or {}) for name in (*Phase, "rollback")},
         contract_delay=parse_duration(contract.get("delay", "0s")),
         contract_requires_approval=bool(contract.get("requireApproval", False)),
         rollback_policy=(spec.get("rollback") or {}).get("policy", "Never"),

@@ -15,7 +15,8 @@ from typing import Any
 from pglast import ast
 from pglast.enums import AlterTableType, ConstrType, ObjectType
 
-from .scripts import Kind, Script
+from ..shared.phases import UNDO, Phase
+from .scripts import KIND_PHASE, Kind, Script
 from .statements import ScriptSyntaxError, Statement, TransactionControlInScript, split_postgres
 
 ERROR, WARNING = "error", "warning"
@@ -68,18 +69,15 @@ def lint_script(script: Script) -> list[Finding]:
 
 
 def _phase(kind: Kind) -> str:
-    return {
-        Kind.VERSIONED: "expand",
-        Kind.REPEATABLE: "expand",
-        Kind.BACKGROUND: "background",
-        Kind.CONTRACT: "contract",
-        Kind.UNDO: "undo",
-    }[kind]
+    """The phase a script runs in: repeatable scripts run with expand."""
+    if kind is Kind.UNDO:
+        return UNDO
+    return KIND_PHASE.get(kind, Phase.EXPAND).value
 
 
 def _check(node: Any, phase: str, created: set[str]) -> Iterator[tuple[str, str, str]]:
     """Yield (severity, rule, message) for one statement."""
-    additive_only = phase in {"expand", "background"}
+    additive_only = phase != UNDO and Phase(phase).additive
     if additive_only and _is_destructive(node):
         yield (
             ERROR,
@@ -133,7 +131,7 @@ def _check_new_column(column: Any, phase: str) -> Iterator[tuple[str, str, str]]
     constraints = {c.contype: c for c in column.constraints or ()}
     default = constraints.get(ConstrType.CONSTR_DEFAULT)
     if ConstrType.CONSTR_NOTNULL in constraints and default is None and ConstrType.CONSTR_IDENTITY not in constraints:
-        severity = ERROR if phase == "expand" else WARNING
+        severity = ERROR if phase == Phase.EXPAND else WARNING
         yield (
             severity,
             "not-null-without-default",
@@ -201,16 +199,16 @@ def _is_destructive(node: Any) -> bool:
 
 def _verb(node: Any) -> str:
     if isinstance(node, ast.DropStmt):
-        return f"DROP {node.removeType.name.removeprefix('OBJECT_')}"
+        return f"DROP {getattr(node.removeType, 'name', '').removeprefix('OBJECT_')}"
     return "TRUNCATE" if isinstance(node, ast.TruncateStmt) else "DROP COLUMN"
 
 
 def _calls_volatile(expr: Any) -> bool:
     """Whether an expression calls a known volatile function anywhere inside it."""
-    if isinstance(expr, ast.FuncCall) and expr.funcname[-1].sval in VOLATILE_FUNCTIONS:
+    if isinstance(expr, ast.FuncCall) and expr.funcname and expr.funcname[-1].sval in VOLATILE_FUNCTIONS:
         return True
     if isinstance(expr, ast.Node):
-        return any(_calls_volatile(getattr(expr, slot, None)) for slot in expr.__slots__)
+        return any(_calls_volatile(getattr(expr, slot, None)) for slot in getattr(expr, "__slots__", ()))
     if isinstance(expr, tuple | list):
         return any(_calls_volatile(item) for item in expr)
     return False

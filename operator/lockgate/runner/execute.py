@@ -1,6 +1,6 @@
 """`lockgate migrate` and its siblings: run a plan against the database, exactly once.
 
-The decisions live in planner.py; this module is the shell that takes the lock, reads the
+The decisions live in plan.py; this module is the shell that takes the lock, reads the
 history, executes statements and records what happened.
 """
 
@@ -11,27 +11,28 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from pglast import ast
 
-from .database import LOCK_NOT_AVAILABLE, Database
-from .errors import LockgateError, MigrationFailed, ValidationRefused
-from .history import BASELINE, derive_state
-from .planner import Plan, plan_baseline, plan_migrate, plan_undo
-from .scripts import Phase, Script
+from ..shared.errors import LockgateError, MigrationFailed, ValidationRefused
+from ..shared.phases import BASELINE, REPAIR, UNDO, Phase, lane
+from ..shared.versions import Version
+from .database import Database
+from .history import derive_state
+from .lock import LOCK_NOT_AVAILABLE, Progress, migration_lock
+from .plan import Plan, plan_baseline, plan_migrate, plan_undo
+from .scripts import Script
 from .statements import ScriptSyntaxError, Statement, TransactionControlInScript
 from .summary import MigrationError, Summary, applied_entry, pending_entry, phase_of
-from .versions import Version
-
-Progress = Callable[[str], None]
-EXPAND_LANE = Phase.EXPAND.value  # undo, baseline and repair change what expand relies on
 
 
 @dataclass(frozen=True)
 class Options:
+    """How a command runs; these defaults are the CLI's defaults too."""
+
     phase: Phase = Phase.EXPAND
     target: Version | None = None
     single_transaction: bool = False
@@ -79,7 +80,7 @@ class Runner:
 
     def migrate(self) -> Summary:
         summary = self._summary("migrate")
-        with _outcome(summary), self.db.migration_lock(self.options.phase.value, self.options.lock_wait, self.progress):
+        with _outcome(summary), self._lock(self.options.phase):
             self.db.ensure_history()
             plan = self._plan()
             summary.pending = [pending_entry(s) for s in plan.pending]
@@ -103,7 +104,7 @@ class Runner:
     def undo(self, to: Version) -> Summary:
         summary = self._summary("undo")
         summary.target = str(to)
-        with _outcome(summary), self.db.migration_lock(EXPAND_LANE, self.options.lock_wait, self.progress):
+        with _outcome(summary), self._lock(UNDO):
             self.db.ensure_history()
             plan = plan_undo(self.scripts, derive_state(self.db.read_history()), to)
             summary.pending = [pending_entry(s) for s in plan.pending]
@@ -115,7 +116,7 @@ class Runner:
     def baseline(self, version: Version) -> Summary:
         summary = self._summary("baseline")
         summary.target = str(version)
-        with _outcome(summary), self.db.migration_lock(EXPAND_LANE, self.options.lock_wait, self.progress):
+        with _outcome(summary), self._lock(BASELINE):
             self.db.ensure_history()
             problems = plan_baseline(derive_state(self.db.read_history()), version)
             if problems:
@@ -127,11 +128,14 @@ class Runner:
 
     def repair(self) -> Summary:
         summary = self._summary("repair")
-        with _outcome(summary), self.db.migration_lock(EXPAND_LANE, self.options.lock_wait, self.progress):
+        with _outcome(summary), self._lock(REPAIR):
             removed = self.db.delete_failed() if self.db.history_exists() else 0
             summary.notes = [f"removed {removed} failed history row(s)"]
             self.progress(summary.notes[0])
         return summary
+
+    def _lock(self, command: str) -> AbstractContextManager[None]:
+        return migration_lock(self.db, lane(command), self.options.lock_wait, self.progress)
 
     def _run(self, pending: list[Script], summary: Summary) -> None:
         try:
@@ -295,7 +299,7 @@ class Runner:
             return _qualified(node.relation)
         if isinstance(node, ast.ReindexStmt) and node.relation is not None:
             name = _qualified(node.relation)
-            return self.db.table_of_index(name) if node.kind.name == "REINDEX_OBJECT_INDEX" else name
+            return self.db.table_of_index(name) if getattr(node.kind, "name", None) == "REINDEX_OBJECT_INDEX" else name
         return None
 
     def _drop_indexes(self, names: set[str]) -> None:

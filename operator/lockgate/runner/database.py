@@ -1,4 +1,4 @@
-"""The database shell of the runner: connections, the migration lock, the history table.
+"""The database shell of the runner: connections, statements, transactions, the history table.
 
 PostgreSQL (psycopg 3) is first-class; SQLite serves local trials with the same semantics
 where SQLite allows. Both are reached through SQLAlchemy engines, with transactions
@@ -8,25 +8,20 @@ controlled explicitly so that each migration and its history row commit together
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import getpass
-import hashlib
 import re
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, make_url
 
-from . import redaction
-from .errors import LockNotAcquired, UsageError
+from ..shared import redaction
+from ..shared.errors import UsageError
+from ..shared.versions import Version
 from .history import HistoryRow
+from .lock import advisory_key
 from .statements import Statement, split_postgres, split_sqlite
-from .versions import Version
 
 _DRIVERS = {
     "postgres": "postgresql+psycopg",
@@ -34,8 +29,8 @@ _DRIVERS = {
     "postgresql+psycopg": "postgresql+psycopg",
     "sqlite": "sqlite",
 }
+DEFAULT_HISTORY_TABLE = "lockgate_schema_history"
 _TABLE_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$")
-LOCK_NOT_AVAILABLE = "55P03"
 
 
 @dataclass(frozen=True)
@@ -95,16 +90,16 @@ def describe_target(engine: sa.Engine) -> str:
 
 
 class Database:
-    """One migration connection plus, while locked, a dedicated lock connection."""
+    """The migration connection (autocommit; transactions are begun and ended explicitly)."""
 
     def __init__(self, engine: sa.Engine, table_name: str) -> None:
         self.engine = engine
         self.table = history_table(table_name)
         self.table_name = table_name
         self.is_postgres = engine.dialect.name == "postgresql"
-        self.conn = self._connect()
+        self.conn = self.connect()
 
-    def _connect(self) -> Connection:
+    def connect(self) -> Connection:
         try:
             conn = self.engine.connect()
         except sa.exc.DBAPIError as exc:
@@ -139,7 +134,7 @@ class Database:
             return
         self.execute(f"SET lock_timeout = {int(lock_timeout_ms)}")
         self.execute(f"SET statement_timeout = {int(statement_timeout_s * 1000)}")
-        if int(self.conn.exec_driver_sql("SHOW server_version_num").scalar()) >= 140000:
+        if int(self.conn.exec_driver_sql("SHOW server_version_num").scalar() or 0) >= 140000:
             # If the runner dies mid-statement, stop the statement (and its locks) within a
             # second instead of letting a long DDL run on for nobody.
             self.execute("SET client_connection_check_interval = 1000")
@@ -195,63 +190,6 @@ class Database:
     def delete_failed(self) -> int:
         return self.conn.execute(self.table.delete().where(self.table.c.success.is_(False))).rowcount
 
-    # the migration lock
-
-    @contextmanager
-    def migration_lock(self, lane: str, wait_seconds: float, progress: Callable[[str], None]) -> Iterator[None]:
-        """Hold the lock that makes one runner at a time migrate this lane of this history table."""
-        if self.is_postgres:
-            with self._advisory_lock(advisory_key(self.table_name, lane), wait_seconds, progress):
-                yield
-        else:
-            with _file_lock(self.engine.url.database, wait_seconds, progress):
-                yield
-
-    @contextmanager
-    def _advisory_lock(self, key: int, wait_seconds: float, progress: Callable[[str], None]) -> Iterator[None]:
-        # A session-level lock on its own connection: migrations commit and roll back on the
-        # other one, and if this process dies the server ends the session and frees the lock.
-        lock_conn = self._connect()
-        try:
-            if not lock_conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({key})").scalar():
-                progress(
-                    f"waiting up to {wait_seconds:g}s for the migration lock, held by {self._holder(lock_conn, key)}"
-                )
-                self._wait_for_lock(lock_conn, key, wait_seconds)
-            yield
-        finally:
-            lock_conn.close()
-
-    def _wait_for_lock(self, lock_conn: Connection, key: int, wait_seconds: float) -> None:
-        if wait_seconds <= 0:
-            raise LockNotAcquired("another lockgate runner holds the migration lock; retry later or pass --lock-wait")
-        lock_conn.exec_driver_sql(f"SET lock_timeout = {max(1, int(wait_seconds * 1000))}")
-        try:
-            lock_conn.exec_driver_sql(f"SELECT pg_advisory_lock({key})")
-        except sa.exc.DBAPIError as exc:
-            if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
-                raise
-            raise LockNotAcquired(
-                f"another lockgate runner held the migration lock for more than {wait_seconds:g}s; "
-                "retry later or raise --lock-wait"
-            ) from None
-
-    @staticmethod
-    def _holder(lock_conn: Connection, key: int) -> str:
-        row = lock_conn.execute(
-            sa.text(
-                "SELECT a.pid, a.application_name, a.client_addr::text, now() - a.backend_start FROM pg_locks l "
-                "JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory' AND l.granted "
-                "AND l.classid = :classid AND l.objid = :objid AND l.objsubid = 1"
-            ),
-            {"classid": (key >> 32) & 0xFFFFFFFF, "objid": key & 0xFFFFFFFF},
-        ).first()
-        return (
-            f"pid {row[0]} ({row[1] or 'no application_name'} from {row[2] or 'local socket'}, connected {row[3]} ago)"
-            if row
-            else "another session"
-        )
-
     # invalid indexes left by failed concurrent builds (PostgreSQL)
 
     def invalid_indexes(self, table: str) -> dict[str, str]:
@@ -274,40 +212,6 @@ class Database:
             ),
             {"i": index},
         ).scalar()
-
-
-def advisory_key(table_name: str, lane: str) -> int:
-    """A stable signed 64-bit key per history table and lane: separate apps in one database do not
-    block each other, and a long background backfill does not block the next version's expand."""
-    digest = hashlib.sha256(f"lockgate:{table_name}:{lane}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-@contextmanager
-def _file_lock(database: str | None, wait_seconds: float, progress: Callable[[str], None]) -> Iterator[None]:
-    """SQLite's stand-in for the advisory lock: an flock the kernel drops if the process dies.
-    SQLite allows one writer at a time anyway, so all lanes share it."""
-    if not database or database == ":memory:":
-        yield
-        return
-    path = Path(database).with_name(Path(database).name + ".lockgate-lock")
-    with open(path, "a") as handle:
-        deadline = time.monotonic() + wait_seconds
-        while not _try_flock(handle):
-            if time.monotonic() >= deadline:
-                raise LockNotAcquired(f"another lockgate runner holds {path.name}; retry later or raise --lock-wait")
-            if wait_seconds and deadline - time.monotonic() >= wait_seconds - 0.2:
-                progress(f"waiting up to {wait_seconds:g}s for the migration lock held by another runner")
-            time.sleep(0.2)
-        yield
-
-
-def _try_flock(handle: Any) -> bool:
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
 
 
 def _history_row(row: Any) -> HistoryRow:

@@ -5,13 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .scripts import Phase
-from .versions import Version
-
-# history.phase values besides the three Phase values
-REPEATABLE = "repeatable"
-UNDO = "undo"
-BASELINE = "baseline"
+from ..shared.phases import BASELINE, REPEATABLE, UNDO, Phase
+from ..shared.versions import Version
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .history import SchemaState
-from .scripts import KIND_PHASE, PHASE_KIND, Kind, Phase, Script
-from .versions import Version
+from ..shared.phases import Phase
+from ..shared.versions import Version
+from .history import HistoryRow, SchemaState
+from .scripts import KIND_PHASE, PHASE_KIND, Kind, Script
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,8 @@ def plan_migrate(
     """The scripts `lockgate migrate --phase PHASE --target TARGET` would run, in order."""
     kind = PHASE_KIND[phase]
     problems = _edited(scripts, state) + _missing(scripts, state) + _failed(state)
-    within = [s for s in _of_kind(scripts, kind) if target is None or s.version <= target]
-    pending = [s for s in within if not state.is_applied(phase, s.version)]
+    within = [s for s in _of_kind(scripts, kind) if target is None or s.number <= target]
+    pending = [s for s in within if not state.is_applied(phase, s.number)]
     problems += _out_of_order(pending, state, phase, out_of_order)
     problems += _prerequisites(pending, scripts, state, phase)
     if phase is Phase.EXPAND:
@@ -40,7 +41,7 @@ def plan_migrate(
 
 def plan_undo(scripts: list[Script], state: SchemaState, to: Version) -> Plan:
     """The undo scripts that take the schema back to `to`, newest first."""
-    undo = {s.version: s for s in _of_kind(scripts, Kind.UNDO)}
+    undo = {s.number: s for s in _of_kind(scripts, Kind.UNDO)}
     newer = sorted((v for (p, v) in state.applied if p is Phase.EXPAND and v > to), reverse=True)
     problems = _edited(scripts, state) + _failed(state)
     for version in newer:
@@ -65,7 +66,7 @@ def plan_baseline(state: SchemaState, version: Version) -> list[str]:
 
 
 def _of_kind(scripts: list[Script], kind: Kind) -> list[Script]:
-    return sorted((s for s in scripts if s.kind is kind), key=lambda s: s.version)
+    return sorted((s for s in scripts if s.kind is kind), key=lambda s: s.number)
 
 
 def _repeatables(scripts: list[Script]) -> list[Script]:
@@ -86,7 +87,7 @@ def _missing(scripts: list[Script], state: SchemaState) -> list[str]:
     """Applied versions with no script, below the newest local one (newer ones are 'future', fine)."""
     problems = []
     for phase in Phase:
-        local = {s.version for s in _of_kind(scripts, PHASE_KIND[phase])}
+        local = {s.number for s in _of_kind(scripts, PHASE_KIND[phase])}
         newest = max(local, default=None)
         for (p, version), row in sorted(state.applied.items(), key=lambda item: item[0][1]):
             if p is phase and version not in local and newest is not None and version < newest:
@@ -113,20 +114,19 @@ def _out_of_order(pending: list[Script], state: SchemaState, phase: Phase, allow
         f"{s.name} is older than the applied {phase.prefix}{highest}: give it a version above {highest}, "
         "or pass --out-of-order to apply it anyway"
         for s in pending
-        if s.version < highest
+        if s.number < highest
     ]
 
 
 def _prerequisites(pending: list[Script], scripts: list[Script], state: SchemaState, phase: Phase) -> list[str]:
     """Background needs its expand; contract needs its expand and background."""
-    before = {Phase.EXPAND: [], Phase.BACKGROUND: [Phase.EXPAND], Phase.CONTRACT: [Phase.EXPAND, Phase.BACKGROUND]}
     problems = []
     for script in pending:
-        for earlier in before[phase]:
+        for earlier in phase.prerequisites:
             missing = [
                 s.name
                 for s in _of_kind(scripts, PHASE_KIND[earlier])
-                if s.version <= script.version and not state.is_applied(earlier, s.version)
+                if s.number <= script.number and not state.is_applied(earlier, s.number)
             ]
             if missing:
                 problems.append(
@@ -137,7 +137,7 @@ def _prerequisites(pending: list[Script], scripts: list[Script], state: SchemaSt
 
 
 def _notes(scripts: list[Script], state: SchemaState, phase: Phase, target: Version | None) -> list[str]:
-    local = {s.version for s in _of_kind(scripts, PHASE_KIND[phase])}
+    local = {s.number for s in _of_kind(scripts, PHASE_KIND[phase])}
     highest = state.highest(phase)
     notes = []
     future = sorted(
@@ -168,16 +168,21 @@ def inventory(scripts: list[Script], state: SchemaState) -> dict[str, list[dict[
     """Per phase, every local script and every recorded version with its state, oldest first."""
     listing: dict[str, list[dict[str, object]]] = {}
     for phase in Phase:
-        local = {s.version: s for s in _of_kind(scripts, PHASE_KIND[phase])}
+        local = {s.number: s for s in _of_kind(scripts, PHASE_KIND[phase])}
         recorded = {v: row for (p, v), row in state.applied.items() if p is phase}
-        entries = []
+        entries: list[dict[str, object]] = []
         for version in sorted(set(local) | set(recorded)):
             script, row = local.get(version), recorded.get(version)
+            name, description = (
+                (script.name, script.description)
+                if script
+                else (recorded[version].script, recorded[version].description)
+            )
             entries.append(
                 {
                     "version": str(version),
-                    "script": script.name if script else row.script,
-                    "description": script.description if script else row.description,
+                    "script": name,
+                    "description": description,
                     "state": _state_of(phase, version, script, row, state),
                     "installed_on": _timestamp(row.installed_on) if row else None,
                     "installed_by": row.installed_by if row else None,
@@ -200,7 +205,7 @@ def inventory(scripts: list[Script], state: SchemaState) -> dict[str, list[dict[
     return listing
 
 
-def _state_of(phase: Phase, version: Version, script: Script | None, row: object, state: SchemaState) -> str:
+def _state_of(phase: Phase, version: Version, script: Script | None, row: HistoryRow | None, state: SchemaState) -> str:
     if row is None:
         return "baseline" if state.is_applied(phase, version) else "pending"
     if script is None:

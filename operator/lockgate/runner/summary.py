@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import LockgateError, MigrationFailed, ValidationRefused
+from ..shared.errors import LockgateError, MigrationFailed, ValidationRefused
+from ..shared.phases import REPEATABLE, UNDO
+from ..shared.report import TERMINATION_MESSAGE_LIMIT, ErrorReport, Report, cut, encode
 from .scripts import KIND_PHASE, Kind, Script
-
-# A Kubernetes termination message holds at most 4096 bytes.
-TERMINATION_MESSAGE_LIMIT = 4096
 
 
 @dataclass(frozen=True)
@@ -50,26 +48,22 @@ class Summary:
         return asdict(self)
 
     def compact(self, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
-        """The summary in under `limit` bytes: newest applied entries kept, long texts cut."""
-        doc: dict[str, Any] = {
+        """The report for a termination message, in under `limit` bytes: long texts cut."""
+        report: Report = {
             "command": self.command,
             "phase": self.phase,
             "target": self.target,
             "schema_version": self.schema_version,
             "exit_code": self.exit_code,
-            "message": _cut(self.message, 500) if self.message else None,
+            "message": cut(self.message, 500) if self.message else None,
             "duration_ms": self.duration_ms,
             "applied_count": len(self.applied),
             "pending_count": len(self.pending),
-            "applied": [[a["version"] or a["script"], a["ms"]] for a in self.applied],
-            "error": _cut_error(self.error),
-            "problems": [_cut(p, 300) for p in self.problems[:5]],
+            "applied": [(a["version"] or a["script"], a["ms"]) for a in self.applied],
+            "error": _error_report(self.error),
+            "problems": [cut(p, 300) for p in self.problems[:5]],
         }
-        text = json.dumps(doc, separators=(",", ":"))
-        while len(text.encode()) >= limit and doc["applied"]:
-            doc["applied"] = doc["applied"][len(doc["applied"]) // 2 + 1 :]
-            text = json.dumps(doc, separators=(",", ":"))
-        return text
+        return encode(report, limit)
 
 
 def pending_entry(script: Script) -> dict[str, Any]:
@@ -86,16 +80,21 @@ def applied_entry(script: Script, ms: int) -> dict[str, Any]:
 
 
 def phase_of(script: Script) -> str:
+    """The history's phase for a script."""
     if script.kind is Kind.REPEATABLE:
-        return "repeatable"
+        return REPEATABLE
     if script.kind is Kind.UNDO:
-        return "undo"
+        return UNDO
     return KIND_PHASE[script.kind].value
 
 
-def _cut(text: str, size: int) -> str:
-    return text if len(text) <= size else text[: size - 1] + "…"
-
-
-def _cut_error(error: MigrationError | None) -> dict[str, Any] | None:
-    return None if error is None else asdict(error) | {"message": _cut(error.message, 1000)}
+def _error_report(error: MigrationError | None) -> ErrorReport | None:
+    if error is None:
+        return None
+    return ErrorReport(
+        version=error.version,
+        script=error.script,
+        sqlstate=error.sqlstate,
+        message=cut(error.message, 1000),
+        line=error.line,
+    )

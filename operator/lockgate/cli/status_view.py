@@ -6,9 +6,9 @@ from typing import Any
 
 from kubernetes import client
 
-from .controller.conditions import find
-from .controller.kube import load_config
-from .controller.spec import GROUP, PLURAL, VERSION
+from ..controller.conditions import find
+from ..controller.kube import custom_object, load_config
+from ..controller.spec import GROUP, PLURAL, VERSION
 
 
 def render(body: dict[str, Any]) -> list[str]:
@@ -43,7 +43,10 @@ def list_migrations(namespace: str | None, name: str | None) -> list[dict[str, A
     load_config()
     api = client.CustomObjectsApi()
     if name:
-        return [api.get_namespaced_custom_object(GROUP, VERSION, namespace or "default", PLURAL, name)]
+        return [custom_object(api.get_namespaced_custom_object(GROUP, VERSION, namespace or "default", PLURAL, name))]
     if namespace:
-        return api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
-    return api.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
+        found = api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+    else:
+        found = api.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+    items: list[dict[str, Any]] = custom_object(found)["items"]
+    return items

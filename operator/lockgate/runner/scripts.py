@@ -8,23 +8,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UsageError, ValidationRefused
-from .versions import Version
+from ..shared.errors import UsageError, ValidationRefused
+from ..shared.phases import Phase
+from ..shared.versions import Version
 
 
-class Phase(str, enum.Enum):
-    """The phases of one schema version, in the order they run."""
-
-    EXPAND = "expand"
-    BACKGROUND = "background"
-    CONTRACT = "contract"
-
-    @property
-    def prefix(self) -> str:
-        return {"expand": "V", "background": "A", "contract": "C"}[self.value]
-
-
-class Kind(str, enum.Enum):
+class Kind(enum.StrEnum):
     """What a script file is; its name's first letter."""
 
     VERSIONED = "V"
@@ -50,6 +39,13 @@ class Script:
     name: str
     sql: str
     checksum: str
+
+    @property
+    def number(self) -> Version:
+        """The version of a V, A, C or U script (repeatable scripts have none)."""
+        if self.version is None:
+            raise ValueError(f"{self.name} is repeatable: it has no version")
+        return self.version
 
     @property
     def label(self) -> str:

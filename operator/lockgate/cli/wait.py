@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, watch
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
-from .controller.conditions import find
-from .controller.kube import load_config
-from .controller.spec import GROUP, PLURAL, TERMINATION_LOG, VERSION
-from .errors import UsageError
-from .versions import Version
+from ..controller.conditions import find
+from ..controller.kube import custom_object, load_config
+from ..controller.spec import GROUP, PLURAL, TERMINATION_LOG, VERSION
+from ..shared.errors import UsageError
+from ..shared.versions import Version
 
 NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -78,7 +78,7 @@ def _own_namespace() -> str:
 
 def _get(api: client.CustomObjectsApi, namespace: str, name: str) -> tuple[dict[str, Any] | None, str | None]:
     try:
-        body = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        body = custom_object(api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
         return body, body["metadata"]["resourceVersion"]
     except ApiException as exc:
         if exc.status == 404:
@@ -95,7 +95,7 @@ def _wait_for_change(
 ) -> None:
     """Block until the object changes (a watch event) or the deadline; no busy polling."""
     remaining = max(1, int(deadline - time.monotonic()))
-    stream = watch.Watch().stream(
+    stream = watch.Watch().stream(  # type: ignore[no-untyped-call]  # unannotated in the client
         api.list_namespaced_custom_object,
         GROUP,
         VERSION,

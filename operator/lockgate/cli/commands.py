@@ -1,0 +1,192 @@
+"""The `lockgate` commands: each turns its arguments into a runner or cluster call and prints the outcome."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import fields
+
+from ..runner.database import Database, create_engine
+from ..runner.execute import Options, Runner
+from ..runner.history import derive_state
+from ..runner.lint import ERROR, lint_scripts
+from ..runner.plan import inventory
+from ..runner.scripts import load_scripts
+from ..runner.summary import Summary
+from ..shared.errors import ClusterError, LockgateError, UsageError, ValidationRefused
+from .output import Output
+
+
+def _options(args: argparse.Namespace) -> Options:
+    """The options this command takes, as given; Options holds the defaults."""
+    return Options(**{f.name: getattr(args, f.name) for f in fields(Options) if hasattr(args, f.name)})
+
+
+def _database(args: argparse.Namespace) -> Database:
+    url = args.database_url or os.environ.get("LOCKGATE_DATABASE_URL")
+    if not url:
+        raise UsageError("no database URL: pass --database-url or set LOCKGATE_DATABASE_URL")
+    return Database(create_engine(url), args.history_table)
+
+
+def _scripts_dir(args: argparse.Namespace) -> str:
+    directory = args.dir or os.environ.get("LOCKGATE_MIGRATIONS_DIR")
+    if not directory:
+        raise UsageError("no migrations directory: pass --dir or set LOCKGATE_MIGRATIONS_DIR")
+    return directory
+
+
+def _runner(args: argparse.Namespace, out: Output, needs_dir: bool = True) -> Runner:
+    scripts = load_scripts(_scripts_dir(args)) if needs_dir else []
+    return Runner(_database(args), scripts, _options(args), out.progress)
+
+
+def cmd_migrate(args: argparse.Namespace, out: Output) -> int:
+    def announce(runner: Runner) -> None:
+        target = f" up to {args.target}" if args.target else ""
+        out.progress(f"lockgate {args.phase}{target}: {len(runner.scripts)} script(s) in {_scripts_dir(args)}")
+
+    return _run_command(args, out, Runner.migrate, announce=announce)
+
+
+def cmd_plan(args: argparse.Namespace, out: Output) -> int:
+    return _run_command(args, out, Runner.plan)
+
+
+def cmd_undo(args: argparse.Namespace, out: Output) -> int:
+    return _run_command(args, out, lambda runner: runner.undo(args.to))
+
+
+def cmd_baseline(args: argparse.Namespace, out: Output) -> int:
+    return _run_command(args, out, lambda runner: runner.baseline(args.baseline_version), needs_dir=False)
+
+
+def cmd_repair(args: argparse.Namespace, out: Output) -> int:
+    return _run_command(args, out, Runner.repair, needs_dir=False)
+
+
+def _run_command(
+    args: argparse.Namespace,
+    out: Output,
+    command: Callable[[Runner], Summary],
+    needs_dir: bool = True,
+    announce: Callable[[Runner], None] | None = None,
+) -> int:
+    """Run one runner command. Commands with --summary-file (migrate, undo) write it on every
+    path, a failure to load the scripts or reach the database included: the operator reads it."""
+    summary_file: str | None = getattr(args, "summary_file", None)
+    try:
+        runner = _runner(args, out, needs_dir)
+    except LockgateError as exc:
+        if not hasattr(args, "summary_file"):
+            raise
+        return out.finish(_failed_before_start(args, exc), summary_file)
+    if announce:
+        announce(runner)
+    try:
+        return out.finish(command(runner), summary_file)
+    finally:
+        runner.db.close()
+
+
+def _failed_before_start(args: argparse.Namespace, exc: LockgateError) -> Summary:
+    options = _options(args)
+    target = getattr(args, "to", None) or options.target
+    summary = Summary(args.command, options.phase, str(target) if target else None)
+    summary.fail(exc)
+    return summary
+
+
+def cmd_info(args: argparse.Namespace, out: Output) -> int:
+    scripts = load_scripts(_scripts_dir(args))
+    db = _database(args)
+    try:
+        listing = inventory(scripts, derive_state(db.read_history()))
+    finally:
+        db.close()
+    if args.json:
+        out.document(listing)
+        return 0
+    for phase, entries in listing.items():
+        out.progress(phase)
+        for entry in entries:
+            when = (
+                f"  {entry['installed_on']} by {entry['installed_by']} ({entry['ms']} ms)"
+                if entry["installed_on"]
+                else ""
+            )
+            out.progress(f"  {entry['script']:<44} {entry['state']}{when}")
+        if not entries:
+            out.progress("  (none)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, out: Output) -> int:
+    from ..controller.run import run_operator
+
+    return run_operator(args.namespace, args.health_port, args.metrics_port, args.log_format, args.verbose)
+
+
+def cmd_wait(args: argparse.Namespace, out: Output) -> int:
+    from .wait import wait_for_schema
+
+    if not args.name or args.required is None:
+        raise UsageError(
+            "lockgate wait needs --name and --version (or LOCKGATE_SCHEMAMIGRATION and LOCKGATE_REQUIRES_VERSION)"
+        )
+    with _api_errors():
+        return wait_for_schema(args.namespace, args.name, args.required, args.timeout, out.progress)
+
+
+def cmd_status(args: argparse.Namespace, out: Output) -> int:
+    from .status_view import list_migrations, render
+
+    with _api_errors():
+        migrations = list_migrations(args.namespace, args.name)
+    if args.json:
+        out.document(
+            [
+                {
+                    "metadata": {"namespace": m["metadata"]["namespace"], "name": m["metadata"]["name"]},
+                    "spec": m.get("spec"),
+                    "status": m.get("status"),
+                }
+                for m in migrations
+            ]
+        )
+        return 0
+    for body in migrations:
+        for line in render(body):
+            out.progress(line)
+    if not migrations:
+        out.progress("no SchemaMigrations found")
+    return 0
+
+
+@contextlib.contextmanager
+def _api_errors() -> Iterator[None]:
+    """Kubernetes API failures as one line that says what went wrong, not a traceback."""
+    from kubernetes.client.exceptions import ApiException
+
+    from ..controller.kube import describe_error
+
+    try:
+        yield
+    except ApiException as exc:
+        raise ClusterError(f"the Kubernetes API refused: {describe_error(exc)}") from None
+
+
+def cmd_lint(args: argparse.Namespace, out: Output) -> int:
+    findings = lint_scripts(load_scripts(_scripts_dir(args)))
+    errors = [f for f in findings if f.severity == ERROR]
+    if args.json:
+        out.document(
+            {"findings": [vars(f) for f in findings], "errors": len(errors), "warnings": len(findings) - len(errors)}
+        )
+    else:
+        for f in findings:
+            out.progress(f"{f.script}:{f.line or '?'}: {f.severity}: [{f.rule}] {f.message}")
+        out.progress(f"{len(errors)} error(s), {len(findings) - len(errors)} warning(s)")
+    return ValidationRefused.exit_code if errors else 0

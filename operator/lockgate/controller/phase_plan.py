@@ -1,0 +1,143 @@
+"""The plan for spec.version: walk its phases in order and stop at the first that is not done (pure).
+
+Expand, then background (beside the rollout), then contract (rollout.contract_verdict); a lowered
+spec.version keeps the newer schema or, if spec.rollback allows, runs undo. Which Job to claim
+is the ledger's rule (ledger.next_job); the plan only carries the claim back to decide().
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..shared.phases import UNDO, Phase
+from ..shared.versions import Version
+from .conditions import Condition, Reason, StatusPhase
+from .ledger import Entry, JobRequest, Ledger, Step, next_job
+from .observed import Observed
+from .rollout import WAITING_FOR_ROLLOUT, contract_verdict, rollout
+from .spec import Migration
+
+NOT_STALLED = Condition(False, Reason.NO_FAILURE, "no Job of this version has failed")
+
+
+@dataclass(frozen=True)
+class Plan:
+    phase: StatusPhase
+    ready: Condition
+    reconciling: Condition
+    stalled: Condition
+    rolled_out: Condition
+    contracted: Condition
+    request: JobRequest | None = None  # the Job this plan claims
+    requeue_after: float | None = None
+
+
+def plan_for(m: Migration, ledger: Ledger, observed: Observed) -> Plan:
+    expanded = ledger.expanded
+    if expanded is not None and m.spec.version < expanded:
+        return _lowered(m, ledger, observed, expanded)
+    if not ledger.reached(Phase.EXPAND, m.spec.version):
+        return _expanding(m, ledger, observed)
+    return _after_expand(m, ledger, observed)
+
+
+def _expanding(m: Migration, ledger: Ledger, observed: Observed) -> Plan:
+    v = m.spec.version
+    plan = Plan(
+        phase=StatusPhase.EXPANDING,
+        ready=Condition(False, Reason.EXPANDING, f"expanding the schema to {v}: pods requiring it wait at the gate"),
+        reconciling=Condition(True, Reason.EXPANDING),
+        stalled=NOT_STALLED,
+        rolled_out=Condition(False, Reason.ROLLOUT_WAITING, "waiting for the expand phase"),
+        contracted=Condition(False, Reason.WAITING_FOR_EXPAND, "contract runs after expand and the rollout"),
+    )
+    step = next_job(ledger, observed, m, Phase.EXPAND, v, m.spec.image)
+    return _with_step(replace(plan, reconciling=Condition(True, Reason.EXPANDING, step.waiting)), step)
+
+
+def _after_expand(m: Migration, ledger: Ledger, observed: Observed) -> Plan:
+    v = m.spec.version
+    rolled_out = rollout(observed, v, m.spec.gate_kinds)
+    plan = Plan(
+        phase=StatusPhase.ROLLING_OUT,
+        ready=Condition(True, Reason.SCHEMA_EXPANDED, f"schema {v} is expanded: pods requiring it pass the gate"),
+        reconciling=Condition(
+            False, Reason.SCHEMA_EXPANDED, "the gate is open; background and contract continue on their own"
+        ),
+        stalled=NOT_STALLED,
+        rolled_out=rolled_out,
+        contracted=WAITING_FOR_ROLLOUT,
+    )
+    if m.spec.phase(Phase.BACKGROUND).enabled and not ledger.reached(Phase.BACKGROUND, v):
+        step = next_job(ledger, observed, m, Phase.BACKGROUND, v, m.spec.image)
+        return _with_step(replace(plan, phase=StatusPhase.BACKFILLING), step)
+    verdict = contract_verdict(m, ledger, rolled_out, observed)
+    if not verdict.may_run:
+        return replace(plan, phase=verdict.phase, contracted=verdict.contracted, requeue_after=verdict.requeue_after)
+    step = next_job(ledger, observed, m, Phase.CONTRACT, v, m.spec.image)
+    if step.failed:
+        return job_failed(plan, step.failed)
+    contracting = Condition(False, Reason.CONTRACTING, step.waiting)
+    return _with_step(replace(plan, phase=StatusPhase.CONTRACTING, contracted=contracting), step)
+
+
+def _lowered(m: Migration, ledger: Ledger, observed: Observed, expanded: Version) -> Plan:
+    v = m.spec.version
+    if m.spec.rollback_policy != "Undo":
+        message = f"spec.version {v} is below the expanded {expanded}; rollback.policy Never keeps the newer schema (expand is additive), so nothing runs and pods requiring <= {expanded} pass the gate"
+        kept = Reason.NEWER_SCHEMA_KEPT
+        return Plan(
+            StatusPhase.NEWER_SCHEMA_KEPT,
+            ready=Condition(True, kept, message),
+            reconciling=Condition(False, kept, message),
+            stalled=Condition(False, kept),
+            rolled_out=Condition(True, kept),
+            contracted=Condition(False, kept),
+        )
+    plan = Plan(
+        phase=StatusPhase.ROLLING_BACK,
+        ready=Condition(False, Reason.ROLLING_BACK, f"undoing the schema from {expanded} to {v}"),
+        reconciling=Condition(True, Reason.ROLLING_BACK, f"undo Job to {v} is running"),
+        stalled=NOT_STALLED,
+        rolled_out=Condition(False, Reason.ROLLING_BACK),
+        contracted=Condition(False, Reason.ROLLING_BACK),
+    )
+    image = ledger.image_of(expanded)
+    if image is None:
+        message = f"no image is recorded for version {expanded}, so its undo scripts cannot be run; apply them by hand or restore spec.version"
+        return replace(
+            plan,
+            phase=StatusPhase.FAILED,
+            stalled=Condition(True, Reason.NO_UNDO_IMAGE, message),
+            reconciling=Condition(False, Reason.STALLED),
+        )
+    return _with_step(plan, next_job(ledger, observed, m, UNDO, v, image))
+
+
+def _with_step(plan: Plan, step: Step) -> Plan:
+    """The plan with the step's claim, or failed with the step's failed Job."""
+    if step.failed:
+        return job_failed(plan, step.failed)
+    return replace(plan, request=step.request, requeue_after=step.requeue_after)
+
+
+def job_failed(plan: Plan, entry: Entry) -> Plan:
+    message = f"{entry['phase']} Job {entry['job']} failed: {entry.get('error') or 'see its logs'}; fix the cause, then change the spec or set the lockgate.dev/retry annotation to retry"
+    return replace(
+        plan,
+        phase=StatusPhase.FAILED,
+        stalled=Condition(True, Reason.JOB_FAILED, message),
+        ready=Condition(False, Reason.JOB_FAILED, message),
+        reconciling=Condition(False, Reason.STALLED),
+        request=None,
+    )
+
+
+def blocked(plan: Plan, error: str) -> Plan:
+    """The operator itself cannot act (RBAC, API errors): say so where users look."""
+    message = f"the operator cannot act: {error}"
+    return replace(
+        plan,
+        stalled=Condition(True, Reason.OPERATOR_ERROR, message),
+        ready=Condition(False, Reason.OPERATOR_ERROR, message),
+    )

@@ -1,0 +1,94 @@
+"""The runner's report in a container's termination message: one shape for the writer
+(runner.summary) and the reader (the operator), so the two cannot drift (pure)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+from . import redaction
+
+# A Kubernetes termination message holds at most 4096 bytes.
+TERMINATION_MESSAGE_LIMIT = 4096
+ERROR_EXCERPT = 1000
+
+
+class ErrorReport(TypedDict):
+    version: str | None
+    script: str | None
+    sqlstate: str | None
+    message: str
+    line: int | None
+
+
+class Report(TypedDict):
+    """The compact JSON document `lockgate migrate` and `undo` write to --summary-file."""
+
+    command: str
+    phase: str | None
+    target: str | None
+    schema_version: str | None
+    exit_code: int
+    message: str | None
+    duration_ms: int
+    applied_count: int
+    pending_count: int
+    applied: list[tuple[str, int]]  # (version or script, ms), newest kept when cut
+    error: ErrorReport | None
+    problems: list[str]
+
+
+@dataclass(frozen=True)
+class RunnerReport:
+    """What the operator keeps of a migration container's termination message."""
+
+    exit_code: int | None
+    applied: int | None = None
+    schema_version: str | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+
+
+def encode(report: Report, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
+    """The report in under `limit` bytes: the oldest applied entries go first."""
+    text = json.dumps(report, separators=(",", ":"))
+    while len(text.encode()) >= limit and report["applied"]:
+        report["applied"] = report["applied"][len(report["applied"]) // 2 + 1 :]
+        text = json.dumps(report, separators=(",", ":"))
+    return text
+
+
+def parse_report(message: str | None, exit_code: int | None) -> RunnerReport:
+    """Read lockgate's report; any other tool's message becomes the error text."""
+    try:
+        doc = json.loads(message or "")
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict) or "exit_code" not in doc:
+        text = (message or "").strip()
+        return RunnerReport(exit_code, error=excerpt(text) if text and exit_code else None)
+    return RunnerReport(
+        exit_code=doc.get("exit_code", exit_code),
+        applied=doc.get("applied_count"),
+        schema_version=doc.get("schema_version"),
+        duration_ms=doc.get("duration_ms"),
+        error=excerpt(_error_text(doc)) if doc.get("exit_code") else None,
+    )
+
+
+def _error_text(doc: dict[str, Any]) -> str:
+    error = doc.get("error") or {}
+    if error:
+        where = f"{error.get('script')} line {error.get('line')}" if error.get("script") else "migration"
+        return f"{where}: [{error.get('sqlstate')}] {error.get('message')}"
+    return str(doc.get("message") or "; ".join(doc.get("problems") or []) or f"exit code {doc.get('exit_code')}")
+
+
+def cut(text: str, size: int) -> str:
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+def excerpt(text: str) -> str:
+    """An error text as status shows it: redacted and cut."""
+    return cut(redaction.redact(text), ERROR_EXCERPT)
