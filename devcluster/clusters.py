@@ -89,14 +89,13 @@ class LocalCluster:
     def _take_host(self, bin_dir: Path) -> None:
         """Lock the host for this node, first restoring what a node that died without `down` left."""
         lock = HOST_LOCK.open("a+")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _flock(lock, float(os.environ.get("LOCKGATE_CLUSTER_LOCK_WAIT", "0"))):
             lock.close()
             raise ComponentError(
                 f"another local cluster runs on this host (lock {HOST_LOCK}); stop it first "
-                "(`python -m devcluster down --dir DIR`, or end the pytest run that started it)"
-            ) from None
+                "(`python -m devcluster down --dir DIR`, or end the pytest run that started it), "
+                "or set LOCKGATE_CLUSTER_LOCK_WAIT=SECONDS to wait for it"
+            )
         self._lock = lock
         lock.seek(0)
         if stale := lock.read().strip():
@@ -131,6 +130,19 @@ class LocalCluster:
         raise ComponentError(
             f"node {self.node_name} not Ready after {START_TIMEOUT:.0f}s: see {self.directory}/logs/kubelet.log"
         )
+
+
+def _flock(lock: IO[str], wait: float) -> bool:
+    """Take the host lock, waiting up to `wait` seconds for another cluster to go."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(1)
 
 
 class ExistingCluster:

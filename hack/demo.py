@@ -1,10 +1,11 @@
 """`make demo`: lockgate end to end on this machine, narrated.
 
-Starts the local control plane (the test harness: kube-apiserver, etcd, controller-manager,
-scheduler and a node agent that really runs lockgate's migration pods), a throwaway
-PostgreSQL and the operator; applies examples/shop release 1, then release 2, and shows
-each step as it happens: expand Job -> gate opens -> rollout -> contract Job. Cleans up
-after itself and exits 0, or exits 1 keeping the logs when something goes wrong.
+Starts the local cluster (kube-apiserver, etcd, controller-manager, scheduler, and a real node:
+kubelet, kube-proxy, containerd running the images built from the Dockerfile and examples/shop),
+a throwaway PostgreSQL and the operator; installs examples/shop release 1, then moves to
+release 2 under steady traffic at the shop's Service, and shows each step as it happens:
+expand Job -> gate opens -> rollout -> contract Job, then how many requests were served and
+how many failed. Cleans up after itself (the host too) and exits 0, or exits 1 keeping the logs.
 """
 
 from __future__ import annotations
@@ -22,14 +23,17 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from devcluster.binaries import cluster_bin_dir  # noqa: E402
+from devcluster.clusters import TEST_IMAGE, LocalCluster  # noqa: E402
+from devcluster.images import build_images  # noqa: E402
+from devcluster.kube import Kube  # noqa: E402
+from devcluster.node import POD_CIDR  # noqa: E402
+from devcluster.postgres import PostgresServer, in_cluster_url  # noqa: E402
+from devcluster.processes import ManagedProcess  # noqa: E402
+from devcluster.shop import Shop, Traffic, TrafficReport  # noqa: E402
+from devcluster.workloads import operator_command  # noqa: E402
 from lockgate.cli.status_view import render  # noqa: E402
 from lockgate.controller.spec import GATE_CONDITION, GROUP, PLURAL, VERSION  # noqa: E402
-from tests.cluster.binaries import cluster_bin_dir  # noqa: E402
-from tests.cluster.clusters import LocalCluster  # noqa: E402
-from tests.cluster.kube import Kube, deployment_rolled_out  # noqa: E402
-from tests.cluster.processes import ManagedProcess  # noqa: E402
-from tests.operator_fixtures import operator_command  # noqa: E402
-from tests.postgres import PostgresServer  # noqa: E402
 
 NS = "shop"
 EXAMPLE = REPO / "examples" / "shop"
@@ -48,38 +52,47 @@ class Demo:
         self.postgres: PostgresServer | None = None
         self.operator: ManagedProcess | None = None
         self.kube: Kube | None = None
+        self.shop: Shop | None = None
         self.kubectl_path = ""
         self.seen: set[str] = set()
+        self.traffic: TrafficReport | None = None
 
     def run(self) -> None:
-        self.start()
-        say("release 1: applying the SchemaMigration (version 1) and the gated Deployment")
-        self.kubectl("apply", "-f", str(EXAMPLE / "schemamigration.yaml"), "-f", str(EXAMPLE / "deployment.yaml"))
-        self.follow(lambda: self.done("1"))
+        shop = self.start()
+        say("release 1: the SchemaMigration (version 1), the gated Deployment of the shop app and its Service")
+        shop.install(self.database_url_for_pods())
+        self.follow(lambda: shop.released("1"))
+        host, port = shop.service_address()
+        say(f"steady traffic at the shop's Service ({host}:{port}): reads and writes, 20 a second")
+        traffic = Traffic(host, port).start()
         say("release 2: the SchemaMigration moves to version 2 first, then the app (as an Argo CD sync wave would)")
-        self.kubectl("patch", "smig", "shop", "--type", "merge", "-p", '{"spec":{"version":"2"}}')
-        self.kubectl(
-            "patch",
-            "deployment",
-            "shop-web",
-            "-p",
-            '{"spec":{"template":{"metadata":{"annotations":{"lockgate.dev/requires-version":"2"}}}}}',
-        )
-        self.follow(lambda: self.done("2"))
+        shop.move_to("2")
+        self.follow(lambda: shop.released("2"))
+        self.traffic = traffic.stop()
+        say(f"traffic during the release: {self.traffic.summary()}")
         self.summary()
+        if self.traffic.failed:
+            raise RuntimeError(f"{self.traffic.failed} requests failed during the release")
 
-    def start(self) -> None:
-        say(
-            "building or reusing the control-plane binaries (the first run builds Kubernetes from source: several minutes)"
-        )
+    def start(self) -> Shop:
+        say("building or reusing the binaries (the first run builds Kubernetes and containerd from source: minutes)")
         bin_dir = cluster_bin_dir()
         self.kubectl_path = str(bin_dir / "kubectl")
-        say("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the node agent")
-        self.cluster = LocalCluster(self.workdir / "cluster", bin_dir=bin_dir).start()
+        say("building or reusing the images (the Dockerfile with buildah on a Debian base made with mmdebstrap)")
+        images = build_images()
+        say(
+            "starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd, kubelet and kube-proxy"
+        )
+        self.cluster = LocalCluster(self.workdir / "cluster", bin_dir=bin_dir).start(images)
         self.kube = Kube.from_kubeconfig(self.cluster.kubeconfig)
-        say(f"control plane up in {self.cluster.startup_seconds:.1f}s; starting PostgreSQL")
-        self.postgres = PostgresServer().start()
-        url = self.postgres.create_database("shop")
+        say(
+            f"cluster up in {self.cluster.startup_seconds:.1f}s, node {self.cluster.node_name} at {self.cluster.node_ip}"
+        )
+        for line in self.kubectl("get", "nodes", "-o", "wide", namespaced=False, quiet=True).splitlines():
+            say(f"  {line}")
+        say("starting PostgreSQL")
+        self.postgres = PostgresServer(pod_access=(self.cluster.node_ip, POD_CIDR)).start()
+        self.postgres.create_database("shop")
         self.kubectl("apply", "-f", str(REPO / "crds"))
         self.kubectl("wait", "--for=condition=Established", "crd/schemamigrations.lockgate.dev", namespaced=False)
         command = operator_command(NS)
@@ -90,9 +103,15 @@ class Demo:
         say(f"operator running (log: {self.workdir / 'operator.log'})")
         self.kubectl("create", "namespace", NS, namespaced=False)
         self.kubectl("wait", "--for=jsonpath={.metadata.name}=default", "serviceaccount/default", "--timeout=60s")
-        self.kubectl("create", "secret", "generic", "shop-db", f"--from-literal=url={url}", quiet=True)
-        self.kubectl("create", "configmap", "shop-migrations", f"--from-file={EXAMPLE / 'migrations'}")
-        say("the database URL is in Secret shop-db; the scripts of both releases are in ConfigMap shop-migrations")
+        say(
+            "the database URL goes in Secrets shop-db and shop-app-db; both releases' scripts in ConfigMap shop-migrations"
+        )
+        self.shop = Shop(self.kube, NS, TEST_IMAGE, "lockgate-shop:dev")
+        return self.shop
+
+    def database_url_for_pods(self) -> str:
+        assert self.postgres is not None and self.cluster is not None
+        return in_cluster_url(self.postgres.url_for("shop"), self.cluster.node_ip)
 
     def kubectl(self, *args: str, namespaced: bool = True, quiet: bool = False) -> str:
         assert self.cluster is not None
@@ -165,17 +184,12 @@ class Demo:
         deployments = self.kube.apps.list_namespaced_deployment(NS, field_selector="metadata.name=shop-web").items
         return smig, pods, deployments[0] if deployments else None
 
-    def done(self, version: str) -> bool:
-        smig, _, deployment = self.state()
-        status = (smig or {}).get("status") or {}
-        if status.get("phase") == "Failed":
-            raise RuntimeError("the SchemaMigration failed: " + " / ".join(render(smig)))
-        rolled_out = deployment is not None and deployment_rolled_out(deployment)
-        return status.get("contractedVersion") == version and status.get("phase") == "Complete" and rolled_out
-
     def summary(self) -> None:
         smig, _, _ = self.state()
         say("done: both releases rolled out through the gate, each phase ran exactly once")
+        if self.traffic:
+            print("\n--- traffic at the shop's Service during release 1 -> 2 " + "-" * 12)
+            print(f"served {self.traffic.served}, failed {self.traffic.failed}")
         print("\n--- lockgate status -n shop " + "-" * 40)
         for line in render(smig):
             print(line)

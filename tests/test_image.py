@@ -1,25 +1,16 @@
-"""The Dockerfile and its build context.
+"""The Dockerfile, its build context, and the image built from it.
 
-No Docker engine exists on these machines, so nothing here runs `docker build`. What can be
-tested is tested: the Dockerfile's structure (stages, user, entrypoint, what the final stage
-holds) against what the Helm chart and the operator expect, the build context .dockerignore
-leaves, and - the nearest real thing to building the image - the builder stage's own
-instructions replayed on this machine: its COPY lines applied to the context, its RUN lines
-(`python -m venv`, `pip install .`) run as written into a fresh virtual environment, then
-`lockgate` run from that environment with the final stage's ENV, a read-only venv and working
-directory and only /tmp writable, as the chart runs the container.
+The Dockerfile's structure (stages, user, entrypoint, what the final stage holds) is checked
+against what the Helm chart and the operator expect; the image itself (built with buildah by
+devcluster.images and imported into the node's containerd) runs in a pod as the chart runs it:
+non-root, read-only root filesystem, only /tmp writable.
 """
 
 from __future__ import annotations
 
-import glob
-import os
+import json
 import re
 import shlex
-import shutil
-import sqlite3
-import subprocess
-import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
+from devcluster.images import context_files, dockerignore
+from devcluster.kube import watch_until
 from tests.chart_support import CHART, REPO, one, render
 
 DOCKERFILE = REPO / "Dockerfile"
@@ -194,61 +187,21 @@ def test_the_bake_your_migrations_in_pattern_is_documented_with_the_current_vers
     assert f"#   FROM ghcr.io/lockgate/lockgate:{version}\n#   COPY migrations/ /migrations/\n" in text
 
 
+def builder_venv(builder: Stage) -> str:
+    for command in builder.all("RUN"):
+        if match := re.search(r"python3? -m venv (\S+)", command):
+            return match[1]
+    raise AssertionError("the builder creates no virtual environment")
+
+
 # the build context
 
 
-def dockerignore_patterns() -> list[tuple[re.Pattern[str], bool]]:
-    """.dockerignore as Docker reads it: one pattern a line, `!` re-includes, the last match wins,
-    `*` stays within a path segment, `**` crosses them; a pattern matching a directory covers its contents."""
-    patterns = []
-    for line in DOCKERIGNORE.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        negate = line.startswith("!")
-        pattern = os.path.normpath(line.lstrip("!").strip()).lstrip("/")
-        regex = ""
-        i = 0
-        while i < len(pattern):
-            if pattern.startswith("**/", i):
-                regex, i = regex + "(?:.*/)?", i + 3
-            elif pattern.startswith("**", i):
-                regex, i = regex + ".*", i + 2
-            elif pattern[i] == "*":
-                regex, i = regex + "[^/]*", i + 1
-            elif pattern[i] == "?":
-                regex, i = regex + "[^/]", i + 1
-            else:
-                regex, i = regex + re.escape(pattern[i]), i + 1
-        patterns.append((re.compile(regex), negate))
-    return patterns
-
-
-def build_context(destination: Path) -> list[str]:
-    """Copy what the build context holds (the repository less .dockerignore) to `destination`."""
-    patterns = dockerignore_patterns()
-    kept = []
-    for root, _, files in os.walk(REPO):
-        for name in files:
-            relative = os.path.relpath(os.path.join(root, name), REPO)
-            parts = relative.split("/")
-            candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-            excluded = False
-            for regex, negate in patterns:
-                if any(regex.fullmatch(c) for c in candidates):
-                    excluded = not negate
-            if not excluded:
-                kept.append(relative)
-                (destination / relative).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(REPO / relative, destination / relative)
-    return sorted(kept)
-
-
-def test_the_build_context_holds_the_package_and_nothing_else(tmp_path: Path) -> None:
-    kept = build_context(tmp_path)
+def test_the_build_context_holds_the_package_and_nothing_else() -> None:
+    kept = context_files(REPO, dockerignore(DOCKERIGNORE.read_text()))  # what buildah is given
     assert (
         "pyproject.toml" in kept
-        and "operator/lockgate/cli.py" in kept
+        and "operator/lockgate/cli/__init__.py" in kept
         and "operator/lockgate/controller/handlers.py" in kept
     )
     for path in kept:
@@ -259,182 +212,60 @@ def test_the_build_context_holds_the_package_and_nothing_else(tmp_path: Path) ->
     assert not any(p.startswith((".venv/", ".git/", "tests/", "charts/")) for p in kept)
 
 
-# the builder's steps, replayed
+# the image itself, built from the Dockerfile, in a pod as the chart runs it
 
 
-def builder_venv(builder: Stage) -> str:
-    for command in builder.all("RUN"):
-        if match := re.search(r"python3? -m venv (\S+)", command):
-            return match[1]
-    raise AssertionError("the builder creates no virtual environment")
-
-
-class Replay:
-    """The image's filesystem paths mapped into a temporary directory."""
-
-    def __init__(self, root: Path, context: Path) -> None:
-        self.root, self.context = root, context
-        self.workdir = root  # the base image's WORKDIR, /
-        root.mkdir(parents=True, exist_ok=True)
-
-    def path(self, image_path: str) -> Path:
-        return self.root / image_path.lstrip("/")
-
-    def map(self, text: str, *image_paths: str) -> str:
-        """Image paths in `text` replaced by their places here, in one pass (a mapped path is never mapped again)."""
-        alternatives = "|".join(re.escape(p) for p in sorted(image_paths, key=len, reverse=True))
-        return re.sub(rf"(?<![\w/])({alternatives})(?![\w-])", lambda m: str(self.path(m[1])), text)
-
-
-def replay_builder(builder: Stage, replay: Replay, tools: Path) -> list[str]:
-    """Run the builder's WORKDIR, COPY and RUN instructions; returns the commands run."""
-    venv = builder_venv(builder)
-    mapped = [venv]
-    ran = []
-    for keyword, args in builder.instructions:
-        if keyword == "WORKDIR":
-            mapped.append(args)
-            replay.workdir = replay.path(args)
-            replay.workdir.mkdir(parents=True, exist_ok=True)
-        elif keyword == "COPY":
-            *sources, destination = shlex.split(args)
-            target = replay.path(destination) if destination.startswith("/") else replay.workdir / destination
-            for source in sources:
-                matches = glob.glob(str(replay.context / source))
-                assert matches or "*" in source, (
-                    f"COPY {source}: not in the build context"
-                )  # a wildcard may match nothing (BuildKit)
-                for match in matches:
-                    if os.path.isdir(match):  # a directory's contents go into the destination
-                        shutil.copytree(match, target, dirs_exist_ok=True)
-                    elif destination.endswith("/"):
-                        target.mkdir(parents=True, exist_ok=True)
-                        shutil.copy2(match, target / Path(match).name)
-                    else:
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        shutil.copy2(match, target)
-        elif keyword == "RUN":
-            if args.startswith("apt-get"):
-                continue  # compilers for platforms without wheels; this machine installs from wheels
-            command = replay.map(args, *mapped)
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_NO_CACHE", "VIRTUAL_ENV", "PYTHON"))}
-            env["PATH"] = f"{tools}:{env['PATH']}"  # `python` is the base interpreter, as in python:3.11-slim
-            result = subprocess.run(
-                ["bash", "-euo", "pipefail", "-c", command],
-                cwd=replay.workdir,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=240,
-            )
-            assert result.returncode == 0, (
-                f"builder step failed: RUN {args}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-            )
-            ran.append(args)
-        elif keyword == "ENV":
-            pass  # the pip settings only (no cache, no version check); this replay may use pip's cache
-        else:
-            raise AssertionError(f"the replay does not know builder instruction {keyword}")
-    return ran
-
-
-def run_read_only(
-    root: Path, writable: Path, argv: list[str], env: dict[str, str], cwd: Path
-) -> subprocess.CompletedProcess[str]:
-    """Run argv with the image's filesystem `root` read-only except `writable` (the chart's /tmp
-    emptyDir): as root, bind mounts in a private mount namespace (file permissions do not stop
-    root); otherwise, write permission removed for the run."""
-    if os.geteuid() == 0:
-        r, w = shlex.quote(str(root)), shlex.quote(str(writable))
-        # /tmp first as its own mount, then the root recursively (keeping /tmp), then the root read-only.
-        script = f'mount --bind {w} {w} && mount --rbind {r} {r} && mount -o remount,bind,ro {r} && cd {shlex.quote(str(cwd))} && exec "$@"'
-        command = ["unshare", "--mount", "--propagation", "private", "bash", "-c", script, "sh", *argv]
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
-    subprocess.run(["chmod", "-R", "a-w", str(root)], check=True)
-    subprocess.run(["chmod", "-R", "u+w", str(writable)], check=True)
-    try:
-        return subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
-    finally:
-        subprocess.run(["chmod", "-R", "u+w", str(root)], check=True)
-
-
-def test_the_builder_steps_install_lockgate_into_a_clean_venv_that_runs_read_only(
-    builder: Stage, final: Stage, tmp_path: Path
+@pytest.mark.timeout(180)
+def test_the_built_image_migrates_as_the_chart_runs_it(
+    kube: Any, namespace: str, cluster: Any, chart_pod: dict[str, Any]
 ) -> None:
-    """The nearest real thing to building the image: the builder's steps, replayed here."""
-    context = tmp_path / "context"
-    context.mkdir()
-    build_context(context)
-    replay = Replay(tmp_path / "image", context)
-    tools = tmp_path / "tools"
-    tools.mkdir()
-    (tools / "python").symlink_to(getattr(sys, "_base_executable", sys.executable))
-    ran = replay_builder(builder, replay, tools)
-    assert any(re.search(r"/pip install( -\S+)* \.(\s|$)", r) for r in ran), (
-        f"the builder should `pip install .`: {ran}"
-    )
-
-    venv = replay.path(builder_venv(builder))
-    assert (venv / "bin" / "lockgate").exists()
-    # The final stage: the venv, /migrations (here: the Argo CD example's scripts, baked in
-    # as `COPY migrations/ /migrations/` would), /tmp as the chart's emptyDir; the rest read-only.
-    migrations = replay.path("/migrations")
-    migrations.mkdir(parents=True)
+    """Non-root, read-only root filesystem, only /tmp writable, the scripts baked in at /migrations:
+    lint, then every phase on SQLite, then the operator's imports; no build tools in the image."""
     scripts = yaml.safe_load(EXAMPLE_MIGRATIONS.read_text())["data"]
-    for name, sql in scripts.items():
-        (migrations / name).write_text(sql)
-    tmp = replay.path("/tmp")
-    tmp.mkdir(parents=True)
-    workdir = replay.path(final.last("WORKDIR"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    env = {
-        k: replay.map(v.replace("$PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), builder_venv(builder), "/tmp", "/migrations")
-        for k, v in final.env().items()
-    }
-    env["LANG"] = "C.UTF-8"
-    before = sorted(str(p.relative_to(venv)) for p in venv.rglob("*"))
-
-    def lockgate(*args: str, cwd: Path = workdir) -> subprocess.CompletedProcess[str]:
-        return run_read_only(replay.root, tmp, ["lockgate", *args], env, cwd)
-
-    # The emulation itself: the image's files cannot be written, /tmp can.
-    probe = run_read_only(
-        replay.root,
-        tmp,
-        [
-            "sh",
-            "-c",
-            f"touch {tmp}/probe && ! touch {venv}/probe 2>/dev/null && ! touch {migrations}/probe 2>/dev/null",
-        ],
-        env,
-        workdir,
-    )
-    assert probe.returncode == 0 and (tmp / "probe").exists() and not (venv / "probe").exists(), probe.stderr
-
+    kube.core.create_namespaced_config_map(namespace, {"metadata": {"name": "scripts"}, "data": scripts})
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
-    result = lockgate("--version", cwd=migrations)  # a read-only working directory
-    assert (result.returncode, result.stdout.strip()) == (0, f"lockgate {version}"), result.stderr
-    result = lockgate("lint", cwd=replay.root)  # LOCKGATE_MIGRATIONS_DIR from the image's ENV; cwd `/`, read-only
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "0 error(s)" in result.stdout
-    database = tmp / "shop.db"
-    for phase in ("expand", "background", "contract"):
-        result = lockgate("migrate", "--phase", phase, "--database-url", f"sqlite:///{database}")
-        assert result.returncode == 0, f"{phase}: {result.stdout}{result.stderr}"
-    with sqlite3.connect(database) as db:
-        assert [row[1] for row in db.execute("PRAGMA table_info(users)")] == ["id", "email"]  # C2 dropped name
-        assert db.execute("SELECT count(*) FROM lockgate_schema_history WHERE success").fetchone()[0] == len(scripts)
-    # The operator's code and its dependencies import from the read-only venv.
-    result = run_read_only(
-        replay.root,
-        tmp,
-        [
-            "python",
-            "-c",
-            "import kopf, kubernetes, prometheus_client, lockgate.controller.handlers, lockgate.controller.run",
-        ],
-        env,
-        workdir,
+    steps = [
+        f'test "$(lockgate --version)" = "lockgate {version}"',
+        "! touch /opt/lockgate/probe 2>/dev/null && ! touch /migrations/probe 2>/dev/null && touch /tmp/probe",
+        "! command -v gcc && ! command -v cc",
+        "cd / && lockgate lint | grep -q '0 error(s)'",  # LOCKGATE_MIGRATIONS_DIR from the image's ENV
+        *(
+            f"lockgate migrate --phase {p} --database-url sqlite:////tmp/shop.db"
+            for p in ("expand", "background", "contract")
+        ),
+        "python -c 'import kopf, kubernetes, prometheus_client, lockgate.controller.handlers, lockgate.controller.run'",
+        'python -c \'import sqlite3, json; db = sqlite3.connect("/tmp/shop.db");'
+        ' print(json.dumps([[r[1] for r in db.execute("PRAGMA table_info(users)")],'
+        ' db.execute("SELECT count(*) FROM lockgate_schema_history WHERE success").fetchone()[0]]))\''
+        " > /dev/termination-log",
+    ]
+    container = {
+        "name": "image",
+        "image": cluster.real_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["sh", "-ec", " && ".join(f"({step})" for step in steps)],
+        "securityContext": chart_pod["containers"][0]["securityContext"],
+        "volumeMounts": [{"name": "scripts", "mountPath": "/migrations"}, {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    pod = {
+        "metadata": {"name": "image"},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": chart_pod.get("securityContext") or {},
+            "containers": [container],
+            "volumes": [{"name": "scripts", "configMap": {"name": "scripts"}}, {"name": "tmp", "emptyDir": {}}],
+        },
+    }
+    kube.core.create_namespaced_pod(namespace, pod)
+    done = watch_until(
+        kube.core.list_namespaced_pod,
+        lambda p: p.status.phase in ("Succeeded", "Failed"),
+        timeout=150,
+        namespace=namespace,
+        field_selector="metadata.name=image",
     )
-    assert result.returncode == 0, result.stderr
-    assert sorted(str(p.relative_to(venv)) for p in venv.rglob("*")) == before  # nothing was written into the venv
+    terminated = done.status.container_statuses[0].state.terminated
+    log = kube.core.read_namespaced_pod_log("image", namespace)
+    assert terminated.exit_code == 0, log
+    columns, applied = json.loads(terminated.message)
+    assert columns == ["id", "email"] and applied == len(scripts)  # C2 dropped name; every script once

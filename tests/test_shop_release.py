@@ -1,0 +1,83 @@
+"""Zero downtime, measured: the shop example's real app behind its Service, under steady traffic,
+through release 1 -> 2 (expand, gated rollout, contract). Every failed request is counted.
+
+The negative control runs the same contract before the rollout (straight through the runner, as a
+team without the gate would) and must see requests fail: the check can fail, so its 0 means something.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from devcluster.kube import Kube, deployment_rolled_out
+from devcluster.postgres import in_cluster_url
+from devcluster.shop import EXAMPLE, Shop, Traffic
+
+APP_IMAGE = os.environ.get("LOCKGATE_TEST_APP_IMAGE", "lockgate-shop:dev")
+RELEASE_TIMEOUT = 240.0
+WARM_UP_REQUESTS = 20
+
+
+def wait_for(what: str, predicate: Callable[[], bool], timeout: float = RELEASE_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:.0f}s")
+        time.sleep(0.5)
+
+
+@pytest.fixture
+def shop_on_release_1(
+    cluster: Any, kube: Kube, namespace: str, database_url: str, run_operator: Callable[..., Any]
+) -> Shop:
+    """Release 1 installed, migrated and rolled out, with the operator watching the namespace."""
+    run_operator()
+    shop = Shop(kube, namespace, cluster.real_image, APP_IMAGE)
+    shop.install(in_cluster_url(database_url, cluster.node_ip))
+    wait_for("release 1", lambda: shop.released("1"))
+    return shop
+
+
+def start_traffic(shop: Shop) -> Traffic:
+    """Traffic once the Service answers: the first requests prove the path works before counting matters."""
+    traffic = Traffic(*shop.service_address()).start()
+    wait_for("the Service to serve", lambda: traffic.report.served >= WARM_UP_REQUESTS, timeout=60)
+    return traffic
+
+
+@pytest.mark.timeout(420)
+def test_release_1_to_2_serves_every_request(shop_on_release_1: Shop) -> None:
+    shop = shop_on_release_1
+    traffic = start_traffic(shop)
+    shop.move_to("2")
+    wait_for("release 2", lambda: shop.released("2"))
+    report = traffic.stop()
+    print(f"release 1 -> 2 under traffic: {report.summary()}")
+    assert report.failed == 0, report.summary()
+    assert report.served > 100, report.summary()  # traffic ran through the whole release
+    pods = shop.kube.core.list_namespaced_pod(shop.namespace, label_selector="app=shop-web").items
+    assert {p.metadata.annotations["lockgate.dev/requires-version"] for p in pods} == {"2"}
+
+
+@pytest.mark.timeout(300)
+def test_contract_before_the_rollout_fails_requests(shop_on_release_1: Shop, database_url: str) -> None:
+    """The negative control: release 2's expand and contract run at once, release 1 still serving."""
+    shop = shop_on_release_1
+    traffic = start_traffic(shop)
+    env = {**os.environ, "LOCKGATE_DATABASE_URL": database_url}
+    for phase in ("expand", "contract"):
+        command = [sys.executable, "-m", "lockgate", "migrate", "--dir", str(EXAMPLE / "migrations")]
+        done = subprocess.run([*command, "--phase", phase, "--target", "2"], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    wait_for("release 1 to break", lambda: traffic.report.failed >= 5, timeout=60)
+    report = traffic.stop()
+    print(f"contract before the rollout: {report.summary()}")
+    assert any("created_at" in reason for reason in report.failures), report.summary()
+    assert deployment_rolled_out(shop.deployment())  # nothing rolled: the failures are the early contract's
