@@ -55,6 +55,9 @@ IPTABLES = ("iptables", "ip6tables")
 TABLES = ("filter", "nat", "mangle", "raw")
 BUILTIN_CHAINS = {"INPUT", "OUTPUT", "FORWARD", "PREROUTING", "POSTROUTING"}
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+# The kubelet's pod cgroups (cgroupfs driver). Only these are the node's: a cgroup someone else
+# creates meanwhile (a buildah build step, say) is not ours to kill or remove.
+NODE_CGROUPS = ("kubepods",)
 PROC_SYS = Path("/proc/sys")
 
 
@@ -247,9 +250,13 @@ def _cgroup_tree(top: Path) -> list[Path]:
     return sorted((Path(d) for d, _, _ in os.walk(top)), key=lambda d: -len(d.parts))
 
 
+def _node_cgroups(before: HostState) -> list[str]:
+    return [top for top in new_entries(before.cgroups, _cgroup_dirs()) if Path(top).name in NODE_CGROUPS]
+
+
 def _remove_cgroups(before: HostState) -> list[str]:
     done = []
-    for top in new_entries(before.cgroups, _cgroup_dirs()):
+    for top in _node_cgroups(before):
         for group in _cgroup_tree(Path(top)):
             try:
                 group.rmdir()
@@ -261,9 +268,9 @@ def _remove_cgroups(before: HostState) -> list[str]:
 
 def _kill_node_processes(before: HostState, binaries: Sequence[Path]) -> list[str]:
     """SIGKILL what outlives the node's daemons: containerd shims (by executable) and container
-    processes (by cgroup: everything in a cgroup the node created)."""
+    processes (by cgroup: everything in the pod cgroups the node created)."""
     pids = set(_pids_running(binaries))
-    for top in new_entries(before.cgroups, _cgroup_dirs()):
+    for top in _node_cgroups(before):
         for group in _cgroup_tree(Path(top)):
             pids |= set(_cgroup_pids(group))
     pids.discard(os.getpid())

@@ -10,7 +10,11 @@
 The Dockerfile's base, python:3.11-slim-bookworm, is pulled where a registry answers; otherwise an
 equivalent is made with mmdebstrap from the host's Debian mirrors. Every archive is named for a sha256
 of what it is built from, so a warm cache builds nothing and a change rebuilds only what depends on it.
-buildah keeps its whole state under the cache directory, never in /var/lib/containers.
+The base's key is its recipe, not its packages' versions: remove the cache to pick up Debian's updates.
+buildah keeps its store (images, layers, containers) under the cache directory; only what buildah 1.28
+has no flag to move lands outside: its blob-info cache (/var/lib/containers/cache) and empty network
+directories (/etc/containers/networks, /etc/cni/net.d, /run/containers/networks). Building needs root,
+buildah, mmdebstrap (unless the base can be pulled), gcc and go; a warm cache needs only go.
 
     python -m devcluster.images [--cache DIR]   # one "ref archive" line per image on stdout
 """
@@ -442,12 +446,7 @@ def run(command: Sequence[str], what: str, progress: Progress, cwd: Path | None 
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=cwd)
         try:
-            while True:
-                try:
-                    process.wait(timeout=HEARTBEAT)
-                    break
-                except subprocess.TimeoutExpired:
-                    progress(f"still {what}...")
+            _wait(process, what, progress)
         except BaseException:  # interrupted: the child must not outlive us
             process.kill()
             process.wait()
@@ -459,6 +458,15 @@ def run(command: Sequence[str], what: str, progress: Progress, cwd: Path | None 
         tail = "\n".join((stdout + stderr).strip().splitlines()[-30:])
         raise ImageBuildError(f"{what} failed (exit {process.returncode}): {shlex.join(command)}\n{tail}")
     return stdout
+
+
+def _wait(process: subprocess.Popen[bytes], what: str, progress: Progress) -> None:
+    while True:
+        try:
+            process.wait(timeout=HEARTBEAT)
+            return
+        except subprocess.TimeoutExpired:
+            progress(f"still {what}...")
 
 
 def storage_driver() -> list[str]:
@@ -511,7 +519,7 @@ class Buildah:
 
 @contextmanager
 def _session(cache: Path) -> Iterator[Buildah]:
-    """buildah on the cache's store, one process at a time; no working container survives it."""
+    """buildah on the cache's store, one process at a time; no working container or temporary survives it."""
     if os.geteuid() != 0:
         raise ImageBuildError("building images needs root (buildah runs build steps with runc; mmdebstrap --mode=root)")
     require("buildah", "apt-get install buildah")
@@ -524,11 +532,22 @@ def _session(cache: Path) -> Iterator[Buildah]:
             progress(f"waiting for another image build (lock {cache / '.lock'})")
             fcntl.flock(lock, fcntl.LOCK_EX)
         buildah = Buildah(cache, progress)
+        _remove_leftovers(buildah)
         try:
             yield buildah
         finally:
-            # A failed build step leaves its working container (and its mount) behind.
-            subprocess.run([*buildah.command, "rm", "--all"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _remove_leftovers(buildah)
+
+
+def _remove_leftovers(buildah: Buildah) -> None:
+    """What a failed or killed build leaves: working containers (mounted) and temporaries, all named `.*`.
+    Only the lock's holder makes either, so whatever exists when it starts or ends is left over."""
+    subprocess.run([*buildah.command, "rm", "--all"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for path in buildah.cache.glob(".*"):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.name != ".lock":
+            path.unlink()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
