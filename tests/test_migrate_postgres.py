@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -245,12 +246,23 @@ def test_lock_timeout_retries_then_gives_way_to_traffic(tmp_path: Path, database
     assert history(database_url) == []
 
 
+def release_after_a_lock_wait(holder: psycopg.Connection[Any], url: str, after: float) -> None:
+    """Close `holder` `after` seconds after another session is first seen waiting for a lock."""
+    deadline = time.monotonic() + 60
+    waiting = "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+    while time.monotonic() < deadline and not query(url, waiting):
+        time.sleep(0.02)
+    time.sleep(after)
+    holder.close()
+
+
 def test_lock_timeout_retry_succeeds_once_the_lock_is_released(tmp_path: Path, database_url: str) -> None:
     query(database_url, "CREATE TABLE busy (id int)")
     d = write(tmp_path / "m", {"V1__alter_busy.sql": "ALTER TABLE busy ADD COLUMN x int;"})
     holder = psycopg.connect(database_url)
     holder.execute("LOCK TABLE busy IN ACCESS SHARE MODE")
-    threading.Timer(1.5, holder.close).start()
+    # Released only once the runner's ALTER has waited out one lock_timeout: a slow start cannot skip the retry.
+    threading.Thread(target=release_after_a_lock_wait, args=(holder, database_url, 0.5), daemon=True).start()
     result = lockgate("migrate", "--dir", str(d), "--lock-timeout", "300", "--lock-retries", "6", url=database_url)
     assert result.code == 0, result.err
     assert "retrying" in result.out

@@ -49,6 +49,14 @@ def pods(kube: Kube, namespace: str, app: str) -> list[Any]:
     return kube.core.list_namespaced_pod(namespace, label_selector=f"app={app}").items
 
 
+def qualified(image: str) -> str:
+    """The same image under its fully qualified name (`lockgate:dev` is `docker.io/library/lockgate:dev`)."""
+    first = image.split("/")[0]
+    if "/" in image and ("." in first or ":" in first or first == "localhost"):
+        return image  # already names its registry
+    return f"docker.io/{image}" if "/" in image else f"docker.io/library/{image}"
+
+
 def test_a_new_migration_runs_each_phase_once_and_records_the_runner_summary(
     migrations: Migrations, run_operator: Any, job_recorder: JobRecorder, database_url: str
 ) -> None:
@@ -275,6 +283,8 @@ def test_undo_runs_only_when_allowed_with_the_newer_versions_image(
     kube: Kube, migrations: Migrations, run_operator: Any, database_url: str
 ) -> None:
     run_operator()
+    # Two spellings of the one image the node has, so the undo Job's image tells which one was used.
+    release_1, release_2 = migrations.image, qualified(migrations.image)
     release = {
         "V1__users.sql": "CREATE TABLE users (id int);",
         "V2__email.sql": "ALTER TABLE users ADD COLUMN email text;",
@@ -284,17 +294,17 @@ def test_undo_runs_only_when_allowed_with_the_newer_versions_image(
         "shop",
         "2",
         migrations.scripts("shop-r2", release),
-        image="lockgate:release-2",
+        image=release_2,
         rollback={"policy": "Undo"},
         contract={"enabled": False},
     )
     migrations.wait(name := "shop", lambda b: b.get("status", {}).get("phase") == "Complete")
-    migrations.patch(name, {"spec": {"version": "1", "image": "lockgate:release-1"}})
+    migrations.patch(name, {"spec": {"version": "1", "image": release_1}})
     undone = migrations.wait(
         name, lambda b: b["status"].get("appliedVersion") == "1" and condition(b, "Ready")["status"] == "True"
     )
     undo = next(e for e in undone["status"]["history"] if e["phase"] == "undo")
-    assert undo["result"] == "Succeeded" and undo["image"] == "lockgate:release-2"
+    assert undo["result"] == "Succeeded" and undo["image"] == release_2
     assert query(
         database_url,
         "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'email'",
