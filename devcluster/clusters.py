@@ -81,8 +81,11 @@ class LocalCluster:
         if self.control_plane:
             self.control_plane.stop()
         if self._host_before is not None and self.bin_dir is not None:
-            for line in host.restore(self._host_before, self.directory / "node", node_binaries(self.bin_dir)):
-                print(f"[devcluster] {line}", file=sys.stderr)
+            undone = host.restore(self._host_before, self.directory / "node", node_binaries(self.bin_dir))
+            log = self.directory / "logs" / "host-restore.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text("".join(f"{line}\n" for line in undone))
+            print(f"[devcluster] host put back as it was: {len(undone)} changes undone ({log})", file=sys.stderr)
             self._host_before = None
         self._release_host()
 

@@ -79,6 +79,7 @@ HEARTBEAT = 30  # seconds between "still ..." lines during a long step
 # mounted for the build's RUN steps only: the image keeps Debian's bundle.
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 KEY_CHARS = 16  # of a key's sha256, in archive names and tags
+KEEP_ARCHIVES = 3  # per ref: see _prune
 CACHE_REPO = "localhost/lockgate-cache"  # tags naming each stored image's key
 BUILDER_TAG = f"{CACHE_REPO}/lockgate-builder:latest"  # keeps the builder stage's layers through `rmi --prune`
 
@@ -338,11 +339,21 @@ def _export(buildah: Buildah, image: Image) -> None:
         partial.rename(image.archive)
     finally:
         partial.unlink(missing_ok=True)
-    for stale in image.archive.parent.glob(f"{archive_stem(image.ref)}-{'?' * KEY_CHARS}.tar"):
-        if stale != image.archive:
-            stale.unlink()
+    _prune(image)
     size = image.archive.stat().st_size / 2**20
     buildah.progress(f"{image.ref}: {image.archive} ({size:.0f} MiB)")
+
+
+def _prune(image: Image) -> None:
+    """Keep the newest KEEP_ARCHIVES archives of a ref: clones or branches of the checkout that differ
+    share this cache, and one may be importing the archive another's build would otherwise delete."""
+    archives = sorted(
+        image.archive.parent.glob(f"{archive_stem(image.ref)}-{'?' * KEY_CHARS}.tar"),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    for stale in archives[KEEP_ARCHIVES:]:
+        stale.unlink(missing_ok=True)
 
 
 # ---- the builds ----
