@@ -29,7 +29,8 @@ from kubernetes import watch  # noqa: E402
 
 from devcluster.clusters import LocalCluster  # noqa: E402
 from devcluster.kube import Kube, deployment_rolled_out, watch_until  # noqa: E402
-from devcluster.postgres import PostgresServer  # noqa: E402
+from devcluster.node import POD_CIDR  # noqa: E402
+from devcluster.postgres import PostgresServer, in_cluster_url  # noqa: E402
 from devcluster.processes import ManagedProcess  # noqa: E402
 from devcluster.workloads import CRD, condition, gated_deployment, operator_command, require_version  # noqa: E402
 from lockgate.controller.spec import GATE_CONDITION, GROUP, PLURAL, VERSION  # noqa: E402
@@ -167,7 +168,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lockgate-bench-") as tmp:
         cluster = LocalCluster(Path(tmp) / "cluster").start()
-        postgres = PostgresServer().start()
+        postgres = PostgresServer(pod_access=(cluster.node_ip, POD_CIDR)).start()
         operator = None
         try:
             kube = Kube.from_kubeconfig(cluster.kubeconfig)
@@ -182,7 +183,11 @@ def main() -> None:
                 field_selector="metadata.name=default",
             )
             kube.core.create_namespaced_secret(
-                NS, {"metadata": {"name": "db"}, "stringData": {"url": postgres.create_database("bench")}}
+                NS,
+                {
+                    "metadata": {"name": "db"},
+                    "stringData": {"url": in_cluster_url(postgres.create_database("bench"), cluster.node_ip)},
+                },
             )
             kube.core.create_namespaced_config_map(
                 NS,
@@ -210,7 +215,7 @@ def main() -> None:
                 ):
                     samples[label].append(value)
             print(
-                f"operator latencies over {args.runs} runs (control plane, node agent, PostgreSQL and operator on one 2-core machine):"
+                f"operator latencies over {args.runs} runs (control plane, real node, PostgreSQL and operator on one 2-core machine):"
             )
             for label, values in samples.items():
                 report(label, values)

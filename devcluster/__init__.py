@@ -1,4 +1,5 @@
-"""A real Kubernetes control plane for the tests: etcd, kube-apiserver, kube-controller-manager
-and kube-scheduler built from source (hack/build-cluster-bin.sh), plus a node agent that plays
-the kubelet and really runs pods of the project's own image. pytest fixtures in fixtures.py;
-`python -m devcluster up --dir DIR` / `down --dir DIR` outside pytest."""
+"""The local Kubernetes cluster of the tests, the demo and the benchmarks: etcd, kube-apiserver,
+kube-controller-manager and kube-scheduler, and a real node (kubelet, kube-proxy, containerd,
+runc, CNI), all built from source (hack/build-cluster-bin.sh), running images built from the
+project's Dockerfile (images.py). pytest fixtures in fixtures.py; `python -m devcluster up --dir DIR`
+/ `down --dir DIR` outside pytest."""

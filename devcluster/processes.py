@@ -1,4 +1,4 @@
-"""Long-running child processes (control-plane components, the node agent, the operator):
+"""Long-running child processes (control-plane components, the node's daemons, the operator):
 output to a log file, own process group, stopped with SIGTERM then SIGKILL."""
 
 from __future__ import annotations

@@ -303,25 +303,6 @@ def test_a_container_without_command_runs_the_image_entrypoint(
 
 
 @pytest.mark.timeout(120)
-def test_a_volume_over_the_checkouts_parent_does_not_hide_the_runtime(
-    kube: Kube, namespace: str, cluster: LocalCluster
-) -> None:
-    # The chart mounts an emptyDir at /tmp; a checkout under /tmp (as CI's may be) must still run.
-    if not cluster.local:
-        pytest.skip("needs this host's node agent")
-    parent = str(Path(__file__).resolve().parents[1].parent)
-    container = {
-        "name": "main",
-        "image": cluster.real_image,
-        "args": ["--version"],
-        "volumeMounts": [{"name": "scratch", "mountPath": parent}],
-    }
-    pod = run_pod(kube, namespace, {"containers": [container], "volumes": [{"name": "scratch", "emptyDir": {}}]})
-    assert pod.status.phase == "Succeeded", kube.core.read_namespaced_pod_log("p", namespace)
-    assert kube.core.read_namespaced_pod_log("p", namespace).startswith("lockgate ")
-
-
-@pytest.mark.timeout(120)
 def test_env_and_volumes_reach_the_process(kube: Kube, namespace: str, cluster: LocalCluster) -> None:
     kube.core.create_namespaced_secret(
         namespace, {"metadata": {"name": "db"}, "data": {"url": base64.b64encode(b"postgresql://db/app").decode()}}
