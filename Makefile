@@ -51,7 +51,7 @@ images: venv node-deps cluster-bin
 	$(PY) -m devcluster.images >/dev/null
 
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet, kube-proxy,
-# containerd, helm (cached; a warm run builds nothing).
+# containerd, helm (Helm 4) and helm3 (cached; a warm run builds nothing).
 cluster-bin:
 	@hack/build-cluster-bin.sh >/dev/null
 
