@@ -26,7 +26,7 @@ from kubernetes.client.rest import ApiException
 from devcluster.kube import Kube, watch_until
 from devcluster.postgres import free_port, in_cluster_url
 from tests.chart_support import CHART, REPO, bin_dir, helm, split_image
-from tests.health_support import argocd_health
+from tests.health_support import argocd_health, kstatus
 
 GROUP, VERSION, PLURAL = "lockgate.dev", "v1alpha1", "schemamigrations"
 CRD_NAME = "schemamigrations.lockgate.dev"
@@ -390,5 +390,7 @@ def test_a_missing_permission_keeps_the_migration_from_becoming_ready(
     assert ready_condition(body).get("status") != "True"
     assert not kube.batch.list_namespaced_job(namespace).items
     assert "t" not in tables(database_url)
-    assert argocd_health(body)[0] != "Healthy"
+    assert argocd_health(body)[0] == "Degraded"
+    status, message = kstatus(body)  # Failed, not InProgress: Helm 4 --wait and Flux stop waiting
+    assert status == "Failed" and refused.search(message), message
     assert_no_password_in(release.log(), database_url)
