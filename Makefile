@@ -5,9 +5,9 @@ PY := $(VENV)/bin/python
 # Go's standard install location, for shells whose PATH lacks it (the control-plane build needs go).
 export PATH := $(or $(PATH),/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin):/usr/local/go/bin
 
-.PHONY: test lint typecheck demo venv postgres node-deps cluster-bin images cluster-up cluster-down bench bench-operator e2e-kind clean
+.PHONY: test lint typecheck demo venv postgres node-deps cluster-bin health-bin images cluster-up cluster-down bench bench-operator e2e-kind clean
 
-test: lint postgres node-deps cluster-bin images
+test: lint postgres node-deps cluster-bin health-bin images
 	$(PY) -m pytest
 
 lint: venv typecheck
@@ -51,9 +51,13 @@ images: venv node-deps cluster-bin
 	$(PY) -m devcluster.images >/dev/null
 
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet, kube-proxy,
-# containerd, helm (cached; a warm run builds nothing).
+# containerd, helm (Helm 4) and helm3 (cached; a warm run builds nothing).
 cluster-bin:
 	@hack/build-cluster-bin.sh >/dev/null
+
+# hack/health: kstatus and Argo CD's Lua engine, which the status tests read objects with (cached).
+health-bin:
+	@hack/build-health.sh >/dev/null
 
 # The tests' control plane and real node outside pytest; the admin kubeconfig is $(CLUSTER_DIR)/kubeconfig.
 CLUSTER_DIR ?= .cache/cluster

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Builds the pinned control-plane binaries for the test harness into a cache directory:
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl; the node's kubelet,
-# kube-proxy and containerd (with its runc shim and ctr); and helm.
+# kube-proxy and containerd (with its runc shim and ctr); helm (Helm 4, the chart's tested client)
+# and helm3 (the last Helm 3, for one lint/template test while Helm 3 still gets fixes).
 # Prints the directory on stdout. Builds nothing when KUBEBUILDER_ASSETS already holds
 # them (the envtest convention) or when the cache is warm.
 set -euo pipefail
 
 KUBE_VERSION=v1.35.4
-HELM_VERSION=v3.20.2
+HELM_VERSION=v4.3.1
+HELM3_VERSION=v3.20.2
 CONTAINERD_VERSION=v2.2.9
 BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy
-  containerd containerd-shim-runc-v2 ctr helm)
+  containerd containerd-shim-runc-v2 ctr helm helm3)
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
@@ -79,11 +81,17 @@ GOBIN="$tmp" CGO_ENABLED=0 with_heartbeat containerd go install -trimpath -ldfla
   "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" \
   "github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD_VERSION"
 log "building helm $HELM_VERSION"
-helm_flags="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
-for pkg in chartutil lint/rules; do  # the Kubernetes version helm assumes without a cluster, as its release builds set it
-  helm_flags+=" -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMajor=$kube_major -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMinor=$kube_minor"
+# Helm 4 reads the Kubernetes version it assumes without a cluster from its client-go's build info.
+GOBIN="$tmp" CGO_ENABLED=0 with_heartbeat helm go install -trimpath \
+  -ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
+log "building helm3 $HELM3_VERSION"
+helm3_flags="-X helm.sh/helm/v3/internal/version.version=$HELM3_VERSION"
+for pkg in chartutil lint/rules; do  # the Kubernetes version helm 3 assumes without a cluster, as its release builds set it
+  helm3_flags+=" -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMajor=$kube_major -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMinor=$kube_minor"
 done
-GOBIN="$tmp" CGO_ENABLED=0 with_heartbeat helm go install -trimpath -ldflags="-s -w $helm_flags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+mkdir "$tmp/v3"
+GOBIN="$tmp/v3" CGO_ENABLED=0 with_heartbeat helm3 go install -trimpath -ldflags="-s -w $helm3_flags" "helm.sh/helm/v3/cmd/helm@$HELM3_VERSION"
+mv "$tmp/v3/helm" "$tmp/helm3"
 # Move into place only when everything built, so a failed build never looks warm.
 for b in "${BINARIES[@]}"; do mv "$tmp/$b" "$bin/$b"; done
 echo "$recipe" > "$bin/.recipe"

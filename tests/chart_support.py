@@ -24,14 +24,15 @@ def bin_dir() -> Path:
 
 
 def helm(
-    *args: str, kubeconfig: Path | None = None, check: bool = True, timeout: float = 300
+    *args: str, kubeconfig: Path | None = None, check: bool = True, timeout: float = 300, binary: str = "helm"
 ) -> subprocess.CompletedProcess[str]:
-    """Run helm (its cache, config and data under the temp dir, not the user's); raises with helm's output on failure."""
+    """Run helm, Helm 4 unless `binary` is "helm3" (its cache, config and data under the temp dir, not the
+    user's); raises with helm's output on failure."""
     state = Path(tempfile.gettempdir()) / "lockgate-helm"
     env = {**os.environ, **{f"HELM_{kind}_HOME": str(state / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")}}
     if kubeconfig is not None:
         env["KUBECONFIG"] = str(kubeconfig)
-    result = subprocess.run([str(bin_dir() / "helm"), *args], capture_output=True, text=True, env=env, timeout=timeout)
+    result = subprocess.run([str(bin_dir() / binary), *args], capture_output=True, text=True, env=env, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result

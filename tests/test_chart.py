@@ -90,6 +90,17 @@ def test_helm_lint_passes_strict(values: dict[str, Any] | None, tmp_path: Path) 
     assert "[ERROR]" not in result.stdout and "[WARNING]" not in result.stdout
 
 
+def test_helm_3_still_lints_and_renders_the_chart_as_helm_4_does() -> None:
+    # Helm 4 is the tested client; Helm 3 still gets fixes, so the chart must keep working with it.
+    assert helm("version", "--short", binary="helm3").stdout.startswith("v3.")
+    assert helm("version", "--short").stdout.startswith("v4.")
+    linted = helm("lint", str(CHART), "--strict", binary="helm3")
+    assert "1 chart(s) linted, 0 chart(s) failed" in linted.stdout and "[WARNING]" not in linted.stdout
+    args = ("template", "lg", str(CHART), "--namespace", "lockgate-system")
+    helm3_docs, helm4_docs = (list(yaml.safe_load_all(helm(*args, binary=b).stdout)) for b in ("helm3", "helm"))
+    assert helm3_docs == helm4_docs  # the same manifests (Helm 4 only separates documents with blank lines)
+
+
 def test_helm_lint_fails_on_bad_values(tmp_path: Path) -> None:
     (tmp_path / "v.yaml").write_text("replicas: -1\n")
     result = helm("lint", str(CHART), "--values", str(tmp_path / "v.yaml"), check=False)

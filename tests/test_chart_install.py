@@ -25,8 +25,8 @@ from kubernetes.client.rest import ApiException
 
 from devcluster.kube import Kube, watch_until
 from devcluster.postgres import free_port, in_cluster_url
-from tests.argocd_support import evaluate
 from tests.chart_support import CHART, REPO, bin_dir, helm, split_image
+from tests.health_support import argocd_health, kstatus
 
 GROUP, VERSION, PLURAL = "lockgate.dev", "v1alpha1", "schemamigrations"
 CRD_NAME = "schemamigrations.lockgate.dev"
@@ -285,7 +285,7 @@ def assert_migrated_with_kubectl(release: Release, namespace: str, name: str, da
     )
     # The Argo CD health check agrees on the live object.
     assert (
-        evaluate(release.kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))[0]
+        argocd_health(release.kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))[0]
         == "Healthy"
     )
     # The operator never sees the database URL, so it cannot log it.
@@ -390,5 +390,7 @@ def test_a_missing_permission_keeps_the_migration_from_becoming_ready(
     assert ready_condition(body).get("status") != "True"
     assert not kube.batch.list_namespaced_job(namespace).items
     assert "t" not in tables(database_url)
-    assert evaluate(body)[0] != "Healthy"
+    assert argocd_health(body)[0] == "Degraded"
+    status, message = kstatus(body)  # Failed, not InProgress: Helm 4 --wait and Flux stop waiting
+    assert status == "Failed" and refused.search(message), message
     assert_no_password_in(release.log(), database_url)

@@ -433,8 +433,22 @@ def test_an_operator_error_stalls_visibly_until_it_clears() -> None:
     stalled = next(c for c in blocked.status["conditions"] if c["type"] == "Stalled")
     assert (stalled["status"], stalled["reason"], stalled["message"]) == ("True", "OperatorError", forbidden)
     assert conditions(blocked)["Ready"] == "False" and [e.reason for e in blocked.events] == ["OperatorError"]
+    assert conditions(blocked)["Reconciling"] == "False"  # else kstatus reads InProgress, not Failed
     cleared = decide(observe(applied(m, blocked), now=NOW + CLAIM_GRACE * 2))
-    assert conditions(cleared)["Stalled"] == "False"
+    assert conditions(cleared)["Stalled"] == "False" and conditions(cleared)["Reconciling"] == "True"
+
+
+def test_a_stalled_status_is_never_reconciling_whatever_stalled_it() -> None:
+    ready = decide(observe(migration(), jobs=[job("shop-expand-3-a", state=SUCCEEDED)]))
+    rolled_out = applied(migration(), ready)
+    no_undo_image = migration("2", {"appliedVersion": "3", "history": []}, rollback={"policy": "Undo"})
+    stalled = [
+        decide(dataclasses.replace(observe(migration()), error="403 Forbidden: jobs.batch is forbidden")),
+        decide(dataclasses.replace(observe(rolled_out), error="500: etcdserver: request timed out")),
+        decide(observe(no_undo_image)),
+    ]
+    for d in stalled:
+        assert (conditions(d)["Stalled"], conditions(d)["Reconciling"]) == ("True", "False"), d.status["conditions"]
 
 
 def test_job_names_are_deterministic_and_fit_kubernetes() -> None:

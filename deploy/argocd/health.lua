@@ -84,7 +84,7 @@ end
 
 if ready.status == "True" then
   hs.status = "Healthy"
-  hs.message = with_phase(status, ready.message)
+  hs.message = with_phase(status, ready.message or ready.reason)
   -- Waiting for contract is healthy, but say what it waits for (a delay, or an approval).
   local contracted = condition(status.conditions, "Contracted")
   if (status.phase == "ContractPending" or status.phase == "AwaitingApproval") and contracted ~= nil
@@ -105,6 +105,6 @@ local reconciling = condition(status.conditions, "Reconciling")
 if reconciling ~= nil and reconciling.status == "True" and reconciling.message ~= nil and reconciling.message ~= "" then
   hs.message = with_phase(status, reconciling.message)
 else
-  hs.message = with_phase(status, ready.message)
+  hs.message = with_phase(status, ready.message or ready.reason or "Waiting for the Ready condition")
 end
 return hs

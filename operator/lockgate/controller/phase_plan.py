@@ -109,7 +109,6 @@ def _lowered(m: Migration, ledger: Ledger, observed: Observed, expanded: Version
             plan,
             phase=StatusPhase.FAILED,
             stalled=Condition(True, Reason.NO_UNDO_IMAGE, message),
-            reconciling=Condition(False, Reason.STALLED),
         )
     return _with_step(plan, next_job(ledger, observed, m, UNDO, v, image))
 
@@ -128,13 +127,13 @@ def job_failed(plan: Plan, entry: Entry) -> Plan:
         phase=StatusPhase.FAILED,
         stalled=Condition(True, Reason.JOB_FAILED, message),
         ready=Condition(False, Reason.JOB_FAILED, message),
-        reconciling=Condition(False, Reason.STALLED),
         request=None,
     )
 
 
 def blocked(plan: Plan, error: str) -> Plan:
-    """The operator itself cannot act (RBAC, API errors): say so where users look."""
+    """The operator itself cannot act (RBAC, API errors): say so where users look (status_of then
+    clears Reconciling, as for every Stalled plan)."""
     message = f"the operator cannot act: {error}"
     return replace(
         plan,

@@ -37,13 +37,21 @@ def _conditions(m: Migration, ledger: Ledger, plan: Plan, now: str) -> list[dict
     old = m.status.get("conditions") or []
     values = {
         ConditionType.READY: plan.ready,
-        ConditionType.RECONCILING: plan.reconciling,
+        ConditionType.RECONCILING: _reconciling(plan),
         ConditionType.STALLED: plan.stalled,
         ConditionType.EXPANDED: _expanded(m, ledger),
         ConditionType.ROLLED_OUT: plan.rolled_out,
         ConditionType.CONTRACTED: plan.contracted,
     }
     return [condition(old, kind, values[kind], now, m.generation) for kind in ConditionType]
+
+
+def _reconciling(plan: Plan) -> Condition:
+    """Never Reconciling while Stalled (Flux's convention): kstatus reads the first abnormal True
+    condition, so both True reads InProgress and `helm --wait` sits out its timeout."""
+    if plan.stalled.status:
+        return Condition(False, Reason.STALLED, "stalled: see the Stalled condition")
+    return plan.reconciling
 
 
 def _expanded(m: Migration, ledger: Ledger) -> Condition:
