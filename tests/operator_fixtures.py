@@ -65,6 +65,22 @@ def run_operator(crd: dict[str, Any], start_operator: Callable[..., Any], namesp
     return run
 
 
+def migration_body(name: str, version: str, image: str, secret: str, **spec: Any) -> dict[str, Any]:
+    """A SchemaMigration whose database URL is in `secret` (key `url`)."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "SchemaMigration",
+        "metadata": {"name": name},
+        "spec": {
+            "version": version,
+            "image": image,
+            "imagePullPolicy": "Never",
+            "database": {"urlFrom": {"secretKeyRef": {"name": secret, "key": "url"}}},
+            **spec,
+        },
+    }
+
+
 @dataclass
 class Migrations:
     """SchemaMigrations in one test namespace, with scripts shipped as ConfigMaps."""
@@ -88,19 +104,8 @@ class Migrations:
         return name
 
     def body(self, name: str, version: str, config_map: str, image: str | None = None, **spec: Any) -> dict[str, Any]:
-        return {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "SchemaMigration",
-            "metadata": {"name": name},
-            "spec": {
-                "version": version,
-                "image": image or self.image,
-                "imagePullPolicy": "Never",
-                "database": {"urlFrom": {"secretKeyRef": {"name": self.secret, "key": "url"}}},
-                "migrations": {"configMap": {"name": config_map}},
-                **spec,
-            },
-        }
+        scripts = {"configMap": {"name": config_map}}
+        return migration_body(name, version, image or self.image, self.secret, migrations=scripts, **spec)
 
     def create(self, name: str, version: str, config_map: str, **spec: Any) -> dict[str, Any]:
         return self.kube.custom.create_namespaced_custom_object(

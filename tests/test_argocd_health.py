@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from tests.health_support import ARGOCD_CM, HEALTH_KEY, HEALTH_LUA, argocd_health
+from tests.release_walk import Walked, walk_release
 
 TESTDATA = Path(__file__).parent / "testdata" / "argocd"
 CASES = yaml.safe_load((TESTDATA / "health_test.yaml").read_text())["tests"]
@@ -28,6 +29,15 @@ def conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_health_of_each_testdata_object(case: dict[str, Any]) -> None:
     status, message = argocd_health(load(case["inputPath"]))
     assert (status, message) == (case["healthStatus"]["status"], case["healthStatus"]["message"])
+
+
+@pytest.mark.parametrize("walked", list(walk_release()), ids=lambda w: w.row.step)
+def test_health_of_each_step_of_a_release(walked: Walked) -> None:
+    """The status decide() writes at each row of the release walk (tests/release_walk.py)."""
+    status, message = argocd_health(walked.resource())
+    assert status == walked.row.argocd and message
+    if status == "Degraded":  # the reason a person reads in Argo CD is the Stalled message
+        assert message == next(c for c in walked.status["conditions"] if c["type"] == "Stalled")["message"]
 
 
 def test_every_testdata_object_has_an_expectation_and_every_verdict_is_covered() -> None:

@@ -3,116 +3,40 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from lockgate.controller.decide import Decision, decide
+from lockgate.controller.conditions import StatusPhase
+from lockgate.controller.decide import decide
 from lockgate.controller.ledger import CLAIM_GRACE, HISTORY_LIMIT, attempt_key
-from lockgate.controller.observed import (
-    ACTIVE,
-    FAILED,
-    SUCCEEDED,
-    JobPodView,
-    JobView,
-    Observed,
-    PodView,
-    WorkloadView,
+from lockgate.controller.observed import FAILED, SUCCEEDED
+from lockgate.controller.spec import Migration
+from tests.release_walk import (
+    NOW,
+    RELEASE,
+    applied,
+    conditions,
+    job,
+    migration,
+    observe,
+    pod,
+    report,
+    walk_release,
+    workload,
 )
-from lockgate.controller.spec import Migration, parse_migration
-from lockgate.shared.report import parse_report
-
-NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
-UID = "uid-1"
 
 
-def migration(
-    version: str = "3",
-    status: dict[str, Any] | None = None,
-    generation: int = 1,
-    annotations: dict[str, str] | None = None,
-    **spec: Any,
-) -> Migration:
-    body = {
-        "metadata": {
-            "name": "shop",
-            "namespace": "ns",
-            "uid": UID,
-            "generation": generation,
-            "resourceVersion": "1",
-            "annotations": annotations or {},
-        },
-        "spec": {
-            "version": version,
-            "image": f"registry/shop-migrations:{version}",
-            "database": {"urlFrom": {"secretKeyRef": {"name": "db", "key": "url"}}},
-            **spec,
-        },
-        "status": status or {},
-    }
-    return parse_migration(body)
-
-
-def job(
-    name: str,
-    phase: str = "expand",
-    version: str = "3",
-    state: str = ACTIVE,
-    attempt: str = "",
-    owner: str = UID,
-    deleting: bool = False,
-    image: str = "registry/shop-migrations:3",
-) -> JobView:
-    return JobView(
-        name,
-        phase,
-        version,
-        attempt,
-        image,
-        state,
-        "2026-11-21T11:59:00Z",
-        None if state == ACTIVE else "2026-11-21T11:59:30Z",
-        True,
-        deleting,
-        owner,
-    )
-
-
-def report(job_name: str, applied: int = 2, exit_code: int = 0, error: dict[str, Any] | None = None) -> JobPodView:
-    message = json.dumps(
-        {"exit_code": exit_code, "applied_count": applied, "schema_version": "3", "duration_ms": 40, "error": error}
-    )
-    return JobPodView(f"{job_name}-pod", job_name, "2026-11-21T11:59:29Z", parse_report(message, exit_code))
-
-
-def pod(name: str, required: str | None = "3", gate: tuple[str, str] | None = None) -> PodView:
-    return PodView(name, f"uid-{name}", required, gate, "2026-11-21T11:58:00Z", False)
-
-
-def workload(name: str, required: str = "3", rolled_out: bool = True) -> WorkloadView:
-    return WorkloadView(
-        "Deployment",
-        name,
-        required,
-        2,
-        2 if rolled_out else 1,
-        2 if rolled_out else 1,
-        2 if rolled_out else 3,
-        rolled_out,
-    )
-
-
-def observe(m: Migration | None, now: datetime = NOW, **parts: Any) -> Observed:
-    return Observed(m, "ns", "shop", now=now, **{k: tuple(v) for k, v in parts.items()})
-
-
-def applied(m: Migration, decision: Decision) -> Migration:
-    """The migration as the next reconcile sees it, after the decision's status write."""
-    return dataclasses.replace(m, status=decision.status) if decision.status is not None else m
-
-
-def conditions(decision: Decision) -> dict[str, str]:
-    return {c["type"]: c["status"] for c in decision.status["conditions"]}
+def test_a_release_walks_through_every_phase() -> None:
+    """The release table (tests/release_walk.py), row by row, each from the status the last wrote."""
+    walked = list(walk_release())
+    for w in walked:
+        d, row, found = w.decision, w.row, {c["type"]: c["status"] for c in w.status["conditions"]}
+        decided = (w.status["phase"], w.status.get("appliedVersion"), found["Ready"], found["Stalled"])
+        assert decided == (row.phase, row.expanded, row.ready, row.stalled), row.step
+        assert (d.create and d.create.phase) == row.creates, row.step
+        assert tuple(e.reason for e in d.events) == row.events, row.step
+        assert not (found["Stalled"] == found["Reconciling"] == "True"), row.step  # kstatus: never both
+    assert {w.status["phase"] for w in walked} == set(StatusPhase) and len(walked) == len(RELEASE)
 
 
 def test_a_new_migration_claims_exactly_one_expand_job() -> None:

@@ -48,13 +48,14 @@ class Reconciler:
         try:
             while True:
                 self._dirty.discard(key)
-                await self._reconcile(key)
+                await self.reconcile(key)
                 if key not in self._dirty:
                     return
         finally:
             del self._running[key]
 
-    async def _reconcile(self, key: Key) -> None:
+    async def reconcile(self, key: Key) -> None:
+        """One pass, now; a failure is logged, shown in the status and retried with backoff."""
         started = time.monotonic()
         try:
             await self._reconcile_once(key)

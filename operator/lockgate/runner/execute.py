@@ -7,21 +7,20 @@ history, executes statements and records what happened.
 from __future__ import annotations
 
 import functools
-import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from pglast import ast
 
 from ..shared.errors import LockgateError, MigrationFailed, ValidationRefused
 from ..shared.phases import BASELINE, REPAIR, UNDO, Phase, lane
 from ..shared.versions import Version
 from .database import Database
+from .heartbeat import Heartbeat
 from .history import derive_state
+from .invalid_indexes import IndexBuild
 from .lock import LOCK_NOT_AVAILABLE, Progress, migration_lock
 from .plan import Plan, plan_baseline, plan_migrate, plan_undo
 from .scripts import Script
@@ -275,40 +274,12 @@ class Runner:
 
     def _run_outside_transaction(self, statement: Statement) -> None:
         """Run e.g. CREATE INDEX CONCURRENTLY; drop any INVALID index a failed build leaves."""
-        with self._invalid_index_cleanup(statement):
-            self._execute(statement)
-
-    @contextmanager
-    def _invalid_index_cleanup(self, statement: Statement) -> Iterator[None]:
-        table = self._index_table(statement)
-        if table is None:
-            yield
-            return
-        invalid = self.db.invalid_indexes(table)
-        self._drop_indexes({q for q, name in invalid.items() if _left_by_earlier_attempt(statement, name)})
-        before = set(self.db.invalid_indexes(table))
+        build = IndexBuild.start(self.db, statement, self.progress)
         try:
-            yield
+            self._execute(statement)
         except StatementFailed:
-            self._drop_indexes(set(self.db.invalid_indexes(table)) - before)
+            build.failed()
             raise
-
-    def _index_table(self, statement: Statement) -> str | None:
-        node = statement.node
-        if isinstance(node, ast.IndexStmt) and node.concurrent:
-            return _qualified(node.relation)
-        if isinstance(node, ast.ReindexStmt) and node.relation is not None:
-            name = _qualified(node.relation)
-            return self.db.table_of_index(name) if getattr(node.kind, "name", None) == "REINDEX_OBJECT_INDEX" else name
-        return None
-
-    def _drop_indexes(self, names: set[str]) -> None:
-        for name in sorted(names):
-            self.progress(f"  dropping INVALID index {name} left by a failed concurrent build")
-            try:
-                self.db.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
-            except sa.exc.DBAPIError as exc:
-                self.progress(f"  could not drop {name} ({self.db.error_of(exc).message}): drop it by hand")
 
     def _retrying_lock_timeouts(self, what: str, attempt: Callable[[], None]) -> None:
         """Retry on lock_timeout with backoff, so waiting DDL gives way to traffic instead of queueing it."""
@@ -383,46 +354,6 @@ class Runner:
         }
 
 
-class Heartbeat:
-    """One thread for a whole run that says, every `every` seconds, that the current migration
-    (an index build, a backfill) is still at work; fast migrations cost it nothing."""
-
-    def __init__(self, progress: Progress, every: float = 10.0) -> None:
-        self.progress, self.every = progress, every
-        self._current: tuple[str, float] | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @contextmanager
-    def track(self, label: str) -> Iterator[None]:
-        self._current = (label, time.monotonic())
-        try:
-            yield
-        finally:
-            self._current = None
-
-    def _beat(self) -> None:
-        told: tuple[str, float] | None = None
-        while not self._stop.wait(0.5):
-            current = self._current
-            if current is None:
-                continue
-            label, started = current
-            running = time.monotonic() - started
-            last = told[1] if told and told[0] == label else 0.0
-            if running - last >= self.every:
-                self.progress(f"{label} still running after {running:.0f} s")
-                told = (label, running)
-
-
 @contextmanager
 def _outcome(summary: Summary) -> Iterator[None]:
     """Turn a LockgateError into the summary's exit code and error, and time the command."""
@@ -437,25 +368,6 @@ def _outcome(summary: Summary) -> Iterator[None]:
 
 def _label(script: Script) -> str:
     return f"  {script.label:<12} {script.description:<40}"
-
-
-def _left_by_earlier_attempt(statement: Statement, index_name: str) -> bool:
-    """Whether an INVALID index is what a killed earlier run of this very statement left behind
-    (we hold the migration lock and the migration is not recorded, so no one else is building it)."""
-    node = statement.node
-    if isinstance(node, ast.IndexStmt):
-        return index_name == node.idxname
-    return bool(re.search(r"_cc(new|old)\d*$", index_name))  # REINDEX CONCURRENTLY's temporary names
-
-
-def _qualified(relation: object) -> str:
-    schema = getattr(relation, "schemaname", None)
-    name = _quote(relation.relname)  # type: ignore[attr-defined]
-    return f"{_quote(schema)}.{name}" if schema else name
-
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _syntax_error(script: Script, exc: ScriptSyntaxError) -> MigrationError:
