@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from devcluster.workloads import IDLE_IMAGE, condition, gated_deployment
+from lockgate.controller.spec import APPROVE_ANNOTATION
 from tests.chart_support import REPO, helm
 from tests.health_support import argocd_health, kstatus
 from tests.operator_fixtures import Migrations
@@ -38,7 +39,8 @@ def kubectl(cluster: Any, namespace: str, *args: str) -> subprocess.CompletedPro
 def test_each_phase_of_a_release_reads_right_on_the_live_object(
     kube: Any, namespace: str, migrations: Migrations, run_operator: Any, cluster: Any
 ) -> None:
-    migrations.create("shop", "1", migrations.scripts("r1", SLOW_RELEASE), contract={"delay": "4s"})
+    # Contract waits for an approval, so ContractPending lasts until the test has read it.
+    migrations.create("shop", "1", migrations.scripts("r1", SLOW_RELEASE), contract={"requireApproval": True})
     fresh = migrations.get("shop")
     assert fresh["status"] == {"observedGeneration": 0}  # the CRD's default, served by the API server
     assert verdicts(fresh) == ("InProgress", "Progressing")
@@ -48,7 +50,8 @@ def test_each_phase_of_a_release_reads_right_on_the_live_object(
     assert verdicts(at_phase(migrations, "shop", "Backfilling")) == ("Current", "Healthy")
     rolled_out = migrations.wait_condition("shop", "RolledOut")
     assert verdicts(rolled_out) == ("Current", "Healthy")
-    assert verdicts(at_phase(migrations, "shop", "ContractPending")) == ("Current", "Healthy")
+    assert verdicts(at_phase(migrations, "shop", "AwaitingApproval")) == ("Current", "Healthy")  # contract pending
+    migrations.patch("shop", {"metadata": {"annotations": {APPROVE_ANNOTATION: "1"}}})
     waited = kubectl(
         cluster, namespace, "wait", "--for=jsonpath={.status.phase}=Complete", "smig/shop", "--timeout=60s"
     )

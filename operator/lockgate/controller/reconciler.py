@@ -27,6 +27,15 @@ Key = tuple[str, str]  # (namespace, SchemaMigration name)
 MAX_CONFLICTS = 5
 
 
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """The last failure to act on a SchemaMigration: shown in its status until `step` succeeds."""
+
+    message: str
+    count: int  # in a row: the backoff grows with it
+    step: str  # what failed: "observe", "status", "create", "gates", "release" or "events"
+
+
 class Reconciler:
     def __init__(self, kube: Kube, observe: Callable[[Key], Observed]) -> None:
         self.kube = kube
@@ -34,7 +43,7 @@ class Reconciler:
         self._running: dict[Key, asyncio.Task[None]] = {}
         self._dirty: set[Key] = set()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
-        self._errors: dict[Key, tuple[str, int]] = {}  # last failure to act, and how many in a row
+        self._errors: dict[Key, Failure] = {}
 
     def request(self, key: Key) -> None:
         if key in self._running:
@@ -57,25 +66,34 @@ class Reconciler:
     async def reconcile(self, key: Key) -> None:
         """One pass, now; a failure is logged, shown in the status and retried with backoff."""
         started = time.monotonic()
+        steps: list[str] = []  # what this pass carried out, in order: on an error, the last one failed
         try:
-            await self._reconcile_once(key)
+            await self._reconcile_once(key, steps)
         except Exception as exc:  # one bad object must not stop the others: retry it later, with backoff
-            message, failures = describe_error(exc), self._errors.get(key, ("", 0))[1] + 1
-            self._errors[key] = (message, failures)
-            log.error("%s/%s: %s (attempt %d; retrying)", key[0], key[1], message, failures)
-            self._schedule(key, min(60.0, 5.0 * 2 ** (failures - 1)))
+            previous = self._errors.get(key)
+            failure = Failure(describe_error(exc), (previous.count if previous else 0) + 1, (steps or ["observe"])[-1])
+            self._errors[key] = failure
+            log.error("%s/%s: %s (attempt %d; retrying)", key[0], key[1], failure.message, failure.count)
+            self._schedule(key, min(60.0, 5.0 * 2 ** (failure.count - 1)))
         else:
-            if self._errors.pop(key, None):
+            # Only a pass that carried out what failed clears it: one with nothing to retry yet (a
+            # fresh claim, say) would otherwise clear Stalled for a moment and reset the backoff.
+            if (pending := self._errors.get(key)) is not None and pending.step in steps:
+                del self._errors[key]
                 self.request(key)  # clear the error from the status
         finally:
             metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
 
-    async def _reconcile_once(self, key: Key) -> None:
-        observed = dataclasses.replace(self.observe(key), error=self._errors.get(key, (None, 0))[0])
+    async def _reconcile_once(self, key: Key, steps: list[str]) -> None:
+        steps.append("observe")
+        failure = self._errors.get(key)
+        observed = dataclasses.replace(self.observe(key), error=failure.message if failure else None)
         for _ in range(MAX_CONFLICTS):
             decision = decide(observed)
+            if decision.status is not None:
+                steps.append("status")
             if decision.status is None or await self._write_status(observed, decision):
-                await self._act(observed, decision)
+                await self._act(observed, decision, steps)
                 return
             metrics.STATUS_CONFLICTS.inc()
             fresh = await asyncio.to_thread(self.kube.get_migration, *key)
@@ -89,17 +107,23 @@ class Reconciler:
         written = await asyncio.to_thread(self.kube.write_status, m.namespace, m.name, m.resource_version, patch)
         return written is not None
 
-    async def _act(self, observed: Observed, decision: Decision) -> None:
+    async def _act(self, observed: Observed, decision: Decision, steps: list[str]) -> None:
         """Everything after the status write: it has been accepted, so these are safe to do."""
         namespace, where = observed.namespace, f"{observed.namespace}/{observed.name}"
         _log_recorded(where, decision)
         if decision.create and observed.migration is not None:
+            steps.append("create")
             await self._create(where, observed.migration, decision.create)
+        if decision.gates:
+            steps.append("gates")
         await asyncio.gather(*(asyncio.to_thread(self.kube.patch_gate, namespace, gate) for gate in decision.gates))
         for gate in decision.gates:
             log.info("%s: gate %s for pod %s (%s)", where, "open" if gate.ready else "closed", gate.pod, gate.reason)
+        if decision.release:
+            steps.append("release")
         await asyncio.gather(*(asyncio.to_thread(self.kube.release_job, namespace, job) for job in decision.release))
-        if observed.migration is not None:
+        if observed.migration is not None and decision.events:
+            steps.append("events")
             target = _event_target(observed.migration)
             for event in decision.events:
                 await asyncio.to_thread(self.kube.post_event, target, event)
