@@ -13,6 +13,7 @@ import yaml
 
 from lockgate.controller.decide import Decision, decide
 from tests.health_support import argocd_health, kstatus, kstatus_all
+from tests.release_walk import walk_release
 from tests.test_decide import (
     FAILED,
     applied,
@@ -122,3 +123,18 @@ def test_objects_the_operator_never_wrote() -> None:
     names = ["degraded_stalled.yaml", "healthy_while_contract_pending.yaml", "progressing_rolling_back.yaml"]
     objects = [yaml.safe_load((TESTDATA / name).read_text()) for name in names]
     assert [verdict for verdict, _ in kstatus_all(objects)] == ["Failed", "Current", "InProgress"]
+
+
+# Argo CD and kstatus name the same three states; a client must never read one the other does not.
+KSTATUS_OF_ARGOCD = {"Healthy": "Current", "Progressing": "InProgress", "Degraded": "Failed"}
+
+
+def test_kstatus_agrees_with_argocd_at_every_step_of_the_release_walk() -> None:
+    """The release walk (tests/release_walk.py) that test_decide and test_argocd_health read, through kstatus."""
+    walked = list(walk_release())
+    verdicts = kstatus_all([w.resource() for w in walked])
+    for step, (status, message) in zip(walked, verdicts, strict=True):
+        assert status == KSTATUS_OF_ARGOCD[step.row.argocd], f"{step.row.step}: {status} ({message})"
+        if status == "Failed":  # Helm 4 and Flux print this message: the Stalled one
+            stalled = next(c for c in step.status["conditions"] if c["type"] == "Stalled")
+            assert stalled["message"] in message, step.row.step
