@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,9 +280,6 @@ class Node:
 
 
 def _http_ok(url: str) -> bool:
-    import urllib.error
-    import urllib.request
-
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return response.status == 200
