@@ -6,6 +6,7 @@ import functools
 import os
 import subprocess
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,10 @@ from typing import Any
 import yaml
 
 from devcluster.binaries import cluster_bin_dir
+from devcluster.workloads import IDLE_IMAGE
 
 REPO = Path(__file__).resolve().parents[1]
+APP_CHART = REPO / "examples" / "app-chart"  # a SchemaMigration and the Deployment gated on it
 CHART = REPO / "charts" / "lockgate"
 
 
@@ -85,3 +88,22 @@ def split_image(image: str) -> tuple[str, str]:
     """`lockgate:dev` -> (`lockgate`, `dev`); a reference without a tag gets `latest`."""
     slash, colon = image.rfind("/"), image.rfind(":")
     return (image[:colon], image[colon + 1 :]) if colon > slash else (image, "latest")
+
+
+def install_app(
+    cluster: Any, namespace: str, name: str, config_map: str, image: str, **values: str
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    sets = {
+        "migrations.image": image,
+        "migrations.imagePullPolicy": "Never",
+        "migrations.configMap": config_map,
+        "app.image": IDLE_IMAGE,
+        **values,
+    }
+    args = [f"--set={key}={value}" for key, value in sets.items()]
+    started = time.monotonic()
+    result = helm(
+        "install", name, str(APP_CHART), "-n", namespace, "--wait", "--timeout=300s", *args,
+        kubeconfig=Path(cluster.kubeconfig), check=False, timeout=330,
+    )  # fmt: skip
+    return result, time.monotonic() - started

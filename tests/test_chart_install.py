@@ -25,8 +25,9 @@ from kubernetes.client.rest import ApiException
 
 from devcluster.kube import Kube, watch_until
 from devcluster.postgres import free_port, in_cluster_url
-from tests.chart_support import CHART, REPO, bin_dir, helm, split_image
+from tests.chart_support import CHART, REPO, bin_dir, helm, install_app, split_image
 from tests.health_support import argocd_health, kstatus
+from tests.operator_fixtures import Migrations
 
 GROUP, VERSION, PLURAL = "lockgate.dev", "v1alpha1", "schemamigrations"
 CRD_NAME = "schemamigrations.lockgate.dev"
@@ -358,12 +359,12 @@ def test_helm_install_with_watch_namespaces_uses_roles_only_there(
     assert_migrated_with_kubectl(release, namespace, "shop", database_url)
 
 
-def test_a_missing_permission_keeps_the_migration_from_becoming_ready(
-    cluster: Any, kube: Kube, namespace: str, database_url: str, release_factory: Callable[[str], Release]
-) -> None:
-    release = release_factory(namespace).install(cluster.real_image)
+def operator_without_job_create(
+    kube: Kube, namespace: str, image: str, release_factory: Callable[[str], Release]
+) -> Release:
+    """The chart's operator, running, with `create` taken away from the Jobs rule of its ClusterRole."""
+    release = release_factory(namespace).install(image)
     release.operator_pod()
-    # Take `create` away from the Jobs rule of the chart's ClusterRole.
     role = kube.rbac.read_cluster_role(release.fullname)
     for rule in role.rules:
         if "jobs" in rule.resources:
@@ -373,7 +374,13 @@ def test_a_missing_permission_keeps_the_migration_from_becoming_ready(
     while release.can("create", "jobs", namespace):
         assert time.monotonic() < deadline, "the RBAC change never took effect"
         time.sleep(0.5)
+    return release
 
+
+def test_a_missing_permission_keeps_the_migration_from_becoming_ready(
+    cluster: Any, kube: Kube, namespace: str, database_url: str, release_factory: Callable[[str], Release]
+) -> None:
+    release = operator_without_job_create(kube, namespace, cluster.real_image, release_factory)
     create_migration(kube, namespace, "shop", cluster.real_image, database_url, cluster.node_ip)
     # The operator reports the refusal (its log; the API error names the verb, resource and account).
     refused = re.compile(
@@ -394,3 +401,19 @@ def test_a_missing_permission_keeps_the_migration_from_becoming_ready(
     status, message = kstatus(body)  # Failed, not InProgress: Helm 4 --wait and Flux stop waiting
     assert status == "Failed" and refused.search(message), message
     assert_no_password_in(release.log(), database_url)
+
+
+def test_helm_4_install_wait_fails_fast_when_the_operator_lacks_a_permission(
+    cluster: Any, kube: Kube, namespace: str, migrations: Migrations, release_factory: Callable[[str], Release]
+) -> None:
+    operator_without_job_create(kube, namespace, cluster.real_image, release_factory)
+    scripts = migrations.scripts("app-r1", {"V1__t.sql": "CREATE TABLE t (id int);"})
+    result, seconds = install_app(
+        cluster, namespace, "app", scripts, migrations.image, **{"app.progressDeadlineSeconds": "30"}
+    )
+    assert result.returncode != 0
+    assert "SchemaMigration" in result.stderr and re.search(r'cannot create resource \\*"jobs', result.stderr), (
+        result.stderr
+    )
+    assert seconds < 120, f"helm --wait took {seconds:.0f}s of its 300s timeout"
+    print(f"helm install --wait with the operator lacking a permission: failed after {seconds:.1f}s (timeout 300s)")

@@ -4,17 +4,14 @@ real API server at each phase of a release, and `helm install --wait` (Helm 4) o
 from __future__ import annotations
 
 import subprocess
-import time
-from pathlib import Path
 from typing import Any
 
-from devcluster.workloads import IDLE_IMAGE, condition, gated_deployment
+from devcluster.workloads import condition, gated_deployment
 from lockgate.controller.spec import APPROVE_ANNOTATION
-from tests.chart_support import REPO, helm
+from tests.chart_support import install_app
 from tests.health_support import argocd_health, kstatus
 from tests.operator_fixtures import Migrations
 
-APP_CHART = REPO / "examples" / "app-chart"
 SLOW_RELEASE = {
     "V1__users.sql": "CREATE TABLE users (id bigint PRIMARY KEY);\nSELECT pg_sleep(3);",
     "A1__seed.sql": "INSERT INTO users VALUES (1) ON CONFLICT DO NOTHING;\nSELECT pg_sleep(3);",
@@ -86,25 +83,6 @@ def test_a_failed_migration_reads_failed_with_the_runners_error(
     assert argocd_health(stalled) == ("Degraded", condition(stalled, "Stalled")["message"])
     waited = kubectl(cluster, namespace, "wait", "--for=condition=Ready", "smig/broken", "--timeout=3s")
     assert waited.returncode != 0  # kubectl wait has no notion of failure: it times out
-
-
-def install_app(
-    cluster: Any, namespace: str, name: str, config_map: str, image: str, **values: str
-) -> tuple[subprocess.CompletedProcess[str], float]:
-    sets = {
-        "migrations.image": image,
-        "migrations.imagePullPolicy": "Never",
-        "migrations.configMap": config_map,
-        "app.image": IDLE_IMAGE,
-        **values,
-    }
-    args = [f"--set={key}={value}" for key, value in sets.items()]
-    started = time.monotonic()
-    result = helm(
-        "install", name, str(APP_CHART), "-n", namespace, "--wait", "--timeout=300s", *args,
-        kubeconfig=Path(cluster.kubeconfig), check=False, timeout=330,
-    )  # fmt: skip
-    return result, time.monotonic() - started
 
 
 def test_helm_4_install_wait_returns_once_the_schema_is_ready_and_the_app_rolled_out(
