@@ -60,7 +60,7 @@ with_heartbeat() {
   return "$status"
 }
 
-log "building Kubernetes $KUBE_VERSION and etcd from Go modules into $bin (first run only: about 5 min on 2 cores with an empty Go cache)"
+log "building Kubernetes $KUBE_VERSION and etcd from Go modules into $bin (first run only: about 15 min on 2 cores with empty Go caches, with containerd and helm)"
 (
   cd "$here/kubebin"
   CGO_ENABLED=0 with_heartbeat "Kubernetes and etcd" go build -trimpath -ldflags="-s -w $(version_flags k8s.io/component-base/version) $(version_flags k8s.io/client-go/pkg/version)" -o "$tmp/" \

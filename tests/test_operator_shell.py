@@ -13,7 +13,7 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
-from kubernetes import config
+from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY
 
@@ -250,7 +250,7 @@ def limited_api(clients: Clients, namespace: str, kubeconfig: Any) -> Iterator[A
 
 def grant_jobs(clients: Clients, namespace: str) -> None:
     role = clients.rbac.read_namespaced_role("operator", namespace)
-    role.rules.append({"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create"]})
+    role.rules.append(client.V1PolicyRule(api_groups=["batch"], resources=["jobs"], verbs=["create"]))
     clients.rbac.replace_namespaced_role("operator", namespace, role)
 
 
