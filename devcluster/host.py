@@ -116,7 +116,7 @@ def new_entries(before: Iterable[str], now: Iterable[str]) -> list[str]:
 
 
 def mounts_under(mountinfo: str, directory: Path) -> list[str]:
-    """Mount points at or below `directory`, deepest first."""
+    """Mount points below `directory`, deepest first."""
     prefix = str(directory).rstrip("/") + "/"
     points = {_unescape(line.split()[4]) for line in mountinfo.splitlines() if len(line.split()) > 4}
     return sorted((p for p in points if p.startswith(prefix)), key=lambda p: (-p.count("/"), p))
