@@ -76,3 +76,23 @@ def _wait_for(condition, timeout: float = 30) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.1)
+
+
+def test_waiting_runners_never_stall_a_concurrent_index_build(tmp_path: Path, database_url: str) -> None:
+    """Runners waiting for the lock hold no snapshot, so the holder's CREATE INDEX CONCURRENTLY
+    (which waits for every older snapshot) is not held up by them: all exit 0, the build runs once."""
+    query(database_url, "CREATE TABLE big AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 200000) g")
+    d = write(
+        tmp_path / "m",
+        {
+            "V1__pause.sql": "SELECT pg_sleep(1.5);",  # long enough for the waiters to start waiting
+            "V2__index.sql": "CREATE INDEX CONCURRENTLY big_v ON big (v);",
+        },
+    )
+    holder = popen("migrate", "--dir", str(d), "--lock-timeout", "2000", "--lock-retries", "0", url=database_url)
+    time.sleep(0.5)
+    waiters = [popen("migrate", "--dir", str(d), "--lock-wait", "60", url=database_url) for _ in range(3)]
+    codes = [p.wait(timeout=120) for p in (holder, *waiters)]
+    assert codes == [0, 0, 0, 0], [p.stdout.read() + p.stderr.read() for p in (holder, *waiters)]
+    assert query(database_url, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'big_v'::regclass") == [(True,)]
+    assert [r[0] for r in history(database_url)] == ["1", "2"]

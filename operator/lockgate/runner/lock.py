@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, TextIO
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 
 from ..shared.errors import LockNotAcquired
 
@@ -25,7 +24,8 @@ if TYPE_CHECKING:
     from .database import Database
 
 Progress = Callable[[str], None]
-LOCK_NOT_AVAILABLE = "55P03"
+LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout expired: a migration's statements retry on it
+POLL_FIRST, POLL_MAX = 0.05, 1.0  # seconds between polls for a held lock: doubling, capped
 
 
 @contextmanager
@@ -52,7 +52,7 @@ def _advisory_lock(db: Database, key: int, wait_seconds: float, progress: Progre
     # other one, and if this process dies the server ends the session and frees the lock.
     lock_conn = db.connect()
     try:
-        if not lock_conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({key})").scalar():
+        if not _try_lock(lock_conn, key):
             progress(f"waiting up to {wait_seconds:g}s for the migration lock, held by {_holder(lock_conn, key)}")
             _wait_for_lock(lock_conn, key, wait_seconds)
         yield
@@ -61,19 +61,27 @@ def _advisory_lock(db: Database, key: int, wait_seconds: float, progress: Progre
 
 
 def _wait_for_lock(lock_conn: Connection, key: int, wait_seconds: float) -> None:
-    # Waiting happens outside any transaction, so a concurrent index build in the holder never waits for us.
+    """Poll pg_try_advisory_lock with backoff. Never block inside pg_advisory_lock(): a session
+    waiting there is mid-statement, holding a snapshot that a CREATE INDEX CONCURRENTLY in the lock
+    holder must wait for (Flyway fixed the same in its issue 1654). Each poll is its own short
+    autocommit statement, so between polls this session holds nothing."""
     if wait_seconds <= 0:
         raise LockNotAcquired("another lockgate runner holds the migration lock; retry later or pass --lock-wait")
-    lock_conn.exec_driver_sql(f"SET lock_timeout = {max(1, int(wait_seconds * 1000))}")
-    try:
-        lock_conn.exec_driver_sql(f"SELECT pg_advisory_lock({key})")
-    except DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
-            raise
-        raise LockNotAcquired(
-            f"another lockgate runner held the migration lock for more than {wait_seconds:g}s; "
-            "retry later or raise --lock-wait"
-        ) from None
+    deadline = time.monotonic() + wait_seconds
+    delay = POLL_FIRST
+    while not _try_lock(lock_conn, key):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise LockNotAcquired(
+                f"another lockgate runner held the migration lock for more than {wait_seconds:g}s; "
+                "retry later or raise --lock-wait"
+            )
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, POLL_MAX)
+
+
+def _try_lock(lock_conn: Connection, key: int) -> bool:
+    return bool(lock_conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({key})").scalar())
 
 
 def _holder(lock_conn: Connection, key: int) -> str:
