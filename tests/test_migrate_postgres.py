@@ -392,3 +392,21 @@ def test_summary_file_is_a_compact_termination_message(tmp_path: Path, database_
     assert len(text.encode()) < 4096
     assert doc["applied_count"] == 300 and doc["schema_version"] == "300" and doc["exit_code"] == 0
     assert doc["applied"][-1][0] == "300"
+
+
+def test_each_migration_starts_from_the_same_session_state(tmp_path: Path, database_url: str) -> None:
+    """What a script SETs (search_path, lock_timeout = 0) does not leak into the next one."""
+    d = write(
+        tmp_path / "m",
+        {
+            "V1__elsewhere.sql": "CREATE SCHEMA other; SET search_path = other, public; SET lock_timeout = 0;",
+            "V2__settings.sql": "CREATE TABLE settings AS SELECT current_setting('search_path') AS search_path,"
+            " current_setting('lock_timeout') AS lock_timeout;",
+        },
+    )
+    result = lockgate("migrate", "--dir", str(d), "--lock-timeout", "1500", url=database_url)
+    assert result.code == 0, result.err
+    assert query(database_url, "SELECT table_schema FROM information_schema.tables WHERE table_name = 'settings'") == [
+        ("public",)
+    ]
+    assert query(database_url, "SELECT * FROM public.settings") == [('"$user", public', "1500ms")]

@@ -129,6 +129,15 @@ class Database:
         with contextlib.suppress(sa.exc.DBAPIError):  # the connection may already be out of its transaction
             self.execute("ROLLBACK")
 
+    def fresh_session(self, lock_timeout_ms: int, statement_timeout_s: float) -> None:
+        """Every migration starts from the same session state: what an earlier script SET (a
+        search_path, a role, `lock_timeout = 0`) is reset, and lockgate's own timeouts re-applied."""
+        if not self.is_postgres:
+            return
+        self.execute("RESET ALL")
+        self.execute("RESET ROLE")
+        self.set_timeouts(lock_timeout_ms, statement_timeout_s)
+
     def set_timeouts(self, lock_timeout_ms: int, statement_timeout_s: float) -> None:
         if not self.is_postgres:
             return

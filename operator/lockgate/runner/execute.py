@@ -211,6 +211,7 @@ class Runner:
 
     def _apply_one(self, script: Script, statements: list[Statement], installed_by: str) -> dict[str, object]:
         started = time.monotonic()
+        self.db.fresh_session(self.options.lock_timeout_ms, self.options.statement_timeout)
         groups = segments(statements)
         for index, group in enumerate(groups):
             record = index == len(groups) - 1 and group.transactional
@@ -250,6 +251,7 @@ class Runner:
         try:
             for script, statements in prepared:
                 started = time.monotonic()
+                self.db.fresh_session(self.options.lock_timeout_ms, self.options.statement_timeout)
                 try:
                     with heartbeat.track(_label(script)):
                         for statement in statements:
