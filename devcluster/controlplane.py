@@ -27,7 +27,8 @@ def client_context(ca: Path, client: CertKey | None = None) -> ssl.SSLContext:
     return context
 
 
-def https_ok(url: str, context: ssl.SSLContext) -> bool:
+def url_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    """A health endpoint answers 200 (http, or https with `context`)."""
     try:
         with urllib.request.urlopen(url, context=context, timeout=2) as response:
             return response.status == 200
@@ -66,9 +67,7 @@ class ControlPlane:
             ssl.CERT_NONE,
         )  # self-signed serving certificates; loopback only
         for process, port in ((controller_manager, self._cm_port), (scheduler, self._scheduler_port)):
-            wait_until_ready(
-                process, lambda p=port: https_ok(f"https://127.0.0.1:{p}/healthz", insecure), START_TIMEOUT
-            )
+            wait_until_ready(process, lambda p=port: url_ok(f"https://127.0.0.1:{p}/healthz", insecure), START_TIMEOUT)
         return self
 
     def stop(self) -> None:
@@ -79,10 +78,10 @@ class ControlPlane:
         etcd_port, peer_port = free_port(), free_port()
         etcd = self._launch("etcd", self._etcd_args(pki, etcd_port, peer_port))
         etcd_context = client_context(pki.ca.cert, pki.apiserver_etcd_client)
-        wait_until_ready(etcd, lambda: https_ok(f"https://127.0.0.1:{etcd_port}/health", etcd_context), START_TIMEOUT)
+        wait_until_ready(etcd, lambda: url_ok(f"https://127.0.0.1:{etcd_port}/health", etcd_context), START_TIMEOUT)
         apiserver = self._launch("kube-apiserver", self._apiserver_args(pki, etcd_port))
         admin_context = client_context(pki.ca.cert, pki.admin)
-        wait_until_ready(apiserver, lambda: https_ok(f"{self.server}/readyz", admin_context), START_TIMEOUT)
+        wait_until_ready(apiserver, lambda: url_ok(f"{self.server}/readyz", admin_context), START_TIMEOUT)
 
     def _launch(self, name: str, args: list[str]) -> ManagedProcess:
         process = ManagedProcess(

@@ -40,12 +40,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from devcluster.binaries import REPO
+
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 LOCKGATE_IMAGE = "docker.io/library/lockgate:dev"
 SHOP_IMAGE = "docker.io/library/lockgate-shop:dev"
 BASE_IMAGE = "docker.io/library/python:3.11-slim-bookworm"
 
-REPO = Path(__file__).resolve().parents[1]
 SHOP_APP = REPO / "examples" / "shop" / "app"
 KUBEBIN = REPO / "hack" / "kubebin"  # its go.mod pins the Kubernetes module that holds pause.c
 

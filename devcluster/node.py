@@ -10,14 +10,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from devcluster.controlplane import url_ok
 from devcluster.images import PAUSE_IMAGE, Image
 from devcluster.kubeconfig import write_kubeconfig
 from devcluster.pki import ClusterPKI
@@ -260,7 +259,7 @@ class Node:
             "--v=1",
         ]
         kubelet = self._launch("kubelet", args)
-        wait_until_ready(kubelet, lambda: _http_ok(f"http://127.0.0.1:{ports.healthz}/healthz"), START_TIMEOUT)
+        wait_until_ready(kubelet, lambda: url_ok(f"http://127.0.0.1:{ports.healthz}/healthz"), START_TIMEOUT)
 
     def _start_kube_proxy(self) -> None:
         kubeconfig = write_kubeconfig(
@@ -270,21 +269,13 @@ class Node:
         config = self.layout.root / "kube-proxy.yaml"
         config.write_text(yaml.safe_dump(kube_proxy_config(kubeconfig, healthz, free_port())))
         proxy = self._launch("kube-proxy", [f"--config={config}", "--v=1"])
-        wait_until_ready(proxy, lambda: _http_ok(f"http://127.0.0.1:{healthz}/healthz"), START_TIMEOUT)
+        wait_until_ready(proxy, lambda: url_ok(f"http://127.0.0.1:{healthz}/healthz"), START_TIMEOUT)
 
     def _launch(self, name: str, args: list[str]) -> ManagedProcess:
         log = self.layout.root.parent / "logs" / f"{name}.log"
         process = ManagedProcess(name, [str(self.bin_dir / name), *args], log, die_with_parent=True)
         self.processes.append(process.start())
         return process
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
 
 
 def node_is_ready(node: dict[str, object]) -> bool:

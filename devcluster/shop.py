@@ -11,18 +11,17 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from devcluster.binaries import REPO
 from devcluster.kube import Kube, deployment_rolled_out
+from lockgate.controller.spec import GROUP, PLURAL, VERSION
 
-REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "shop"
 APP = "shop-web"
 SCHEMA = "shop"
-GROUP, VERSION, PLURAL = "lockgate.dev", "v1alpha1", "schemamigrations"
 
 
 def manifests(lockgate_image: str, app_image: str) -> list[dict[str, Any]]:

@@ -4,14 +4,13 @@ Deployment, and the reads they share (no pytest here: the demo and benchmarks im
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
+from devcluster.binaries import REPO
 from devcluster.images import PAUSE_IMAGE
 from devcluster.postgres import free_port
 from lockgate.controller.spec import GATE_CONDITION
 
-REPO = Path(__file__).resolve().parents[1]
 CRD = REPO / "crds" / "lockgate.dev_schemamigrations.yaml"
 IDLE_IMAGE = PAUSE_IMAGE  # an app that runs for ever: what the gate holds or lets through
 
