@@ -57,6 +57,8 @@ def job(
     owner: str = UID,
     deleting: bool = False,
     image: str = "registry/shop-migrations:3",
+    uid: str = "",
+    suspended: bool = False,
 ) -> JobView:
     return JobView(
         name,
@@ -70,6 +72,8 @@ def job(
         True,
         deleting,
         owner,
+        uid or f"uid-{name}",
+        suspended,
     )
 
 

@@ -22,7 +22,7 @@ APP_VERSION = CHART_META["appVersion"]
 EXPECTED_RULES = {
     ("lockgate.dev", "schemamigrations"): {"get", "list", "watch", "patch"},
     ("lockgate.dev", "schemamigrations/status"): {"get", "patch", "update"},
-    ("batch", "jobs"): {"get", "list", "watch", "create", "patch"},
+    ("batch", "jobs"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "pods"): {"get", "list", "watch"},
     ("", "pods/status"): {"patch"},
     ("apps", "deployments"): {"get", "list", "watch"},

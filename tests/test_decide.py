@@ -8,7 +8,7 @@ from typing import Any
 
 from lockgate.controller.conditions import StatusPhase
 from lockgate.controller.decide import decide
-from lockgate.controller.ledger import CLAIM_GRACE, HISTORY_LIMIT, attempt_key
+from lockgate.controller.ledger import CLAIM_GRACE, HISTORY_LIMIT, LOST_GRACE, JobRef, attempt_key
 from lockgate.controller.observed import FAILED, SUCCEEDED
 from lockgate.controller.spec import Migration
 from tests.release_walk import (
@@ -159,6 +159,60 @@ def test_a_job_deleted_while_running_counts_as_failed() -> None:
         d.status["history"][0]["result"] == "Failed" and "deleted before it finished" in d.status["history"][0]["error"]
     )
     assert d.release == (first.create.name,)
+
+
+def test_a_created_job_runs_only_once_its_uid_is_bound_to_the_claim() -> None:
+    first = decide(observe(migration()))
+    name, attempt = first.create.name, first.create.attempt
+    created = job(name, attempt=attempt, uid="u1", suspended=True)
+    bound = decide(observe(applied(migration(), first), jobs=[created]))
+    assert bound.status["history"][0]["jobUid"] == "u1"  # written before the Job may start
+    assert (bound.start, bound.delete, bound.create) == ((JobRef(name, "u1"),), (), None)
+    # Still suspended on the next pass (the start did not land): started again, the status unchanged.
+    again = decide(observe(applied(migration(), bound), jobs=[created]))
+    assert (again.status, again.start) == (None, (JobRef(name, "u1"),))
+
+
+def test_a_create_that_lands_after_its_job_ran_is_deleted_unrun() -> None:
+    """A replica's create, delayed past the claim grace, lands after another replica's Job of the
+    same name ran, was recorded and deleted by its TTL: it is not bound, so it never runs."""
+    first = decide(observe(migration()))
+    name, attempt = first.create.name, first.create.attempt
+    bound = decide(observe(applied(migration(), first), jobs=[job(name, attempt=attempt, uid="u1", suspended=True)]))
+    ran = job(name, state=SUCCEEDED, attempt=attempt, uid="u1")
+    recorded = decide(observe(applied(migration(), bound), jobs=[ran], job_pods=[report(name)]))
+    m = applied(migration(), recorded)
+    late = job(name, attempt=attempt, uid="u2", suspended=True)
+    d = decide(observe(m, jobs=[late]))
+    assert (d.delete, d.start, d.status) == ((JobRef(name, "u2"),), (), None)
+    # Being deleted: its finalizer goes, and it adds nothing to the history.
+    going = decide(observe(m, jobs=[dataclasses.replace(late, deleting=True)]))
+    assert going.release == (name,) and going.status is None and going.finished == ()
+
+
+def test_a_late_create_never_takes_over_a_bound_claim() -> None:
+    first = decide(observe(migration()))
+    name, attempt = first.create.name, first.create.attempt
+    bound = decide(observe(applied(migration(), first), jobs=[job(name, attempt=attempt, uid="u1", suspended=True)]))
+    other = job(name, attempt=attempt, uid="u2", suspended=True)  # u1 is gone, u2 is another object
+    d = decide(observe(applied(migration(), bound), jobs=[other]))
+    assert d.delete == (JobRef(name, "u2"),) and d.start == ()
+
+
+def test_a_bound_job_that_vanished_without_a_result_fails_and_is_not_created_again() -> None:
+    first = decide(observe(migration()))
+    name, attempt = first.create.name, first.create.attempt
+    bound = applied(
+        migration(),
+        decide(observe(applied(migration(), first), jobs=[job(name, attempt=attempt, uid="u1", suspended=True)])),
+    )
+    soon = decide(observe(bound, now=NOW + LOST_GRACE - timedelta(seconds=1)))
+    assert soon.create is None and soon.status["history"][0]["result"] == "Running"  # a watch may lag: wait
+    assert soon.requeue_after == 1.0
+    d = decide(observe(bound, now=NOW + LOST_GRACE + timedelta(seconds=1)))
+    entry = d.status["history"][0]
+    assert entry["result"] == "Failed" and "deleted before its result was recorded" in entry["error"]
+    assert d.create is None and conditions(d)["Stalled"] == "True"
 
 
 def expanded(

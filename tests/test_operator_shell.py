@@ -224,6 +224,40 @@ def test_a_finished_job_is_held_until_its_result_is_recorded_then_ttl_deletes_it
     assert (entry["job"], entry["result"]) == (name, "Succeeded")
 
 
+# a create that lands late
+
+
+def test_a_create_delayed_past_the_claim_grace_never_runs(clients: Clients, namespace: str, cluster: Any) -> None:
+    """Replica A claims and sends its create, which the API server holds; replica B re-claims after
+    the grace, creates, binds and runs the Job; its result is recorded and TTL deletes it. Then A's
+    create lands: a second Job of the same name (another uid) that must never run."""
+    clients.core.create_namespaced_secret(namespace, {"metadata": {"name": "db"}, "stringData": {"url": "unused"}})
+    body = migration_body(NAME, "1", cluster.real_image, "db", ttlSecondsAfterFinished=0, expand={"command": ["true"]})
+    body["spec"] |= {"background": {"enabled": False}, "contract": {"enabled": False}}
+    clients.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    key, observe, kube = (namespace, NAME), live_view(clients), Kube(clients.api)
+    view = observe(key)
+    assert view.migration is not None
+    delayed = job_manifest(view.migration, claim(view))  # A's create, still on its way
+
+    def recorded_and_deleted() -> bool:
+        entry = get_migration(clients, namespace).get("status", {}).get("history", [{}])[0]
+        return entry.get("result") == "Succeeded" and not jobs(clients, namespace)
+
+    asyncio.run(run_until(Reconciler(kube, observe), key, recorded_and_deleted, timeout=90))
+    [entry] = get_migration(clients, namespace)["status"]["history"]
+    late = clients.batch.create_namespaced_job(namespace, delayed)  # A's create lands
+    assert late.metadata.name == entry["job"] and late.metadata.uid != entry["jobUid"]
+
+    def late_gone() -> bool:
+        return not jobs(clients, namespace)
+
+    asyncio.run(run_until(Reconciler(kube, observe), key, late_gone, timeout=60))
+    assert get_migration(clients, namespace)["status"]["history"] == [entry]  # one run, nothing added
+    pods = clients.core.list_namespaced_pod(namespace, label_selector=f"controller-uid={late.metadata.uid}").items
+    assert pods == []  # it never started
+
+
 # error backoff
 
 
@@ -294,9 +328,13 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60) -> Any:
 
 
 async def run_until(reconciler: Reconciler, key: Key, predicate: Callable[[], Any], timeout: float) -> None:
-    """Run the reconciler as the operator does (requests, requeues, retries) until `predicate` holds."""
-    reconciler.request(key)
-    await wait_async(predicate, timeout)
+    """Run the reconciler as the operator does (requests, requeues, retries) until `predicate` holds;
+    a request every second stands in for the watch events that would trigger passes."""
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(predicate):
+        assert time.monotonic() < deadline, "timed out"
+        reconciler.request(key)
+        await asyncio.sleep(1)
 
 
 async def wait_async(predicate: Callable[[], Any], timeout: float) -> None:

@@ -56,7 +56,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 The operator's permissions, and nothing more. The same rules go into the ClusterRole
 (all namespaces) or into one Role per watched namespace.
 - SchemaMigrations: watched, and patched to claim Jobs; status written with optimistic locking.
-- Jobs: one per (SchemaMigration, version, phase); patched to remove lockgate's result finalizer.
+- Jobs: one per (SchemaMigration, version, phase), created suspended and started (patched) once
+  bound to their claim; a late create bound to nothing is deleted unrun; patched to remove
+  lockgate's result finalizer.
 - Pods: Job pods are read for the runner's result; gated pods get their readiness gate via pods/status.
 - Workloads: read to know when a rollout is complete (contract waits for it).
 - Events: one per step, core and events.k8s.io.
@@ -71,7 +73,7 @@ No Secrets: migration Jobs read the database URL themselves through secretKeyRef
   verbs: ["get", "patch", "update"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]

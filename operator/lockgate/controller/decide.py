@@ -18,8 +18,8 @@ from typing import Any
 
 from .events import Event, events_for
 from .gate import GatePatch, gate_patches
-from .ledger import Entry, JobRequest, Ledger
-from .observed import ACTIVE, Observed, iso
+from .ledger import Entry, JobRef, JobRequest, Ledger
+from .observed import ACTIVE, JobView, Observed, iso
 from .phase_plan import blocked, plan_for
 from .status import status_of
 
@@ -28,6 +28,8 @@ from .status import status_of
 class Decision:
     status: dict[str, Any] | None = None  # the whole new status, when it changed
     create: JobRequest | None = None  # the Job claimed in `status`: created only once that is written
+    start: tuple[JobRef, ...] = ()  # suspended Jobs bound to their claim in `status`: unsuspended once written
+    delete: tuple[JobRef, ...] = ()  # suspended Jobs no claim is bound to: late creates, deleted unrun
     gates: tuple[GatePatch, ...] = ()
     release: tuple[str, ...] = ()  # Jobs whose result finalizer may go once the status is written
     events: tuple[Event, ...] = ()
@@ -44,24 +46,33 @@ def decide(observed: Observed) -> Decision:
     observed = dataclasses.replace(observed, jobs=ours)
     ledger = Ledger.from_status(migration.status)
     finished, report_retry = ledger.record_finished(observed)
+    binding = ledger.bind(ours, iso(observed.now))
     plan = plan_for(migration, ledger, observed)
     if observed.error:
         plan = blocked(plan, observed.error)
     if plan.request:
         ledger.claim(plan.request, iso(observed.now))
     status = status_of(migration, ledger, plan, observed)
-    recorded = tuple(
-        j.name for j in ours if j.has_finalizer and (j.state != ACTIVE or j.deleting) and ledger.is_recorded(j.name)
-    )
+    recorded = tuple(j.name for j in ours if j.has_finalizer and _result_kept(j, ledger))
     return Decision(
         status=status if status != migration.status else None,
         create=plan.request,
+        start=binding.start,
+        delete=binding.delete,
         gates=gate_patches(observed, ledger.expanded),
         release=foreign + recorded,
         events=events_for(migration.status, status, plan.request, finished),
         requeue_after=min(filter(None, (plan.requeue_after, report_retry)), default=None),
         finished=tuple(finished),
     )
+
+
+def _result_kept(job: JobView, ledger: Ledger) -> bool:
+    """Whether the Job's finalizer may go: its result is in the history, or it is a late create
+    being deleted (it never ran: there is no result to keep)."""
+    if job.deleting and ledger.late(job):
+        return True
+    return (job.state != ACTIVE or job.deleting) and ledger.is_recorded(job.name)
 
 
 def _without_migration(observed: Observed, deleting: bool) -> Decision:

@@ -14,6 +14,7 @@ from ..shared import redaction
 from ..shared.errors import UsageError
 from .events import Event
 from .gate import GatePatch
+from .ledger import JobRef
 from .observed import iso
 from .spec import GATE_CONDITION, GROUP, KIND, PLURAL, RESULT_FINALIZER, VERSION
 
@@ -93,6 +94,29 @@ class Kube:
         existing = self.batch.read_namespaced_job(manifest["metadata"]["name"], manifest["metadata"]["namespace"])
         owners = [o.uid for o in (existing.metadata and existing.metadata.owner_references) or [] if o.controller]
         return owners[0] if owners else ""
+
+    def start_job(self, namespace: str, job: JobRef) -> None:
+        """Unsuspend the Job only if it is still the object bound to the claim (same uid)."""
+        patch: list[dict[str, Any]] = [
+            {"op": "test", "path": "/metadata/uid", "value": job.uid},
+            {"op": "replace", "path": "/spec/suspend", "value": False},
+        ]
+        try:
+            self.batch.patch_namespaced_job(job.name, namespace, patch)
+        except ApiException as exc:
+            if exc.status not in (NOT_FOUND, INVALID):  # gone, or another object now: nothing to start
+                raise
+
+    def delete_job(self, namespace: str, job: JobRef) -> None:
+        """Delete that very Job (uid precondition): never a newer one of the same name."""
+        options = client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(uid=job.uid), propagation_policy="Background"
+        )
+        try:
+            self.batch.delete_namespaced_job(job.name, namespace, body=options)
+        except ApiException as exc:
+            if exc.status not in (NOT_FOUND, CONFLICT):
+                raise
 
     def patch_gate(self, namespace: str, patch: GatePatch) -> None:
         condition = {

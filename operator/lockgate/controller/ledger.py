@@ -1,9 +1,13 @@
 """The ledger: status.history, the versions each phase reached, and the exactly-once claim (pure).
 
-Exactly once rests on two rules the shell enforces:
+Exactly once rests on three rules the shell enforces:
 - a Job is created only after a status write that claims it (a `Running` history entry),
   guarded by resourceVersion, so two replicas cannot both claim it (next_job decides the
   claim, decide() records it, the reconciler writes it before it creates the Job);
+- a Job is created suspended and runs only once its uid is bound to the claim (`jobUid`, again
+  written with the status first); any other Job of that name is a create that landed late
+  (a slow API server, say, after another replica's Job already ran) and is deleted unrun
+  (Ledger.bind);
 - a Job keeps the `lockgate.dev/result` finalizer until its result is in status.history,
   so TTL deletion cannot erase a result before it is recorded (Ledger.is_recorded).
 """
@@ -28,6 +32,9 @@ HISTORY_LIMIT = 20
 # A claim younger than this is left alone while the Job shows up in the watch; an older one
 # whose Job never appeared means the operator stopped between claim and create.
 CLAIM_GRACE = timedelta(seconds=10)
+# A bound claim's Job is in every replica's watch long before this; after it, a Job that is
+# gone without a result was deleted around lockgate's finalizer.
+LOST_GRACE = timedelta(seconds=60)
 # Pods and Jobs arrive on separate watches: a Job may finish before its pod's termination
 # message is seen. Its result waits this long for the runner's summary, then goes without.
 REPORT_GRACE = timedelta(seconds=5)
@@ -55,6 +62,22 @@ class JobRequest:
     attempt: str
     name: str
     image: str
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """One Job object: its name and the uid that tells a late create from the Job that ran."""
+
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What to do with suspended Jobs: start the bound ones, delete every other one unrun."""
+
+    start: tuple[JobRef, ...] = ()
+    delete: tuple[JobRef, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -128,15 +151,41 @@ class Ledger:
             self.history.append(entry)
         entry["claimedAt"] = now
 
+    def late(self, job: JobView) -> bool:
+        """Whether the Job is a create that landed after its claim was settled: its claim is bound
+        to another uid, or finished without it, or gone (a suspended Job no claim names)."""
+        entry = self.by_job(job.name)
+        if entry is None:
+            return job.suspended
+        bound = entry.get("jobUid")
+        return bound not in (None, job.uid) or (bound is None and entry["result"] in FINAL and job.suspended)
+
+    def bind(self, jobs: tuple[JobView, ...], now: str) -> Binding:
+        """Bind each suspended Job to its running claim (once) and start it; delete late creates unrun."""
+        start, delete = [], []
+        for job in jobs:
+            if not job.suspended or job.deleting:
+                continue
+            entry = self.by_job(job.name)
+            if self.late(job):
+                delete.append(JobRef(job.name, job.uid))
+            elif entry is not None and entry["result"] == Result.RUNNING:
+                if entry.get("jobUid") is None:
+                    entry.update(jobUid=job.uid, boundAt=now)
+                start.append(JobRef(job.name, job.uid))
+        return Binding(tuple(start), tuple(delete))
+
     def record_finished(self, observed: Observed) -> tuple[list[Entry], float | None]:
         """Write each finished Job's result into its history entry (once) and advance the versions.
         Also returns when to look again for a result still waiting for its pod's report."""
-        done: list[Entry] = []
+        done: list[Entry] = self._lost(observed)
         retry = None
         for job in sorted(observed.jobs, key=lambda j: j.start or ""):
             entry = self.by_job(job.name)
             version = parse_version(job.version)
-            if version is None or (job.state == ACTIVE and not job.deleting) or (entry and entry["result"] in FINAL):
+            if version is None or self.late(job) or (entry and entry["result"] in FINAL):
+                continue
+            if job.state == ACTIVE and not job.deleting:
                 continue
             report = _report(observed.job_pods, job.name)
             waited = observed.now - (parse_time(job.finished) or observed.now)
@@ -148,6 +197,27 @@ class Ledger:
                 self._advance(job.phase, version)
             done.append(entry)
         return done, retry
+
+    def _lost(self, observed: Observed) -> list[Entry]:
+        """Bound claims whose Job is gone without a result (its finalizer was removed by hand):
+        failed, since whether it ran is unknown; never claimed again under the same name."""
+        present = {j.name for j in observed.jobs}
+        lost = [
+            e
+            for e in self.history
+            if e["result"] == Result.RUNNING
+            and e["job"] not in present
+            and observed.now - (parse_time(e.get("boundAt")) or observed.now) > LOST_GRACE
+        ]
+        for entry in lost:
+            entry.pop("claimedAt", None)
+            entry.pop("boundAt", None)
+            entry.update(
+                result=Result.FAILED.value,
+                completionTime=iso(observed.now),
+                error=f"the Job {entry['job']} was deleted before its result was recorded: check whether it ran",
+            )
+        return lost
 
     def _finish(self, job: JobView, entry: Entry | None, report: RunnerReport | None, now: datetime) -> Entry:
         if entry is None:  # a Job we did not claim (history trimmed, or status lost): adopt its result
@@ -161,6 +231,7 @@ class Ledger:
             self.history.append(entry)
         deleted_early = job.state == ACTIVE
         entry.pop("claimedAt", None)
+        entry.pop("boundAt", None)
         entry.update(
             result=(Result.FAILED if deleted_early else RESULT_OF_STATE[job.state]).value,
             startTime=job.start,
@@ -206,6 +277,13 @@ def next_job(
     if latest and latest["result"] == Result.FAILED and latest.get("attempt") == attempt:
         return Step(failed=latest)
     name = job_name(migration, phase, version, attempt)
+    if latest and latest["result"] == Result.RUNNING and latest.get("jobUid"):
+        # Its Job was created and bound, so it is never created again: wait for the watch, or for
+        # record_finished to call it lost.
+        bound = observed.now - (parse_time(latest.get("boundAt")) or observed.now)
+        return Step(
+            waiting=f"waiting for {phase} Job {latest['job']}", requeue_after=(LOST_GRACE - bound).total_seconds()
+        )
     if latest and latest["result"] == Result.RUNNING:
         age = observed.now - (parse_time(latest.get("claimedAt")) or observed.now)
         if age < CLAIM_GRACE:

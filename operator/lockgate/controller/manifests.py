@@ -39,6 +39,8 @@ def job_manifest(migration: Migration, request: JobRequest) -> dict[str, Any]:
         ATTEMPT_LABEL: request.attempt,
     }
     job_spec: dict[str, Any] = {
+        # Runs only once its uid is bound to the claim (ledger.py): a create that lands late never runs.
+        "suspend": True,
         "backoffLimit": spec.backoff_limit,
         "template": {"metadata": _pod_metadata(migration, labels), "spec": _pod_spec(migration, request)},
     }

@@ -39,6 +39,8 @@ class JobView:
     has_finalizer: bool
     deleting: bool
     owner_uid: str | None
+    uid: str = ""
+    suspended: bool = False  # created suspended: it runs only once its uid is bound to the claim
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,8 @@ def job_view(body: dict[str, Any]) -> JobView:
         has_finalizer=RESULT_FINALIZER in (meta.get("finalizers") or []),
         deleting=bool(meta.get("deletionTimestamp")),
         owner_uid=owner,
+        uid=meta.get("uid", ""),
+        suspended=bool(body.get("spec", {}).get("suspend")),
     )
 
 

@@ -33,7 +33,7 @@ class Failure:
 
     message: str
     count: int  # in a row: the backoff grows with it
-    step: str  # what failed: "observe", "status", "create", "gates", "release" or "events"
+    step: str  # what failed: "observe", "status", "create", "bind", "gates", "release" or "events"
 
 
 class Reconciler:
@@ -114,6 +114,7 @@ class Reconciler:
         if decision.create and observed.migration is not None:
             steps.append("create")
             await self._create(where, observed.migration, decision.create)
+        await self._bind(where, namespace, decision, steps)
         if decision.gates:
             steps.append("gates")
         await asyncio.gather(*(asyncio.to_thread(self.kube.patch_gate, namespace, gate) for gate in decision.gates))
@@ -140,6 +141,19 @@ class Reconciler:
             return
         how = "adopted" if owner else "created"
         log.info("%s: %s Job %s for version %s %s", where, request.phase, request.name, request.version, how)
+
+    async def _bind(self, where: str, namespace: str, decision: Decision, steps: list[str]) -> None:
+        """Start the Jobs bound to their claims; delete the late creates no claim is bound to."""
+        if decision.start or decision.delete:
+            steps.append("bind")
+        for job in decision.start:
+            await asyncio.to_thread(self.kube.start_job, namespace, job)
+            log.info("%s: Job %s started (uid %s bound to its claim)", where, job.name, job.uid)
+        for job in decision.delete:
+            await asyncio.to_thread(self.kube.delete_job, namespace, job)
+            log.warning(
+                "%s: Job %s (uid %s) deleted unrun: no claim is bound to it (a late create)", where, job.name, job.uid
+            )
 
     def _schedule(self, key: Key, delay: float) -> None:
         """Reconcile again after `delay` (contract delay, claim grace, retry after an error)."""
