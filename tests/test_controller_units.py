@@ -6,12 +6,15 @@ import json
 from datetime import timedelta
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from lockgate.cli.status_view import render
 from lockgate.cli.wait import verdict
+from lockgate.controller.kube import is_transient
 from lockgate.controller.ledger import JobRequest
 from lockgate.controller.manifests import job_manifest
 from lockgate.controller.observed import FAILED, SUCCEEDED, job_pod_view, job_state, workload_view
+from lockgate.controller.reconciler import TRANSIENT_GRACE, next_failure
 from lockgate.controller.spec import parse_duration, parse_migration
 from lockgate.shared.report import parse_report
 from lockgate.shared.versions import Version
@@ -247,3 +250,16 @@ def test_cluster_commands_fail_clearly_without_credentials_or_arguments(tmp_path
     assert no_name.code == 2 and "lockgate wait needs --name and --version" in no_name.err
     bad_version = lockgate("wait", "--name", "shop", "--version", "three")
     assert bad_version.code == 2 and "dotted numbers" in bad_version.err
+
+
+def test_outages_stay_quiet_for_a_minute_and_refusals_show_at_once() -> None:
+    outage = ApiException(status=503, reason="Service Unavailable")
+    assert is_transient(outage) and is_transient(ConnectionRefusedError()) and is_transient(ApiException(status=0))
+    assert not is_transient(ApiException(status=403)) and not is_transient(ApiException(status=422))
+    first = next_failure(None, "503", "status", True, now=100.0)
+    later = next_failure(first, "503", "status", True, now=130.0)
+    assert (later.count, later.since) == (2, 100.0)
+    assert not later.shown(100.0 + TRANSIENT_GRACE - 1) and later.shown(100.0 + TRANSIENT_GRACE)
+    assert [next_failure(None, "x", "s", True, 0).backoff(), later.backoff()] == [1.0, 2.0]
+    refused = next_failure(later, "403", "create", False, now=131.0)
+    assert refused.shown(131.0) and refused.backoff() == 20.0

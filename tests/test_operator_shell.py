@@ -310,6 +310,32 @@ def test_api_errors_stall_visibly_and_back_off_until_fixed(
     asyncio.run(run())
 
 
+def test_an_api_outage_under_a_minute_is_retried_quietly(
+    clients: Clients, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the API server cannot be reached the operator retries with a short backoff; once it
+    is back the Job is created, and nothing said Stalled or posted a Warning Event meanwhile."""
+    create_migration(clients, namespace)
+    key = (namespace, NAME)
+    unreachable = client.Configuration()
+    unreachable.host = "https://127.0.0.1:9"  # nothing listens: connection refused, as in an outage
+    caplog.set_level(logging.INFO, "lockgate.reconciler")
+
+    async def run() -> None:
+        reconciler = Reconciler(Kube(client.ApiClient(unreachable)), live_view(clients))
+        reconciler.request(key)
+        await asyncio.sleep(8)
+        retries = [r for r in caplog.records if "retrying" in r.getMessage()]
+        assert len(retries) >= 3 and all(r.levelno == logging.WARNING for r in retries)
+        reconciler.kube = Kube(clients.api)  # the API server is back
+        await wait_async(lambda: bool(jobs(clients, namespace)), timeout=30)
+
+    asyncio.run(run())
+    assert stalled(get_migration(clients, namespace))["status"] == "False"
+    events = clients.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={NAME}").items
+    assert [e.reason for e in events if e.type == "Warning"] == []
+
+
 def stalled(body: dict[str, Any]) -> dict[str, Any]:
     return next(c for c in body["status"]["conditions"] if c["type"] == "Stalled")
 

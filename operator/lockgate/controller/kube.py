@@ -7,6 +7,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Any, cast
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -53,6 +54,13 @@ def describe_error(exc: Exception) -> str:
         return redaction.redact(f"{exc.status} {exc.reason}: {detail}")
     text = str(exc).strip().splitlines()
     return redaction.redact(f"{type(exc).__name__}: {text[0] if text else ''}")
+
+
+def is_transient(exc: Exception) -> bool:
+    """An outage rather than a refusal: no connection, a timeout, 429 or a 5xx from the API server."""
+    if isinstance(exc, ApiException):
+        return exc.status in (0, 429) or (exc.status or 0) >= 500
+    return isinstance(exc, ConnectionError | TimeoutError | urllib3.exceptions.HTTPError)
 
 
 class Kube:

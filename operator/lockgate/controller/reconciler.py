@@ -15,7 +15,7 @@ from typing import Any
 
 from . import metrics
 from .decide import Decision, decide
-from .kube import Kube, describe_error
+from .kube import Kube, describe_error, is_transient
 from .ledger import JobRequest
 from .manifests import job_manifest
 from .observed import Observed
@@ -25,6 +25,9 @@ from .status import merge_patch
 log = logging.getLogger("lockgate.reconciler")
 Key = tuple[str, str]  # (namespace, SchemaMigration name)
 MAX_CONFLICTS = 5
+# An API server outage shorter than this (a restart, an etcd election) is retried quietly: no
+# Stalled, no Warning Event. Refusals (403, 422) show at once.
+TRANSIENT_GRACE = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +37,22 @@ class Failure:
     message: str
     count: int  # in a row: the backoff grows with it
     step: str  # what failed: "observe", "status", "create", "bind", "gates", "release" or "events"
+    since: float  # monotonic time of the first failure in a row
+    transient: bool  # an outage (connection, 5xx): shown only once it lasts TRANSIENT_GRACE
+
+    def shown(self, now: float) -> bool:
+        return not self.transient or now - self.since >= TRANSIENT_GRACE
+
+    def backoff(self) -> float:
+        """Short for an outage, so the operator notices its end soon; longer for a refusal."""
+        first, cap = (1.0, 15.0) if self.transient else (5.0, 60.0)
+        return min(cap, first * 2.0 ** (self.count - 1))
+
+
+def next_failure(previous: Failure | None, message: str, step: str, transient: bool, now: float) -> Failure:
+    if previous is None:
+        return Failure(message, 1, step, now, transient)
+    return Failure(message, previous.count + 1, step, previous.since, transient)
 
 
 class Reconciler:
@@ -70,11 +89,12 @@ class Reconciler:
         try:
             await self._reconcile_once(key, steps)
         except Exception as exc:  # one bad object must not stop the others: retry it later, with backoff
-            previous = self._errors.get(key)
-            failure = Failure(describe_error(exc), (previous.count if previous else 0) + 1, (steps or ["observe"])[-1])
+            step, transient = (steps or ["observe"])[-1], is_transient(exc)
+            failure = next_failure(self._errors.get(key), describe_error(exc), step, transient, time.monotonic())
             self._errors[key] = failure
-            log.error("%s/%s: %s (attempt %d; retrying)", key[0], key[1], failure.message, failure.count)
-            self._schedule(key, min(60.0, 5.0 * 2 ** (failure.count - 1)))
+            level = logging.WARNING if transient else logging.ERROR
+            log.log(level, "%s/%s: %s (attempt %d; retrying)", key[0], key[1], failure.message, failure.count)
+            self._schedule(key, failure.backoff())
         else:
             # Only a pass that carried out what failed clears it: one with nothing to retry yet (a
             # fresh claim, say) would otherwise clear Stalled for a moment and reset the backoff.
@@ -87,7 +107,8 @@ class Reconciler:
     async def _reconcile_once(self, key: Key, steps: list[str]) -> None:
         steps.append("observe")
         failure = self._errors.get(key)
-        observed = dataclasses.replace(self.observe(key), error=failure.message if failure else None)
+        shown = failure is not None and failure.shown(time.monotonic())
+        observed = dataclasses.replace(self.observe(key), error=failure.message if failure and shown else None)
         for _ in range(MAX_CONFLICTS):
             decision = decide(observed)
             if decision.status is not None:
