@@ -28,7 +28,7 @@ EXPECTED_RULES = {
     ("apps", "deployments"): {"get", "list", "watch"},
     ("apps", "statefulsets"): {"get", "list", "watch"},
     ("apps", "daemonsets"): {"get", "list", "watch"},
-    ("", "events"): {"create", "patch"},
+    ("", "events"): {"create", "patch", "list"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }
 STANDARD_LABELS = (

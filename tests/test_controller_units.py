@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import timedelta
 
@@ -10,10 +11,21 @@ from kubernetes.client.exceptions import ApiException
 
 from lockgate.cli.status_view import render
 from lockgate.cli.wait import verdict
+from lockgate.controller.diagnosis import cannot_start, event_subjects
 from lockgate.controller.kube import is_transient
 from lockgate.controller.ledger import JobRequest
 from lockgate.controller.manifests import job_manifest
-from lockgate.controller.observed import FAILED, SUCCEEDED, job_pod_view, job_state, workload_view
+from lockgate.controller.observed import (
+    FAILED,
+    SUCCEEDED,
+    JobPodView,
+    JobView,
+    Observed,
+    WarningView,
+    job_pod_view,
+    job_state,
+    workload_view,
+)
 from lockgate.controller.reconciler import TRANSIENT_GRACE, next_failure
 from lockgate.controller.spec import parse_duration, parse_migration
 from lockgate.shared.report import parse_report
@@ -263,3 +275,48 @@ def test_outages_stay_quiet_for_a_minute_and_refusals_show_at_once() -> None:
     assert [next_failure(None, "x", "s", True, 0).backoff(), later.backoff()] == [1.0, 2.0]
     refused = next_failure(later, "403", "create", False, now=131.0)
     assert refused.shown(131.0) and refused.backoff() == 20.0
+
+
+def job_pod(waiting: tuple[str, str] | None = None, running: bool = False, unschedulable: str = "") -> JobPodView:
+    state = (
+        {"running": {}} if running else {"waiting": {"reason": waiting[0], "message": waiting[1]}} if waiting else {}
+    )
+    conditions = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": unschedulable}]
+    status = {
+        "containerStatuses": [{"state": state}] if state else [],
+        "conditions": conditions if unschedulable else [],
+    }
+    return job_pod_view({"metadata": {"name": "p1", "labels": {"job-name": "j1"}}, "status": status})
+
+
+STARTED_JOB = JobView("j1", "expand", "1", "a", "img", "active", None, None, True, False, "uid", "u1", False)
+
+
+@pytest.mark.parametrize(
+    ("pods", "warnings", "expected"),
+    [
+        ([job_pod(("CreateContainerConfigError", 'secret "db" not found'))], (), "CreateContainerConfigError: secret"),
+        ([job_pod(("ErrImageNeverPull", "not present"))], (), "spec.imagePullPolicy"),
+        ([job_pod(unschedulable="0/1 nodes are available")], (), "Unschedulable: 0/1 nodes"),
+        ([], (WarningView("j1", "FailedCreate", "serviceaccount x not found"),), "FailedCreate: serviceaccount"),
+        (
+            [job_pod(("ContainerCreating", ""))],
+            (WarningView("p1", "FailedMount", 'configmap "s" not found'),),
+            "FailedMount",
+        ),
+        # not causes: a pod on its way, a running container, an event about another object, a pod's FailedCreate
+        ([job_pod(("ContainerCreating", ""))], (), None),
+        ([job_pod(running=True)], (WarningView("p1", "FailedMount", "old"),), None),
+        ([], (WarningView("other", "FailedCreate", "x"),), None),
+        ([job_pod(("ContainerCreating", ""))], (WarningView("j1", "FailedCreate", "before the pod"),), None),
+    ],
+)
+def test_why_a_started_job_runs_no_container(pods: list, warnings: tuple, expected: str | None) -> None:
+    observed = Observed(None, "ns", "m", jobs=(STARTED_JOB,), job_pods=tuple(pods), warnings=warnings)
+    cause = cannot_start(STARTED_JOB, observed)
+    assert (cause is None) == (expected is None) and (expected is None or expected in cause), cause
+    assert event_subjects(observed) == (() if any(p.started for p in pods) else ("j1", *(p.name for p in pods)))
+    suspended = dataclasses.replace(STARTED_JOB, suspended=True)
+    assert (
+        cannot_start(suspended, dataclasses.replace(observed, jobs=(suspended,))) is None
+    )  # not started by lockgate yet

@@ -61,7 +61,8 @@ The operator's permissions, and nothing more. The same rules go into the Cluster
   lockgate's result finalizer.
 - Pods: Job pods are read for the runner's result; gated pods get their readiness gate via pods/status.
 - Workloads: read to know when a rollout is complete (contract waits for it).
-- Events: one per step, core and events.k8s.io.
+- Events: one per step, core and events.k8s.io; core Warning Events are listed to say why a
+  started Job runs no container (FailedCreate, FailedMount).
 No Secrets: migration Jobs read the database URL themselves through secretKeyRef.
 */}}
 {{- define "lockgate.rules" -}}
@@ -85,7 +86,7 @@ No Secrets: migration Jobs read the database URL themselves through secretKeyRef
   verbs: ["get", "list", "watch"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create", "patch", "list"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

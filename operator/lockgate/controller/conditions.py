@@ -58,6 +58,7 @@ class Reason(enum.StrEnum):
     NO_FAILURE = "NoFailure"
     STALLED = "Stalled"
     JOB_FAILED = "JobFailed"
+    JOB_CANNOT_START = "JobCannotStart"
     OPERATOR_ERROR = "OperatorError"
     # a pod's gate
     SCHEMA_READY = "SchemaReady"

@@ -16,12 +16,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from .diagnosis import event_subjects
 from .events import Event, events_for
 from .gate import GatePatch, gate_patches
 from .ledger import Entry, JobRef, JobRequest, Ledger
 from .observed import ACTIVE, JobView, Observed, iso
 from .phase_plan import blocked, plan_for
 from .status import status_of
+
+EVENTS_RECHECK = 10.0
 
 
 @dataclass(frozen=True)
@@ -62,9 +65,14 @@ def decide(observed: Observed) -> Decision:
         gates=gate_patches(observed, ledger.expanded),
         release=foreign + recorded,
         events=events_for(migration.status, status, plan.request, finished),
-        requeue_after=min(filter(None, (plan.requeue_after, report_retry)), default=None),
+        requeue_after=min(filter(None, (plan.requeue_after, report_retry, _recheck(observed))), default=None),
         finished=tuple(finished),
     )
+
+
+def _recheck(observed: Observed) -> float | None:
+    """Events are not watched: while a started Job runs no container, look at them again soon."""
+    return EVENTS_RECHECK if event_subjects(observed) else None
 
 
 def _result_kept(job: JobView, ledger: Ledger) -> bool:

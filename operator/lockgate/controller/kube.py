@@ -16,7 +16,7 @@ from ..shared.errors import UsageError
 from .events import Event
 from .gate import GatePatch
 from .ledger import JobRef
-from .observed import iso
+from .observed import WarningView, iso
 from .spec import GATE_CONDITION, GROUP, KIND, PLURAL, RESULT_FINALIZER, VERSION
 
 log = logging.getLogger("lockgate.kube")
@@ -61,6 +61,10 @@ def is_transient(exc: Exception) -> bool:
     if isinstance(exc, ApiException):
         return exc.status in (0, 429) or (exc.status or 0) >= 500
     return isinstance(exc, ConnectionError | TimeoutError | urllib3.exceptions.HTTPError)
+
+
+def _when(event: client.CoreV1Event) -> datetime:
+    return event.last_timestamp or event.event_time or datetime.min.replace(tzinfo=timezone.utc)
 
 
 class Kube:
@@ -125,6 +129,14 @@ class Kube:
         except ApiException as exc:
             if exc.status not in (NOT_FOUND, CONFLICT):
                 raise
+
+    def warnings(self, namespace: str, subjects: tuple[str, ...]) -> tuple[WarningView, ...]:
+        """Warning Events about these Jobs and pods, newest first."""
+        names = set(subjects)
+        events = self.core.list_namespaced_event(namespace, field_selector="type=Warning").items
+        ours = [e for e in events if e.involved_object.kind in ("Job", "Pod") and e.involved_object.name in names]
+        ours.sort(key=_when, reverse=True)
+        return tuple(WarningView(e.involved_object.name or "", e.reason or "", e.message or "") for e in ours)
 
     def patch_gate(self, namespace: str, patch: GatePatch) -> None:
         condition = {

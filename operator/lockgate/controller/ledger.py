@@ -88,6 +88,7 @@ class Step:
     failed: Entry | None = None
     waiting: str = ""  # what the status says while the Job is claimed or running
     requeue_after: float | None = None
+    running: JobView | None = None  # the Job of this lane that runs now, if one does
 
 
 @dataclass
@@ -271,7 +272,9 @@ def next_job(
     a fresh claim is left to its Job; a stale one is claimed again under the same name."""
     busy = [j for j in observed.jobs if lane(j.phase) == lane(phase) and j.state == ACTIVE and not j.deleting]
     if busy:
-        return Step(waiting=f"{busy[0].phase} Job {busy[0].name} (version {busy[0].version}) is running")
+        return Step(
+            waiting=f"{busy[0].phase} Job {busy[0].name} (version {busy[0].version}) is running", running=busy[0]
+        )
     attempt = attempt_key(migration)
     latest = ledger.latest(phase, version)
     if latest and latest["result"] == Result.FAILED and latest.get("attempt") == attempt:

@@ -51,6 +51,17 @@ class JobPodView:
     job: str
     finished: str | None
     report: RunnerReport | None
+    started: bool = False  # a container ran (or runs): the pod got past scheduling, volumes and images
+    problem: tuple[str, str] | None = None  # (reason, message) the kubelet or scheduler gives for not starting
+
+
+@dataclass(frozen=True)
+class WarningView:
+    """A Warning Event about a migration Job or one of its pods."""
+
+    subject: str  # the Job's or pod's name
+    reason: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,7 @@ class Observed:
     pods: tuple[PodView, ...] = ()
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     error: str | None = None  # why the operator's last attempt to act failed (e.g. a 403), if it did
+    warnings: tuple[WarningView, ...] = ()  # Warning Events about Jobs that run no container (diagnosis.py)
 
 
 def job_view(body: dict[str, Any]) -> JobView:
@@ -131,12 +143,34 @@ def job_pod_view(body: dict[str, Any]) -> JobPodView:
         ),
         None,
     )
+    containers = status.get("containerStatuses") or []
     return JobPodView(
         name=meta["name"],
         job=(meta.get("labels") or {}).get("job-name", ""),
         finished=terminated.get("finishedAt") if terminated else None,
         report=parse_report(terminated.get("message"), terminated.get("exitCode")) if terminated else None,
+        started=any({"running", "terminated"} & set(c.get("state") or {}) for c in containers),
+        problem=_waiting_problem(containers) or _unschedulable(status),
     )
+
+
+# Waiting reasons of a container on its normal way to running.
+_ON_ITS_WAY = frozenset({"ContainerCreating", "PodInitializing"})
+
+
+def _waiting_problem(containers: list[dict[str, Any]]) -> tuple[str, str] | None:
+    for c in containers:
+        waiting = (c.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") and waiting["reason"] not in _ON_ITS_WAY:
+            return waiting["reason"], waiting.get("message", "")
+    return None
+
+
+def _unschedulable(status: dict[str, Any]) -> tuple[str, str] | None:
+    scheduled = find(status.get("conditions") or [], "PodScheduled")
+    if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+        return "Unschedulable", scheduled.get("message", "")
+    return None
 
 
 def pod_view(body: dict[str, Any]) -> PodView:

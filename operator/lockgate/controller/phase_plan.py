@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from ..shared.phases import UNDO, Phase
 from ..shared.versions import Version
 from .conditions import Condition, Reason, StatusPhase
+from .diagnosis import cannot_start
 from .ledger import Entry, JobRequest, Ledger, Step, next_job
 from .observed import Observed
 from .rollout import WAITING_FOR_ROLLOUT, contract_verdict, rollout
@@ -52,7 +53,7 @@ def _expanding(m: Migration, ledger: Ledger, observed: Observed) -> Plan:
         contracted=Condition(False, Reason.WAITING_FOR_EXPAND, "contract runs after expand and the rollout"),
     )
     step = next_job(ledger, observed, m, Phase.EXPAND, v, m.spec.image)
-    return _with_step(replace(plan, reconciling=Condition(True, Reason.EXPANDING, step.waiting)), step)
+    return _with_step(replace(plan, reconciling=Condition(True, Reason.EXPANDING, step.waiting)), step, observed)
 
 
 def _after_expand(m: Migration, ledger: Ledger, observed: Observed) -> Plan:
@@ -70,7 +71,7 @@ def _after_expand(m: Migration, ledger: Ledger, observed: Observed) -> Plan:
     )
     if m.spec.phase(Phase.BACKGROUND).enabled and not ledger.reached(Phase.BACKGROUND, v):
         step = next_job(ledger, observed, m, Phase.BACKGROUND, v, m.spec.image)
-        return _with_step(replace(plan, phase=StatusPhase.BACKFILLING), step)
+        return _with_step(replace(plan, phase=StatusPhase.BACKFILLING), step, observed)
     verdict = contract_verdict(m, ledger, rolled_out, observed)
     if not verdict.may_run:
         return replace(plan, phase=verdict.phase, contracted=verdict.contracted, requeue_after=verdict.requeue_after)
@@ -78,7 +79,7 @@ def _after_expand(m: Migration, ledger: Ledger, observed: Observed) -> Plan:
     if step.failed:
         return job_failed(plan, step.failed)
     contracting = Condition(False, Reason.CONTRACTING, step.waiting)
-    return _with_step(replace(plan, phase=StatusPhase.CONTRACTING, contracted=contracting), step)
+    return _with_step(replace(plan, phase=StatusPhase.CONTRACTING, contracted=contracting), step, observed)
 
 
 def _lowered(m: Migration, ledger: Ledger, observed: Observed, expanded: Version) -> Plan:
@@ -110,13 +111,18 @@ def _lowered(m: Migration, ledger: Ledger, observed: Observed, expanded: Version
             phase=StatusPhase.FAILED,
             stalled=Condition(True, Reason.NO_UNDO_IMAGE, message),
         )
-    return _with_step(plan, next_job(ledger, observed, m, UNDO, v, image))
+    return _with_step(plan, next_job(ledger, observed, m, UNDO, v, image), observed)
 
 
-def _with_step(plan: Plan, step: Step) -> Plan:
-    """The plan with the step's claim, or failed with the step's failed Job."""
+def _with_step(plan: Plan, step: Step, observed: Observed) -> Plan:
+    """The plan with the step's claim, or failed with the step's failed Job, or stalled while
+    the running Job cannot start its container (until that is fixed)."""
     if step.failed:
         return job_failed(plan, step.failed)
+    cause = cannot_start(step.running, observed) if step.running else None
+    if cause:
+        stalled = Condition(True, Reason.JOB_CANNOT_START, cause)
+        return replace(plan, stalled=stalled, ready=replace(stalled, status=False))
     return replace(plan, request=step.request, requeue_after=step.requeue_after)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import metrics
 from .decide import Decision, decide
+from .diagnosis import event_subjects
 from .kube import Kube, describe_error, is_transient
 from .ledger import JobRequest
 from .manifests import job_manifest
@@ -109,6 +110,7 @@ class Reconciler:
         failure = self._errors.get(key)
         shown = failure is not None and failure.shown(time.monotonic())
         observed = dataclasses.replace(self.observe(key), error=failure.message if failure and shown else None)
+        observed = await self._with_warnings(observed)
         for _ in range(MAX_CONFLICTS):
             decision = decide(observed)
             if decision.status is not None:
@@ -120,6 +122,18 @@ class Reconciler:
             fresh = await asyncio.to_thread(self.kube.get_migration, *key)
             observed = dataclasses.replace(observed, migration=parse_migration(fresh) if fresh else None)
         self._schedule(key, 1.0)
+
+    async def _with_warnings(self, observed: Observed) -> Observed:
+        """Add the Warning Events that say why a started Job runs no container (diagnosis.py)."""
+        subjects = event_subjects(observed)
+        if not subjects:
+            return observed
+        try:
+            warnings = await asyncio.to_thread(self.kube.warnings, observed.namespace, subjects)
+        except Exception as exc:  # best effort: the pods' own status still explains most causes
+            log.warning("%s/%s: cannot read Events: %s", observed.namespace, observed.name, describe_error(exc))
+            return observed
+        return dataclasses.replace(observed, warnings=warnings)
 
     async def _write_status(self, observed: Observed, decision: Decision) -> bool:
         m = observed.migration
