@@ -121,6 +121,14 @@ def test_tricky_sql_runs_statement_by_statement(tmp_path: Path, database_url: st
     assert query(database_url, "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_id'::regclass") == [(True,)]
 
 
+def test_a_target_without_scripts_is_refused_not_called_done(tmp_path: Path, database_url: str) -> None:
+    d = write(tmp_path / "m", {"V1__a.txt": "CREATE TABLE a (id int);"})  # not a migration file name
+    result = lockgate("migrate", "--target", "1", "--dir", str(d), "--json", url=database_url)
+    assert result.code == 4 and result.json["exit_code"] == 4 and result.json["applied"] == []
+    [problem] = result.json["problems"]
+    assert "no migration for version 1" in problem and "add V1__<description>.sql" in problem
+
+
 def test_edited_script_is_refused_with_advice(tmp_path: Path, database_url: str) -> None:
     d = write(tmp_path / "m", {"V1__a.sql": "CREATE TABLE a (id int);"})
     assert lockgate("migrate", "--dir", str(d), url=database_url).code == 0

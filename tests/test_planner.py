@@ -54,6 +54,17 @@ def test_target_stops_at_the_version() -> None:
     ]
 
 
+def test_a_target_no_script_and_no_history_has_is_refused() -> None:
+    [problem] = plan_migrate([V1, V3], derive_state([]), Phase.EXPAND, Version.parse("2")).problems
+    assert "no migration for version 2" in problem and "found V1__a.sql, V3__c.sql" in problem
+    [empty] = plan_migrate([], derive_state([]), Phase.BACKGROUND, Version.parse("1")).problems
+    assert "found no migration files" in empty
+    # any kind of script of the version will do, and so does a baseline at it
+    assert plan_migrate([V1, V2], derive_state([]), Phase.BACKGROUND, Version.parse("2")).problems == []
+    baselined = derive_state([row(1, None, BASELINE, version="5")])
+    assert plan_migrate([], baselined, Phase.EXPAND, Version.parse("5")).problems == []
+
+
 def test_applied_scripts_are_not_pending_and_repeatables_rerun_only_when_changed() -> None:
     history = [row(1, V1, "expand"), row(2, R, REPEATABLE)]
     assert names(plan_migrate([V1, V2, R], derive_state(history), Phase.EXPAND)) == ["V2__b.sql"]

@@ -29,7 +29,7 @@ def plan_migrate(
 ) -> Plan:
     """The scripts `lockgate migrate --phase PHASE --target TARGET` would run, in order."""
     kind = PHASE_KIND[phase]
-    problems = _edited(scripts, state) + _missing(scripts, state) + _failed(state)
+    problems = _edited(scripts, state) + _missing(scripts, state) + _failed(state) + _no_target(scripts, state, target)
     within = [s for s in _of_kind(scripts, kind) if target is None or s.number <= target]
     pending = [s for s in within if not state.is_applied(phase, s.number)]
     problems += _out_of_order(pending, state, phase, out_of_order)
@@ -96,6 +96,21 @@ def _missing(scripts: list[Script], state: SchemaState) -> list[str]:
                     "migrations directory: restore the file"
                 )
     return problems
+
+
+def _no_target(scripts: list[Script], state: SchemaState, target: Version | None) -> list[str]:
+    """A target no script and no history row has is a mistake (a wrong version, scripts not
+    shipped): succeeding with nothing applied would call a schema ready that is not there."""
+    if target is None or any(s.version == target for s in scripts):
+        return []
+    if state.baseline == target or any(v == target for (_, v) in state.applied):
+        return []
+    found = ", ".join(sorted(s.name for s in scripts)[:10]) or "no migration files (V<version>__<description>.sql)"
+    more = f" and {len(scripts) - 10} more" if len(scripts) > 10 else ""
+    return [
+        f"no migration for version {target} in the migrations directory: found {found}{more}; "
+        f"add V{target}__<description>.sql or set the target to a version that has one"
+    ]
 
 
 def _failed(state: SchemaState) -> list[str]:
