@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, make_url
 
 from devcluster.postgres import PostgresServer
+from lockgate.cli.parser import build_parser
 from lockgate.runner.database import DEFAULT_HISTORY_TABLE, Database, create_engine
 from lockgate.runner.pressure import (
     Limits,
@@ -123,6 +124,26 @@ def test_decide(pressure: Pressure, limits: Limits, reason: str | None) -> None:
 )
 def test_blind_spots(pressure: Pressure, note: str | None) -> None:
     assert blind_spots(pressure) == note
+
+
+def test_cli_options_map_onto_limits() -> None:
+    def limits(*options: str) -> Limits:
+        args = build_parser().parse_args(["migrate", *options])
+        return Limits(**{name: getattr(args, name) for name in Limits.__dataclass_fields__})
+
+    assert limits() == Limits()
+    assert limits(
+        "--max-replication-lag",
+        "2.5",
+        "--max-replication-lag-bytes",
+        "off",
+        "--no-wait-on-vacuum",
+        "--max-lock-waiters",
+        "3",
+    ) == Limits(2.5, None, False, 3)
+    assert limits("--max-replication-lag", "off", "--max-lock-waiters", "off") == Limits(None, 1 << 30, True, None)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["migrate", "--max-lock-waiters", "-1"])
 
 
 # on a real server
