@@ -180,9 +180,8 @@ def eventually(read: Callable[[], T], ok: Callable[[T], bool], timeout: float = 
 
 
 @contextmanager
-def in_background(url: str, statement: str, *setup: str) -> Iterator[int]:
-    """Run a statement on its own session in a thread; yield that session's pid. Afterwards
-    cancel it if it still runs."""
+def in_background(url: str, statement: str, *setup: str) -> Iterator[None]:
+    """Run a statement on its own session in a thread; afterwards cancel it if it still runs."""
     conn = psycopg.connect(url, autocommit=True)
     for line in setup:
         conn.execute(line)
@@ -190,7 +189,7 @@ def in_background(url: str, statement: str, *setup: str) -> Iterator[int]:
     thread = threading.Thread(target=_swallow_cancel, args=(conn, statement), daemon=True)
     thread.start()
     try:
-        yield pid
+        yield
     finally:
         sql(url, f"SELECT pg_cancel_backend({pid})")
         thread.join(30)
