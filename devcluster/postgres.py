@@ -1,6 +1,7 @@
 """A throwaway PostgreSQL cluster: initdb + pg_ctl in a temporary directory on a free port.
 
-Used by the test suite (session-scoped) and by `make demo`. PostgreSQL refuses to run as
+Used by the test suite (session-scoped) and by `make demo`; `standby_of` adds a streaming
+standby (pg_basebackup -R) for tests of replication lag. PostgreSQL refuses to run as
 root, so as root the server runs as the `postgres` user that Debian's package creates.
 Pods of the local node reach it on the node's address, from the pod network only.
 """
@@ -14,6 +15,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -63,10 +67,7 @@ class PostgresServer:
         return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/{database}"
 
     def start(self) -> PostgresServer:
-        if self._user:
-            owner = pwd.getpwnam(self._user)
-            os.chmod(self.dir, 0o755)
-            os.chown(self.dir, owner.pw_uid, owner.pw_gid)
+        self._own_dir()
         pwfile = self.dir / "pwfile"
         pwfile.write_text(self.password)
         if self._user:
@@ -90,11 +91,53 @@ class PostgresServer:
             listen += f",{address}"
             with open(self.data / "pg_hba.conf", "a") as hba:
                 hba.write(f"host all all {network} scram-sha-256\n")
+        self._pg_ctl_start(listen)
+        return self
+
+    def start_standby(self, primary: PostgresServer, name: str) -> PostgresServer:
+        """Start as a hot streaming standby of `primary`, its walsender named `name` in pg_stat_replication.
+
+        The primary needs nothing of its own: initdb's defaults (wal_level=replica, max_wal_senders=10)
+        and its pg_hba.conf (`host replication all 127.0.0.1/32 scram-sha-256`) allow a standby on
+        this host. pg_basebackup -R copies the primary and writes primary_conninfo.
+        """
+        self._own_dir()
+        self._run(
+            "pg_basebackup",
+            *("-D", str(self.data), "-R", "-X", "stream", "-c", "fast"),
+            *("-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres"),
+            env={"PGPASSWORD": primary.password},  # not on the command line, where ps shows it
+        )
+        self._pg_ctl_start("127.0.0.1", f"-c cluster_name={name}")
+        primary.wait_for_standby(name)
+        return self
+
+    def wait_for_standby(self, name: str, timeout: float = 30) -> None:
+        """Until the standby `name` streams from this server (pg_ctl -w only waits for connections)."""
+        import psycopg
+
+        deadline = time.monotonic() + timeout
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not conn.execute(
+                "SELECT 1 FROM pg_stat_replication WHERE application_name = %s AND state = 'streaming'", (name,)
+            ).fetchone():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"standby {name} did not stream within {timeout:g} s")
+                time.sleep(0.1)
+
+    def _own_dir(self) -> None:
+        if self._user:
+            owner = pwd.getpwnam(self._user)
+            os.chmod(self.dir, 0o755)
+            os.chown(self.dir, owner.pw_uid, owner.pw_gid)
+
+    def _pg_ctl_start(self, listen: str, *settings: str) -> None:
+        # A standby needs max_connections at least the primary's: both get the same options.
         options = f"-p {self.port} -k {self.dir} -c listen_addresses={listen} -c max_connections=300"
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        options = " ".join((options, *settings))
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "-t", "60", "start")
-        return self
 
     def stop(self) -> None:
         if self.data.exists():
@@ -109,14 +152,25 @@ class PostgresServer:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url_for(name)
 
-    def _run(self, tool: str, *args: str, check: bool = True) -> None:
+    def _run(self, tool: str, *args: str, check: bool = True, env: dict[str, str] | None = None) -> None:
         command = [str(self.bin / tool), *args]
         if self._user:
             command = ["runuser", "-u", self._user, "--", *command]
-        result = subprocess.run(command, capture_output=True, text=True, cwd=self.dir)
+        environment = os.environ | env if env else None
+        result = subprocess.run(command, capture_output=True, text=True, cwd=self.dir, env=environment)
         if check and result.returncode != 0:
             log = self.log.read_text()[-2000:] if self.log.exists() else ""
             raise RuntimeError(f"{tool} failed ({result.returncode}): {result.stderr.strip()}\n{log}")
+
+
+@contextmanager
+def standby_of(primary: PostgresServer, name: str = "replica1") -> Iterator[PostgresServer]:
+    """A streaming standby of `primary` on another free port, always stopped and removed afterwards."""
+    standby = PostgresServer(base_dir=str(primary.dir.parent), durable=primary.durable)
+    try:
+        yield standby.start_standby(primary, name)
+    finally:
+        standby.stop()
 
 
 class ExternalPostgres:

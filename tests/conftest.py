@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from devcluster.node import POD_CIDR, host_node_ip
-from devcluster.postgres import ExternalPostgres, PostgresServer
+from devcluster.postgres import ExternalPostgres, PostgresServer, standby_of
 from devcluster.processes import ComponentError
 
 pytest_plugins = ["devcluster.fixtures", "tests.operator_fixtures"]
@@ -23,6 +23,24 @@ def postgres() -> Iterator[PostgresServer | ExternalPostgres]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[PostgresServer]:
+    """A local server of the module's own, for tests that reconfigure it or stream from it
+    (also when LOCKGATE_TEST_DATABASE_URL names a server elsewhere)."""
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def standby(own_postgres: PostgresServer) -> Iterator[PostgresServer]:
+    """A hot streaming standby of own_postgres, named replica1 in pg_stat_replication."""
+    with standby_of(own_postgres, "replica1") as server:
+        yield server
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

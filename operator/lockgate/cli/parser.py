@@ -13,6 +13,7 @@ from typing import TypeAlias
 from .. import __version__
 from ..runner.database import DEFAULT_HISTORY_TABLE
 from ..runner.execute import Options
+from ..runner.pressure import Limits
 from ..shared.phases import Phase
 from ..shared.versions import Version
 from .commands import (
@@ -30,6 +31,7 @@ from .commands import (
 from .output import Output
 
 DEFAULTS = Options()
+LIMITS = Limits()
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # generic only to mypy
 Handler = Callable[[argparse.Namespace, Output], int]
 
@@ -46,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _runner_commands(commands: Subcommands) -> None:
     database, scripts = (_database_options, _json_option), (_dir_option,)
     migrate = _subcommand(commands, "migrate", cmd_migrate, "apply pending migrations of one phase")
-    _add(migrate, *database, *scripts, _phase_options, _execution_options)
+    _add(migrate, *database, *scripts, _phase_options, _execution_options, _throttle_options)
     migrate.add_argument(
         "--single-transaction", action="store_true", help="all pending migrations in one transaction: all or nothing"
     )
@@ -159,6 +161,24 @@ def _execution_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(flag, dest=dest, type=kind, default=getattr(DEFAULTS, dest), metavar=metavar, help=text)
 
 
+def _throttle_options(sub: argparse.ArgumentParser) -> None:
+    group = sub.add_argument_group("throttling of batched background scripts (a limit, or off)")
+    for flag, dest, kind, metavar, text in (
+        ("--max-replication-lag", "max_replication_lag_s", float, "SECONDS", "replay lag of a standby (%(default)s)"),
+        ("--max-replication-lag-bytes", "max_replication_lag_bytes", int, "BYTES", "WAL left to replay (%(default)s)"),
+        ("--max-lock-waiters", "max_lock_waiters", int, "N", "sessions queued for the table (%(default)s)"),
+    ):
+        group.add_argument(
+            flag, dest=dest, type=_limit(kind), default=getattr(LIMITS, dest), metavar=metavar, help=text
+        )
+    group.add_argument(
+        "--wait-on-vacuum",
+        action=argparse.BooleanOptionalAction,
+        default=LIMITS.wait_on_vacuum,
+        help="wait while the table is vacuumed (default: wait)",
+    )
+
+
 def _env_int(name: str, default: int) -> int:
     try:
         return int(os.environ.get(name, default))
@@ -188,3 +208,9 @@ def _non_negative(kind: type) -> Callable[[str], object]:
         return value
 
     return parse
+
+
+def _limit(kind: type) -> Callable[[str], object]:
+    """A non-negative number, or `off` (None: that signal never holds a batch back)."""
+    number = _non_negative(kind)
+    return lambda text: None if text == "off" else number(text)
