@@ -188,6 +188,23 @@ RELEASE = (
         argocd="Healthy",
     ),
     Step(
+        "paused: the background Job is suspended, contract waits for it",
+        annotate={"lockgate.dev/paused": "true"},
+        jobs={"expand": SUCCEEDED, "background": ACTIVE},
+        phase="Paused",
+        ready="True",
+        events=("Paused",),
+        argocd="Healthy",
+    ),
+    Step(
+        "resumed: background goes on after its last batch",
+        annotate={"lockgate.dev/paused": "false"},
+        jobs={"expand": SUCCEEDED, "background": ACTIVE},
+        phase="Backfilling",
+        ready="True",
+        argocd="Healthy",
+    ),
+    Step(
         "background succeeds: contract waits for the rollout",
         jobs={"expand": SUCCEEDED, "background": SUCCEEDED},
         phase="RollingOut",

@@ -25,6 +25,7 @@ EXPECTED_RULES = {
     ("batch", "jobs"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "pods"): {"get", "list", "watch"},
     ("", "pods/status"): {"patch"},
+    ("", "pods/log"): {"get"},
     ("apps", "deployments"): {"get", "list", "watch"},
     ("apps", "statefulsets"): {"get", "list", "watch"},
     ("apps", "daemonsets"): {"get", "list", "watch"},

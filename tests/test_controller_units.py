@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from lockgate.cli.status_view import render
+from lockgate.cli.status_view import progress_bar, render
 from lockgate.cli.wait import verdict
 from lockgate.controller.diagnosis import cannot_start, event_subjects
 from lockgate.controller.kube import is_transient
@@ -28,6 +28,7 @@ from lockgate.controller.observed import (
 )
 from lockgate.controller.reconciler import TRANSIENT_GRACE, next_failure
 from lockgate.controller.spec import parse_duration, parse_migration
+from lockgate.shared.progress import Progress, last_progress, progress_line
 from lockgate.shared.report import parse_report
 from lockgate.shared.versions import Version
 
@@ -320,3 +321,19 @@ def test_why_a_started_job_runs_no_container(pods: list, warnings: tuple, expect
     assert (
         cannot_start(suspended, dataclasses.replace(observed, jobs=(suspended,))) is None
     )  # not started by lockgate yet
+
+
+def test_status_view_draws_the_background_progress() -> None:
+    progress = {"script": "A3__fill.sql", "percent": 45.0, "summary": "45% 4,500 rows, 1m10s left"}
+    text = "\n".join(render(body() | {"status": {"phase": "Backfilling", "progress": progress}}))
+    assert "background A3__fill.sql: [#########...........] 45% 4,500 rows, 1m10s left" in text
+    assert progress_bar(None, 4) == "[....]" and progress_bar(100.0, 4) == "[####]"
+
+
+def test_progress_lines_survive_the_log_round_trip() -> None:
+    view = {"script": "A3__fill.sql", "state": "waiting", "rows": 7, "batches": 1, "percent": None}
+    view |= {"rate_rows_per_s": 3.5, "eta_s": None}
+    log = f"applying...\n{progress_line(view)}\nlockgate-progress {{torn\n"
+    found = last_progress(log)
+    assert found == Progress("A3__fill.sql", "waiting", 7, 1, None, 3.5, None)
+    assert found.summary() == "7 rows (waiting)" and last_progress("no progress here") is None

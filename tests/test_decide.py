@@ -11,6 +11,7 @@ from lockgate.controller.decide import decide
 from lockgate.controller.ledger import CLAIM_GRACE, HISTORY_LIMIT, LOST_GRACE, JobRef, attempt_key
 from lockgate.controller.observed import FAILED, SUCCEEDED
 from lockgate.controller.spec import Migration
+from lockgate.shared.progress import Progress
 from tests.release_walk import (
     NOW,
     RELEASE,
@@ -213,6 +214,57 @@ def test_a_bound_job_that_vanished_without_a_result_fails_and_is_not_created_aga
     entry = d.status["history"][0]
     assert entry["result"] == "Failed" and "deleted before its result was recorded" in entry["error"]
     assert d.create is None and conditions(d)["Stalled"] == "True"
+
+
+def background_running(**annotations: str) -> tuple[Migration, str]:
+    """Version 3 expanded, its background Job claimed and bound; returns the migration and the Job's name."""
+    m = expanded()
+    first = decide(observe(m))
+    name, attempt = first.create.name, first.create.attempt
+    created = job(name, "background", attempt=attempt, uid="u1", suspended=True)
+    bound = decide(observe(applied(m, first), jobs=[created]))
+    m = applied(applied(m, first), bound)
+    return dataclasses.replace(m, annotations=annotations), name
+
+
+def test_pausing_suspends_the_background_job_and_resuming_starts_it_again() -> None:
+    m, name = background_running(**{"lockgate.dev/paused": "true"})
+    attempt = m.status["history"][-1]["attempt"]
+    running = job(name, "background", attempt=attempt, uid="u1")
+    paused = decide(observe(m, jobs=[running]))
+    assert paused.suspend == (JobRef(name, "u1"),) and paused.status["phase"] == "Paused"
+    assert conditions(paused)["Reconciling"] == "False" and conditions(paused)["Ready"] == "True"
+    assert [e.reason for e in paused.events] == ["Paused"]
+    suspended = dataclasses.replace(running, suspended=True)
+    held = decide(observe(applied(m, paused), jobs=[suspended]))
+    assert (held.start, held.suspend, held.create) == ((), (), None)  # stays suspended, nothing new claimed
+    resumed = dataclasses.replace(applied(m, paused), annotations={})
+    go = decide(observe(resumed, jobs=[suspended]))
+    assert go.start == (JobRef(name, "u1"),) and go.status["phase"] == "Backfilling"
+
+
+def test_background_progress_reaches_the_status_and_is_refreshed() -> None:
+    m, name = background_running()
+    attempt = m.status["history"][-1]["attempt"]
+    running = job(name, "background", attempt=attempt, uid="u1")
+    pod = dataclasses.replace(report(name), finished=None, report=None, started=True)
+    line = Progress("A3__fill.sql", "running", 1200, 12, 40.0, 300.0, 6)
+    d = decide(dataclasses.replace(observe(m, jobs=[running], job_pods=[pod]), progress={pod.name: line}))
+    assert d.status["progress"] | {"summary": ""} == {
+        "job": name,
+        "script": "A3__fill.sql",
+        "state": "running",
+        "rows": 1200,
+        "batches": 12,
+        "percent": 40.0,
+        "rowsPerSecond": 300.0,
+        "etaSeconds": 6,
+        "summary": "",
+    }
+    assert d.status["progress"]["summary"] == "40% 1,200 rows, 6s left" and d.progress == d.status["progress"]
+    assert d.requeue_after == 10.0  # logs are not watched: read again soon
+    # a pass that could not read the log keeps the last progress; a finished phase drops it
+    assert decide(observe(applied(m, d), jobs=[running], job_pods=[pod])).status is None
 
 
 def expanded(

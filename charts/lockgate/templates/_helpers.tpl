@@ -59,7 +59,8 @@ The operator's permissions, and nothing more. The same rules go into the Cluster
 - Jobs: one per (SchemaMigration, version, phase), created suspended and started (patched) once
   bound to their claim; a late create bound to nothing is deleted unrun; patched to remove
   lockgate's result finalizer.
-- Pods: Job pods are read for the runner's result; gated pods get their readiness gate via pods/status.
+- Pods: Job pods are read for the runner's result; gated pods get their readiness gate via pods/status;
+  the log tail of a running background pod carries its progress (the pod itself has no API access).
 - Workloads: read to know when a rollout is complete (contract waits for it).
 - Events: one per step, core and events.k8s.io; core Warning Events are listed to say why a
   started Job runs no container (FailedCreate, FailedMount).
@@ -81,6 +82,9 @@ No Secrets: migration Jobs read the database URL themselves through secretKeyRef
 - apiGroups: [""]
   resources: ["pods/status"]
   verbs: ["patch"]
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets", "daemonsets"]
   verbs: ["get", "list", "watch"]

@@ -28,6 +28,10 @@ def render(body: dict[str, Any]) -> list[str]:
             f"  {w['kind']}/{w['name']} requires {w.get('requiresVersion') or '-'}: {w.get('updated')}/{w.get('desired')} updated, {w.get('available')} available, {state}"
         )
     lines.append(f"  pods at the gate: {gate.get('podsWaiting', 0)} waiting, {gate.get('podsReady', 0)} passed")
+    if progress := status.get("progress"):
+        lines.append(
+            f"  background {progress.get('script')}: {progress_bar(progress.get('percent'))} {progress.get('summary')}"
+        )
     for entry in (status.get("history") or [])[-4:]:
         applied = f", {entry['applied']} applied" if entry.get("applied") is not None else ""
         lines.append(f"  {entry['phase']:<10} {entry['version']:<10} {entry['job']}: {entry['result']}{applied}")
@@ -37,6 +41,14 @@ def render(body: dict[str, Any]) -> list[str]:
     if stalled and stalled.get("status") == "True":
         lines.append(f"  STALLED: {stalled.get('message')}")
     return lines
+
+
+def progress_bar(percent: float | None, width: int = 20) -> str:
+    """[#########...........]; dots only where the total is unknown."""
+    if percent is None:
+        return "[" + "." * width + "]"
+    done = round(width * min(100.0, max(0.0, percent)) / 100)
+    return "[" + "#" * done + "." * (width - done) + "]"
 
 
 def list_migrations(namespace: str | None, name: str | None) -> list[dict[str, Any]]:

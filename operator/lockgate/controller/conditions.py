@@ -13,6 +13,7 @@ class StatusPhase(enum.StrEnum):
     EXPANDING = "Expanding"
     ROLLING_OUT = "RollingOut"
     BACKFILLING = "Backfilling"
+    PAUSED = "Paused"  # background work, by the lockgate.dev/paused annotation
     CONTRACT_PENDING = "ContractPending"
     AWAITING_APPROVAL = "AwaitingApproval"
     CONTRACTING = "Contracting"
@@ -59,6 +60,7 @@ class Reason(enum.StrEnum):
     STALLED = "Stalled"
     JOB_FAILED = "JobFailed"
     JOB_CANNOT_START = "JobCannotStart"
+    PAUSED = "Paused"
     OPERATOR_ERROR = "OperatorError"
     # a pod's gate
     SCHEMA_READY = "SchemaReady"

@@ -16,6 +16,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from .background import PROGRESS_REFRESH, may_start, progress_pods, to_suspend
 from .diagnosis import event_subjects
 from .events import Event, events_for
 from .gate import GatePatch, gate_patches
@@ -32,6 +33,8 @@ class Decision:
     status: dict[str, Any] | None = None  # the whole new status, when it changed
     create: JobRequest | None = None  # the Job claimed in `status`: created only once that is written
     start: tuple[JobRef, ...] = ()  # suspended Jobs bound to their claim in `status`: unsuspended once written
+    suspend: tuple[JobRef, ...] = ()  # running background Jobs, while lockgate.dev/paused says so
+    progress: dict[str, Any] | None = None  # status.progress: the background phase's, for the metrics
     delete: tuple[JobRef, ...] = ()  # suspended Jobs no claim is bound to: late creates, deleted unrun
     gates: tuple[GatePatch, ...] = ()
     release: tuple[str, ...] = ()  # Jobs whose result finalizer may go once the status is written
@@ -60,7 +63,9 @@ def decide(observed: Observed) -> Decision:
     return Decision(
         status=status if status != migration.status else None,
         create=plan.request,
-        start=binding.start,
+        start=tuple(j for j in binding.start if may_start(migration, j, ours)),
+        suspend=to_suspend(migration, ours),
+        progress=status.get("progress"),
         delete=binding.delete,
         gates=gate_patches(observed, ledger.expanded),
         release=foreign + recorded,
@@ -71,8 +76,11 @@ def decide(observed: Observed) -> Decision:
 
 
 def _recheck(observed: Observed) -> float | None:
-    """Events are not watched: while a started Job runs no container, look at them again soon."""
-    return EVENTS_RECHECK if event_subjects(observed) else None
+    """Events and logs are not watched: while a started Job runs no container, or a background
+    Job runs, look again soon (for why it does not start, and for its progress)."""
+    if event_subjects(observed):
+        return EVENTS_RECHECK
+    return PROGRESS_REFRESH if progress_pods(observed) else None
 
 
 def _result_kept(job: JobView, ledger: Ledger) -> bool:

@@ -11,6 +11,7 @@ from .ledger import Entry, JobRequest, Result
 # Phases worth an Event when entered, and the condition whose message explains them.
 ANNOUNCED = {
     StatusPhase.NEWER_SCHEMA_KEPT: ConditionType.READY,
+    StatusPhase.PAUSED: ConditionType.RECONCILING,
     StatusPhase.AWAITING_APPROVAL: ConditionType.CONTRACTED,
     StatusPhase.CONTRACT_PENDING: ConditionType.CONTRACTED,
 }

@@ -16,11 +16,13 @@ from ..shared.errors import UsageError
 from .events import Event
 from .gate import GatePatch
 from .ledger import JobRef
+from .manifests import CONTAINER
 from .observed import WarningView, iso
 from .spec import GATE_CONDITION, GROUP, KIND, PLURAL, RESULT_FINALIZER, VERSION
 
 log = logging.getLogger("lockgate.kube")
 CONFLICT, NOT_FOUND, INVALID = 409, 404, 422
+LOG_TAIL_LINES = 20  # the runner writes a progress line every few seconds: the newest is near the end
 
 
 def custom_object(obj: object) -> dict[str, Any]:
@@ -109,9 +111,12 @@ class Kube:
 
     def start_job(self, namespace: str, job: JobRef) -> None:
         """Unsuspend the Job only if it is still the object bound to the claim (same uid)."""
+        self._set_suspend(namespace, job, False)
+
+    def _set_suspend(self, namespace: str, job: JobRef, suspend: bool) -> None:
         patch: list[dict[str, Any]] = [
             {"op": "test", "path": "/metadata/uid", "value": job.uid},
-            {"op": "replace", "path": "/spec/suspend", "value": False},
+            {"op": "replace", "path": "/spec/suspend", "value": suspend},
         ]
         try:
             self.batch.patch_namespaced_job(job.name, namespace, patch)
@@ -137,6 +142,14 @@ class Kube:
         ours = [e for e in events if e.involved_object.kind in ("Job", "Pod") and e.involved_object.name in names]
         ours.sort(key=_when, reverse=True)
         return tuple(WarningView(e.involved_object.name or "", e.reason or "", e.message or "") for e in ours)
+
+    def log_tail(self, namespace: str, pod: str) -> str:
+        """The end of a migration pod's log, where the runner's newest progress line is."""
+        return str(self.core.read_namespaced_pod_log(pod, namespace, container=CONTAINER, tail_lines=LOG_TAIL_LINES))
+
+    def suspend_job(self, namespace: str, job: JobRef) -> None:
+        """Suspend that very Job (uid test): its pod gets SIGTERM and the runner stops after its batch."""
+        self._set_suspend(namespace, job, True)
 
     def patch_gate(self, namespace: str, patch: GatePatch) -> None:
         condition = {

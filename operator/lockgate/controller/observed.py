@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from ..shared.progress import Progress
 from ..shared.report import RunnerReport, parse_report
 from ..shared.versions import Version
 from .conditions import find
@@ -102,6 +103,7 @@ class Observed:
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     error: str | None = None  # why the operator's last attempt to act failed (e.g. a 403), if it did
     warnings: tuple[WarningView, ...] = ()  # Warning Events about Jobs that run no container (diagnosis.py)
+    progress: dict[str, Progress] = field(default_factory=dict)  # background pod -> its last progress line
 
 
 def job_view(body: dict[str, Any]) -> JobView:

@@ -19,6 +19,13 @@ from .rollout import WAITING_FOR_ROLLOUT, contract_verdict, rollout
 from .spec import Migration
 
 NOT_STALLED = Condition(False, Reason.NO_FAILURE, "no Job of this version has failed")
+PAUSED = Condition(
+    False,
+    Reason.PAUSED,
+    "background work is paused by the lockgate.dev/paused annotation: its Job is suspended after the batch "
+    "in flight; remove the annotation to resume after the last committed batch",
+)
+PAUSED_CONTRACT = Condition(False, Reason.PAUSED, "contract waits for the paused background phase")
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,8 @@ def _after_expand(m: Migration, ledger: Ledger, observed: Observed) -> Plan:
         contracted=WAITING_FOR_ROLLOUT,
     )
     if m.spec.phase(Phase.BACKGROUND).enabled and not ledger.reached(Phase.BACKGROUND, v):
+        if m.paused:
+            return replace(plan, phase=StatusPhase.PAUSED, reconciling=PAUSED, contracted=PAUSED_CONTRACT)
         step = next_job(ledger, observed, m, Phase.BACKGROUND, v, m.spec.image)
         return _with_step(replace(plan, phase=StatusPhase.BACKFILLING), step, observed)
     verdict = contract_verdict(m, ledger, rolled_out, observed)

@@ -13,7 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..shared.progress import last_progress
 from . import metrics
+from .background import progress_pods
 from .decide import Decision, decide
 from .diagnosis import event_subjects
 from .kube import Kube, describe_error, is_transient
@@ -110,7 +112,7 @@ class Reconciler:
         failure = self._errors.get(key)
         shown = failure is not None and failure.shown(time.monotonic())
         observed = dataclasses.replace(self.observe(key), error=failure.message if failure and shown else None)
-        observed = await self._with_warnings(observed)
+        observed = await self._with_progress(await self._with_warnings(observed))
         for _ in range(MAX_CONFLICTS):
             decision = decide(observed)
             if decision.status is not None:
@@ -134,6 +136,22 @@ class Reconciler:
             log.warning("%s/%s: cannot read Events: %s", observed.namespace, observed.name, describe_error(exc))
             return observed
         return dataclasses.replace(observed, warnings=warnings)
+
+    async def _with_progress(self, observed: Observed) -> Observed:
+        """Add the newest progress line of each running background pod (background.py)."""
+        pods = progress_pods(observed)
+        if not pods:
+            return observed
+        tails = await asyncio.gather(
+            *(asyncio.to_thread(self.kube.log_tail, observed.namespace, pod) for pod in pods), return_exceptions=True
+        )
+        progress = {}
+        for pod, tail in zip(pods, tails, strict=True):
+            if isinstance(tail, BaseException):  # best effort: the status keeps the last progress seen
+                log.warning("%s/%s: cannot read the log of %s: %s", observed.namespace, observed.name, pod, tail)
+            elif (found := last_progress(tail)) is not None:
+                progress[pod] = found
+        return dataclasses.replace(observed, progress=progress)
 
     async def _write_status(self, observed: Observed, decision: Decision) -> bool:
         m = observed.migration
@@ -164,6 +182,8 @@ class Reconciler:
             for event in decision.events:
                 await asyncio.to_thread(self.kube.post_event, target, event)
         metrics.observe(decision)
+        if observed.migration is not None:
+            metrics.show_progress(namespace, observed.name, decision.progress)
         if decision.requeue_after is not None:
             self._schedule((namespace, observed.name), decision.requeue_after)
 
@@ -179,11 +199,14 @@ class Reconciler:
 
     async def _bind(self, where: str, namespace: str, decision: Decision, steps: list[str]) -> None:
         """Start the Jobs bound to their claims; delete the late creates no claim is bound to."""
-        if decision.start or decision.delete:
+        if decision.start or decision.suspend or decision.delete:
             steps.append("bind")
         for job in decision.start:
             await asyncio.to_thread(self.kube.start_job, namespace, job)
             log.info("%s: Job %s started (uid %s bound to its claim)", where, job.name, job.uid)
+        for job in decision.suspend:
+            await asyncio.to_thread(self.kube.suspend_job, namespace, job)
+            log.info("%s: Job %s suspended: background work is paused", where, job.name)
         for job in decision.delete:
             await asyncio.to_thread(self.kube.delete_job, namespace, job)
             log.warning(

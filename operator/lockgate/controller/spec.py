@@ -29,6 +29,7 @@ MANAGED_BY = ("app.kubernetes.io/managed-by", "lockgate")
 RESULT_FINALIZER = "lockgate.dev/result"
 RETRY_ANNOTATION = "lockgate.dev/retry"
 APPROVE_ANNOTATION = "lockgate.dev/approve-contract"
+PAUSED_ANNOTATION = "lockgate.dev/paused"
 
 DEFAULT_MIGRATIONS_PATH = "/migrations"
 TERMINATION_LOG = "/dev/termination-log"
@@ -86,6 +87,11 @@ class Migration:
     @property
     def retry_token(self) -> str:
         return self.annotations.get(RETRY_ANNOTATION, "")
+
+    @property
+    def paused(self) -> bool:
+        """Background work is paused (lockgate.dev/paused: "true")."""
+        return self.annotations.get(PAUSED_ANNOTATION, "").lower() == "true"
 
     @property
     def approved_version(self) -> str | None:

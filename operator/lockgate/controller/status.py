@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..shared.versions import Version
-from .conditions import Condition, ConditionType, Reason, condition
+from .background import progress_status
+from .conditions import Condition, ConditionType, Reason, StatusPhase, condition
 from .gate import gate_for
 from .ledger import Ledger
 from .observed import Observed, iso
@@ -28,9 +29,22 @@ def status_of(m: Migration, ledger: Ledger, plan: Plan, observed: Observed) -> d
             "jobs": {e["phase"]: e["job"] for e in history},
             "history": history,
             "gate": _gate(ledger, observed),
+            "progress": _progress(m, plan, observed),
         }
     )
     return status
+
+
+def _progress(m: Migration, plan: Plan, observed: Observed) -> dict[str, Any] | None:
+    """The background phase's progress while it runs; the last one seen while it is paused."""
+    last: dict[str, Any] | None = m.status.get("progress")
+    if last and not any(j.name == last.get("job") for j in observed.jobs):
+        last = None  # an earlier version's Job
+    if plan.phase == StatusPhase.BACKFILLING:
+        return progress_status(observed) or last
+    if plan.phase == StatusPhase.PAUSED and last:
+        return last | {"state": "paused"}
+    return None
 
 
 def _conditions(m: Migration, ledger: Ledger, plan: Plan, now: str) -> list[dict[str, Any]]:

@@ -1,0 +1,61 @@
+"""The background phase while it runs: its progress, and pausing it (pure).
+
+Progress comes from the runner's own log (shared/progress.py): the shell reads the end of the
+log of each running background pod that `progress_pods` names. Pausing suspends the Job: the
+Job controller deletes its pod, the runner finishes the batch in flight on SIGTERM and exits,
+and unsuspending starts a pod that resumes after the last committed batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..shared.phases import Phase
+from .ledger import JobRef
+from .observed import ACTIVE, JobView, Observed
+from .spec import Migration
+
+# How often the status shows new progress while a background Job runs (logs are not watched).
+PROGRESS_REFRESH = 10.0
+
+
+def _running(jobs: tuple[JobView, ...]) -> list[JobView]:
+    return [j for j in jobs if j.phase == Phase.BACKGROUND and j.state == ACTIVE and not j.deleting]
+
+
+def progress_pods(observed: Observed) -> tuple[str, ...]:
+    """The pods whose log tail says how far the background phase got: started, not finished."""
+    jobs = {j.name for j in _running(observed.jobs) if not j.suspended}
+    return tuple(p.name for p in observed.job_pods if p.job in jobs and p.started and p.finished is None)
+
+
+def progress_status(observed: Observed) -> dict[str, Any] | None:
+    """status.progress: the newest progress any running background pod reported."""
+    reports = [(pod, observed.progress[pod.name]) for pod in observed.job_pods if pod.name in observed.progress]
+    if not reports:
+        return None
+    pod, progress = reports[-1]
+    return {
+        "job": pod.job,
+        "script": progress.script,
+        "state": progress.state,
+        "rows": progress.rows,
+        "batches": progress.batches,
+        "percent": progress.percent,
+        "rowsPerSecond": progress.rate,
+        "etaSeconds": progress.eta_seconds,
+        "summary": progress.summary(),
+    }
+
+
+def to_suspend(migration: Migration, jobs: tuple[JobView, ...]) -> tuple[JobRef, ...]:
+    """The running background Jobs to suspend, while lockgate.dev/paused says so."""
+    if not migration.paused:
+        return ()
+    return tuple(JobRef(j.name, j.uid) for j in _running(jobs) if not j.suspended)
+
+
+def may_start(migration: Migration, job: JobRef, jobs: tuple[JobView, ...]) -> bool:
+    """A bound background Job stays suspended while paused; every other bound Job starts."""
+    view = next((j for j in jobs if j.name == job.name and j.uid == job.uid), None)
+    return not (migration.paused and view is not None and view.phase == Phase.BACKGROUND)
