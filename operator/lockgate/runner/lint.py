@@ -175,7 +175,7 @@ def _drops(node: Any, context: Context) -> Iterator[Issue]:
 
 
 def _cascade(node: Any, replaced: list[Obj]) -> Iterator[Issue]:
-    if node.behavior == DropBehavior.DROP_CASCADE and replaced:
+    if node.behavior == DropBehavior.DROP_CASCADE:
         yield (
             WARNING,
             "drop-cascade",
