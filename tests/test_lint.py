@@ -83,8 +83,16 @@ def test_a_file_can_allow_a_rule_it_knows_is_safe() -> None:
 
 
 def test_lint_command_exit_codes_and_json(tmp_path: Path) -> None:
-    clean = write(tmp_path / "clean", {"V1__a.sql": "CREATE TABLE a (id int);"})
+    clean = write(
+        tmp_path / "clean",
+        {
+            "V1__a.sql": "CREATE TABLE a (id int, name varchar(10)); CREATE INDEX ON a (id);",
+            "V2__view.sql": "DROP VIEW IF EXISTS v; CREATE VIEW v AS SELECT id FROM a;",
+            "V10__widen.sql": "ALTER TABLE a ALTER COLUMN name TYPE varchar(20);",
+        },
+    )
     assert lockgate("lint", "--dir", str(clean)).code == 0
+    assert lockgate("lint", "--dir", str(clean), "--json").json == {"findings": [], "errors": 0, "warnings": 0}
     bad = write(
         tmp_path / "bad",
         {
