@@ -183,7 +183,8 @@ Columns = dict[str, dict[str, ColumnType]]  # qualified table -> column -> its t
 def absorb_columns(columns: Columns, node: Any, scope: Scope) -> None:
     """Record in `columns` the column types a statement defines, changes or renames."""
     for obj in created(node, scope):
-        columns[obj.name] = {}  # a new relation: what a dropped one of that name had is gone
+        if obj.namespace == RELATION:
+            columns[obj.name] = {}  # a new relation: what a dropped one of that name had is gone
     match node:
         case ast.CreateStmt():
             for element in node.tableElts or ():
