@@ -39,6 +39,7 @@ PURE = [
     "lockgate.runner.history",
     "lockgate.runner.plan",
     "lockgate.runner.lint",
+    "lockgate.runner.lint_objects",
     "lockgate.runner.statements",
     "lockgate.runner.summary",
     "lockgate.controller.decide",
