@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import fields
 
-from ..runner.database import Database, create_engine
+from ..runner.database import Database, create_engine, unexpected
 from ..runner.execute import Options, Runner
 from ..runner.history import derive_state
 from ..runner.lint import ERROR, lint_scripts
@@ -79,10 +79,11 @@ def _run_command(
     summary_file: str | None = getattr(args, "summary_file", None)
     try:
         runner = _runner(args, out, needs_dir)
-    except LockgateError as exc:
+    except Exception as exc:
+        error = exc if isinstance(exc, LockgateError) else unexpected(exc)
         if not hasattr(args, "summary_file"):
-            raise
-        return out.finish(_failed_before_start(args, exc), summary_file)
+            raise error from None
+        return out.finish(_failed_before_start(args, error), summary_file)
     if announce:
         announce(runner)
     try:
