@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, make_url
 
 from ..shared import redaction
 from ..shared.errors import LockgateError, UsageError
+from ..shared.phases import EXEC
 from ..shared.versions import Version
 from .history import HistoryRow
 from .lock import advisory_key
@@ -232,7 +233,9 @@ class Database:
         self.conn.execute(self.table.insert().values(**values))
 
     def delete_failed(self) -> int:
-        return self.conn.execute(self.table.delete().where(self.table.c.success.is_(False))).rowcount
+        """Failed migrations go; failed `lockgate exec` runs stay: they are the audit trail."""
+        failed = self.table.c.success.is_(False) & (self.table.c.phase != EXEC)
+        return self.conn.execute(self.table.delete().where(failed)).rowcount
 
     # invalid indexes left by failed concurrent builds (PostgreSQL)
 
