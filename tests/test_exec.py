@@ -95,6 +95,12 @@ def test_exec_shares_the_lock_with_migrate(tmp_path: Path, database_url: str) ->
     child = "import time; print('ready', flush=True); time.sleep(3)"
     tool = popen("exec", "--", sys.executable, "-c", child, url=database_url)
     assert tool.stdout is not None and tool.stdout.readline() == "ready\n"
+    holding_a_snapshot = query(
+        database_url,
+        "SELECT state FROM pg_stat_activity WHERE application_name = 'lockgate' "
+        "AND (state <> 'idle' OR backend_xmin IS NOT NULL)",
+    )
+    assert holding_a_snapshot == []  # a CREATE INDEX CONCURRENTLY elsewhere need not wait for lockgate
     blocked = lockgate("migrate", "--dir", str(d), "--lock-wait", "0", url=database_url)
     assert tool.wait(timeout=30) == 0
     assert blocked.code == 3, blocked.out + blocked.err

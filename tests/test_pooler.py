@@ -48,6 +48,9 @@ def test_a_transaction_mode_pooler_is_refused_and_leaves_no_lock_behind(tmp_path
         key = advisory_key("lockgate_schema_history", "expand")
         held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s"
         assert query(database_url, held, key & 0xFFFFFFFF) == [(0,)]
+        marker = tmp_path / "ran"
+        tool = lockgate("exec", "--", "touch", str(marker), url=pooled_url)
+        assert tool.code == 2 and "pooler in transaction mode" in tool.err and not marker.exists()
     assert query(database_url, "SELECT to_regclass('a') IS NULL") == [(True,)]
     direct = lockgate("migrate", "--dir", str(d), "--lock-wait", "0", url=database_url)
     assert direct.code == 0, direct.err
