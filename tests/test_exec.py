@@ -124,17 +124,27 @@ def test_the_exit_code_passes_through_and_a_failed_run_blocks_nothing(tmp_path: 
     assert info.json["expand"][0]["state"] == "applied"
 
 
-def test_sigterm_is_forwarded_and_the_run_still_recorded(database_url: str) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_is_forwarded_and_the_run_still_recorded(signum: signal.Signals, database_url: str) -> None:
     child = (
         "import signal, sys, time\n"
-        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(42))\n"
+        f"signal.signal({int(signum)}, lambda *_: sys.exit(42))\n"
         "print('ready', flush=True)\n"
         "time.sleep(60)\n"
     )
-    runner = popen("exec", "--version-label", "7", "--", sys.executable, "-c", child, url=database_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKGATE_")} | {
+        "LOCKGATE_DATABASE_URL": database_url
+    }
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "lockgate", "exec", "--version-label", "7", "--", sys.executable, "-c", child],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,  # no terminal: only lockgate's forwarding can reach the child
+    )
     assert runner.stdout is not None and runner.stdout.readline() == "ready\n"
     started = time.monotonic()
-    runner.send_signal(signal.SIGTERM)
+    runner.send_signal(signum)
     assert runner.wait(timeout=30) == 42
     assert time.monotonic() - started < 10
     assert exec_rows(database_url) == [(PYTHON, f"7: exit 42 on {os.uname().nodename}", False)]
