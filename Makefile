@@ -30,11 +30,15 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $@
 
-# A PostgreSQL server for the tests: Debian's package where initdb/pg_ctl are missing.
+# A PostgreSQL server for the tests: Debian's package where initdb/pg_ctl are missing; and
+# PgBouncer, which the runner's pooler tests put in front of it.
 postgres:
 	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		{ echo "installing PostgreSQL (apt-get install -y postgresql)"; \
 		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+	@command -v pgbouncer >/dev/null 2>&1 || ls /usr/sbin/pgbouncer >/dev/null 2>&1 || \
+		{ echo "installing PgBouncer (apt-get install -y pgbouncer)"; \
+		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; }
 
 # The real node's parts from Debian: runc, the CNI plugins, iptables and conntrack (kube-proxy),
 # buildah and mmdebstrap (the images; no registry is reachable, so they are built, never pulled).

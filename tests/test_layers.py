@@ -38,6 +38,7 @@ PURE = [
     "lockgate.shared.errors",
     "lockgate.runner.history",
     "lockgate.runner.plan",
+    "lockgate.runner.pooler",
     "lockgate.runner.lint",
     "lockgate.runner.lint_objects",
     "lockgate.runner.statements",

@@ -418,3 +418,48 @@ def test_each_migration_starts_from_the_same_session_state(tmp_path: Path, datab
         ("public",)
     ]
     assert query(database_url, "SELECT * FROM public.settings") == [('"$user", public', "1500ms")]
+
+
+def test_a_script_that_empties_the_search_path_is_recorded_and_the_next_one_runs(
+    tmp_path: Path, database_url: str
+) -> None:
+    """pg_dump output starts by emptying the search_path: the history row of that very script
+    (same transaction) still lands in the schema-qualified history table."""
+    d = write(
+        tmp_path / "m",
+        {
+            "V1__dump.sql": "SELECT pg_catalog.set_config('search_path', '', false);\n"
+            "CREATE TABLE public.dumped (id integer);",
+            "V2__next.sql": "CREATE TABLE after_dump (id integer);",
+        },
+    )
+    result = lockgate("migrate", "--dir", str(d), "--json", url=database_url)
+    assert result.code == 0, result.err
+    assert result.json["schema_version"] == "2" and len(result.json["applied"]) == 2
+    assert history(database_url) == [("1", "expand", "V1__dump.sql", True), ("2", "expand", "V2__next.sql", True)]
+    assert query(database_url, "SELECT to_regclass('public.after_dump') IS NOT NULL") == [(True,)]
+    together = lockgate("migrate", "--dir", str(d), "--single-transaction", url=database_url)
+    assert together.code == 0 and "nothing to do" in together.out
+
+
+def test_history_table_in_a_missing_schema_is_a_one_line_usage_error(tmp_path: Path, database_url: str) -> None:
+    d = write(tmp_path / "m", {"V1__a.sql": "CREATE TABLE a (id int);"})
+    result = lockgate("migrate", "--dir", str(d), "--history-table", "nosuch.history", "--json", url=database_url)
+    assert result.code == 2
+    assert result.json["message"] == 'schema "nosuch" does not exist: create it or set --history-table'
+    assert "Traceback" not in result.err
+    nowhere = lockgate("migrate", "--dir", str(d), url=database_url + "?options=-csearch_path%3Dnowhere")
+    assert nowhere.code == 2 and "search_path names no existing schema" in nowhere.err, nowhere.err
+    assert query(database_url, "SELECT to_regclass('a') IS NULL") == [(True,)]
+
+
+def test_an_unexpected_database_error_ends_in_one_line_and_the_json_summary(tmp_path: Path, database_url: str) -> None:
+    query(database_url, "CREATE TABLE lockgate_schema_history (something_else text)")  # not lockgate's shape
+    d = write(tmp_path / "m", {"V1__a.sql": "CREATE TABLE a (id int);"})
+    summary = tmp_path / "summary.json"
+    result = lockgate("migrate", "--dir", str(d), "--json", "--summary-file", str(summary), url=database_url)
+    assert result.code == 1 and "Traceback" not in result.err, result.err
+    assert result.json["message"].startswith("database error [42703]: column"), result.json
+    assert "postgres:" not in result.out + result.err + summary.read_text()
+    info = lockgate("info", "--dir", str(d), url=database_url)
+    assert info.code == 1 and info.err.count("\n") == 1 and "database error [42703]" in info.err, info.err

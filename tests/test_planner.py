@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from lockgate.runner.history import HistoryRow, derive_state
 from lockgate.runner.plan import inventory, plan_baseline, plan_migrate, plan_undo
 from lockgate.runner.scripts import Script, checksum, parse_name
-from lockgate.shared.phases import BASELINE, REPEATABLE, UNDO, Phase
+from lockgate.shared.phases import BASELINE, EXEC, REPEATABLE, UNDO, Phase
 from lockgate.shared.versions import Version
 
 
@@ -161,3 +161,14 @@ def test_inventory_lists_every_phase() -> None:
     ]
     assert [e["state"] for e in listing["background"]] == ["pending"]
     assert [e["script"] for e in listing["repeatable"]] == ["R__views.sql"]
+
+
+def test_exec_runs_are_audit_only_even_failed_ones() -> None:
+    """A `lockgate exec` row, failed or labelled with a version, never blocks or applies anything."""
+    runs = [row(2, None, EXEC, success=False, version="2"), row(3, None, EXEC, version="3")]
+    state = derive_state([row(1, V1, "expand"), *runs])
+    assert state.failed == {} and state.is_applied(Phase.EXPAND, Version.parse("2")) is False
+    plan = plan_migrate([V1, V2], state, Phase.EXPAND)
+    assert names(plan) == ["V2__b.sql"] and plan.problems == []
+    assert [e["installed_by"] for e in inventory([V1, V2], state)["exec"]] == ["tester", "tester"]
+    assert state.exec_runs == runs

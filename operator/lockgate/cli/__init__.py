@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..runner.database import unexpected
 from ..runner.summary import Summary
 from ..shared.errors import LockgateError
 from .output import Output
@@ -16,9 +17,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         handler: Handler = args.handler
         return handler(args, out)
-    except LockgateError as exc:
+    except Exception as exc:
+        if args.command == "run":  # the operator's own crash keeps its traceback for its logs
+            raise
         summary = Summary(args.command)
-        summary.fail(exc)
+        summary.fail(exc if isinstance(exc, LockgateError) else unexpected(exc))
         return out.finish(summary)
     except KeyboardInterrupt:
         out.error("interrupted")

@@ -8,7 +8,8 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import fields
 
-from ..runner.database import Database, create_engine
+from ..runner.database import Database, create_engine, unexpected
+from ..runner.exec_command import exec_command
 from ..runner.execute import Options, Runner
 from ..runner.history import derive_state
 from ..runner.lint import ERROR, lint_scripts
@@ -16,6 +17,7 @@ from ..runner.plan import inventory
 from ..runner.scripts import load_scripts
 from ..runner.summary import Summary
 from ..shared.errors import ClusterError, LockgateError, UsageError, ValidationRefused
+from ..shared.phases import EXEC
 from .output import Output
 
 
@@ -79,10 +81,11 @@ def _run_command(
     summary_file: str | None = getattr(args, "summary_file", None)
     try:
         runner = _runner(args, out, needs_dir)
-    except LockgateError as exc:
+    except Exception as exc:
+        error = exc if isinstance(exc, LockgateError) else unexpected(exc)
         if not hasattr(args, "summary_file"):
-            raise
-        return out.finish(_failed_before_start(args, exc), summary_file)
+            raise error from None
+        return out.finish(_failed_before_start(args, error), summary_file)
     if announce:
         announce(runner)
     try:
@@ -97,6 +100,24 @@ def _failed_before_start(args: argparse.Namespace, exc: LockgateError) -> Summar
     summary = Summary(args.command, options.phase, str(target) if target else None)
     summary.fail(exc)
     return summary
+
+
+def cmd_exec(args: argparse.Namespace, out: Output) -> int:
+    """Everything lockgate says goes to stderr: stdout is the command's own."""
+    out = Output(json_mode=False, stdout=out.stderr)
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    try:
+        if not argv:
+            raise UsageError("lockgate exec needs a command: lockgate exec [OPTIONS] -- COMMAND [ARGS...]")
+        db = _database(args)
+    except LockgateError as exc:
+        summary = Summary("exec", EXEC, args.version_label)
+        summary.fail(exc)
+        return out.finish(summary, args.summary_file)
+    try:
+        return out.finish(exec_command(db, argv, args.version_label, args.lock_wait, out.progress), args.summary_file)
+    finally:
+        db.close()
 
 
 def cmd_info(args: argparse.Namespace, out: Output) -> int:

@@ -18,6 +18,7 @@ from ..shared.phases import Phase
 from ..shared.versions import Version
 from .commands import (
     cmd_baseline,
+    cmd_exec,
     cmd_info,
     cmd_lint,
     cmd_migrate,
@@ -70,6 +71,8 @@ def _runner_commands(commands: Subcommands) -> None:
     undo.add_argument("--to", required=True, type=_version, help="the version to return to")
     repair = _subcommand(commands, "repair", cmd_repair, "remove failed history rows after fixing the database by hand")
     _add(repair, *database)
+    run = _subcommand(commands, "exec", cmd_exec, "run another tool while holding the migration lock, audited")
+    _add(run, _database_options, _exec_options)
 
 
 def _cluster_commands(commands: Subcommands) -> None:
@@ -137,6 +140,26 @@ def _database_options(sub: argparse.ArgumentParser) -> None:
         default=os.environ.get("LOCKGATE_HISTORY_TABLE", DEFAULT_HISTORY_TABLE),
         help=f"[schema.]table (default: $LOCKGATE_HISTORY_TABLE, else {DEFAULT_HISTORY_TABLE})",
     )
+
+
+def _exec_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--version-label",
+        default=os.environ.get("LOCKGATE_TARGET_VERSION"),
+        metavar="LABEL",
+        help="recorded with the run (default: $LOCKGATE_TARGET_VERSION, which migration Jobs have)",
+    )
+    sub.add_argument(
+        "--lock-wait",
+        type=_non_negative(float),
+        default=DEFAULTS.lock_wait,
+        metavar="SECONDS",
+        help="wait for another runner (%(default)g)",
+    )
+    # Not from $LOCKGATE_SUMMARY_FILE: in a Job, an empty termination message lets the tool's
+    # own log tail (a Django traceback) become the error excerpt in the SchemaMigration's status.
+    sub.add_argument("--summary-file", help="write a compact JSON summary here")
+    sub.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]", help="the tool to run")
 
 
 def _phase_options(sub: argparse.ArgumentParser) -> None:

@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, make_url
 
 from ..shared import redaction
-from ..shared.errors import UsageError
+from ..shared.errors import LockgateError, UsageError
+from ..shared.phases import EXEC
 from ..shared.versions import Version
 from .history import HistoryRow
 from .lock import advisory_key
@@ -42,13 +43,18 @@ class SqlError:
     position: int | None  # 1-based character position within the statement
 
 
-def history_table(name: str) -> sa.Table:
+def split_table_name(name: str) -> tuple[str | None, str]:
+    """`[schema.]table` as (schema or None, table)."""
     if not _TABLE_NAME.match(name):
         raise UsageError(f"history table {name!r} is not a plain [schema.]table name")
     schema, _, table = name.rpartition(".")
+    return schema or None, table
+
+
+def history_table(table: str, schema: str | None) -> sa.Table:
     return sa.Table(
         table,
-        sa.MetaData(schema=schema or None),
+        sa.MetaData(schema=schema),
         sa.Column("installed_rank", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("version", sa.Text),
         sa.Column("phase", sa.Text, nullable=False),
@@ -94,10 +100,13 @@ class Database:
 
     def __init__(self, engine: sa.Engine, table_name: str) -> None:
         self.engine = engine
-        self.table = history_table(table_name)
-        self.table_name = table_name
+        schema, table = split_table_name(table_name)
+        self.table_name = table_name  # as configured: the lock keys derive from it, as they always did
         self.is_postgres = engine.dialect.name == "postgresql"
         self.conn = self.connect()
+        # Qualified once, so a script that empties the search_path cannot hide the table from
+        # the history row written in its own transaction.
+        self.table = history_table(table, schema or self._default_schema(table))
 
     def connect(self) -> Connection:
         try:
@@ -107,6 +116,25 @@ class Database:
                 f"cannot connect to the database at {describe_target(self.engine)}: {_first_line(exc.orig)}"
             ) from None
         return conn.execution_options(isolation_level="AUTOCOMMIT", no_parameters=True)
+
+    def _default_schema(self, table: str) -> str | None:
+        """Where an unqualified name resolves now: an existing table's schema, else the first
+        schema of the search_path (where CREATE TABLE would put it)."""
+        if not self.is_postgres:
+            return None
+        schema = self.conn.execute(
+            sa.text(
+                "SELECT coalesce((SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.oid = to_regclass(quote_ident(:t))), current_schema())"
+            ),
+            {"t": table},
+        ).scalar()
+        if schema is None:
+            raise UsageError(
+                "the search_path names no existing schema to hold the history table: "
+                "create one or set --history-table to schema.table"
+            )
+        return str(schema)
 
     def close(self) -> None:
         self.conn.close()
@@ -176,6 +204,7 @@ class Database:
         """Create the table once, even when runners of different lanes start together."""
         if self.history_exists():
             return
+        self._require_schema()
         self.begin()
         try:
             if self.is_postgres:
@@ -187,6 +216,13 @@ class Database:
             self.rollback()
             raise
 
+    def _require_schema(self) -> None:
+        if not self.is_postgres:
+            return
+        schema = self.table.schema
+        if not self.conn.execute(sa.text("SELECT to_regnamespace(quote_ident(:s))"), {"s": schema}).scalar():
+            raise UsageError(f'schema "{schema}" does not exist: create it or set --history-table')
+
     def read_history(self) -> list[HistoryRow]:
         if not self.history_exists():
             return []
@@ -197,7 +233,9 @@ class Database:
         self.conn.execute(self.table.insert().values(**values))
 
     def delete_failed(self) -> int:
-        return self.conn.execute(self.table.delete().where(self.table.c.success.is_(False))).rowcount
+        """Failed migrations go; failed `lockgate exec` runs stay: they are the audit trail."""
+        failed = self.table.c.success.is_(False) & (self.table.c.phase != EXEC)
+        return self.conn.execute(self.table.delete().where(failed)).rowcount
 
     # invalid indexes left by failed concurrent builds (PostgreSQL)
 
@@ -221,6 +259,14 @@ class Database:
             ),
             {"i": index},
         ).scalar()
+
+
+def unexpected(exc: Exception) -> LockgateError:
+    """Any other failure as one line naming its cause (exit 1): a Job log or a --json reader
+    needs the cause, not a traceback."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        return LockgateError(f"database error [{getattr(exc.orig, 'sqlstate', None)}]: {_first_line(exc.orig)}")
+    return LockgateError(f"unexpected {type(exc).__name__}: {_first_line(exc)}")
 
 
 def _history_row(row: Any) -> HistoryRow:

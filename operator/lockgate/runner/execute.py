@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from ..shared.errors import LockgateError, MigrationFailed, ValidationRefused
 from ..shared.phases import BASELINE, REPAIR, UNDO, Phase, lane
 from ..shared.versions import Version
-from .database import Database
+from .database import Database, unexpected
 from .heartbeat import Heartbeat
 from .history import derive_state
 from .invalid_indexes import IndexBuild
@@ -358,12 +358,14 @@ class Runner:
 
 @contextmanager
 def _outcome(summary: Summary) -> Iterator[None]:
-    """Turn a LockgateError into the summary's exit code and error, and time the command."""
+    """Turn any error into the summary's exit code and one-line message, and time the command."""
     started = time.monotonic()
     try:
         yield
     except LockgateError as exc:
         summary.fail(exc)
+    except Exception as exc:
+        summary.fail(unexpected(exc))
     finally:
         summary.duration_ms = _ms_since(started)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..shared.phases import BASELINE, REPEATABLE, UNDO, Phase
+from ..shared.phases import BASELINE, EXEC, REPEATABLE, UNDO, Phase
 from ..shared.versions import Version
 
 
@@ -31,6 +31,7 @@ class SchemaState:
     baseline: Version | None = None
     repeatable: dict[str, str] = field(default_factory=dict)  # description -> checksum last applied
     failed: dict[tuple[str, Version | None], HistoryRow] = field(default_factory=dict)
+    exec_runs: list[HistoryRow] = field(default_factory=list)  # other tools' runs: audit, not schema
 
     def is_applied(self, phase: Phase, version: Version) -> bool:
         return (phase, version) in self.applied or (self.baseline is not None and version <= self.baseline)
@@ -46,6 +47,9 @@ def derive_state(rows: list[HistoryRow]) -> SchemaState:
     """Replay the history in order: later rows (undo, a retried success) override earlier ones."""
     state = SchemaState()
     for row in sorted(rows, key=lambda r: r.rank):
+        if row.phase == EXEC:  # what another tool did is its own business: a failed run blocks nothing
+            state.exec_runs.append(row)
+            continue
         key = (row.phase, row.version)
         if not row.success:
             state.failed[key] = row

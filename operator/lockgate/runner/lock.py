@@ -7,6 +7,7 @@ Which lane a command takes is shared.phases.lane().
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import time
@@ -17,8 +18,10 @@ from typing import TYPE_CHECKING, TextIO
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
-from ..shared.errors import LockNotAcquired
+from ..shared.errors import LockNotAcquired, UsageError
+from .pooler import pooled_per_transaction, pooler_refusal
 
 if TYPE_CHECKING:
     from .database import Database
@@ -55,9 +58,28 @@ def _advisory_lock(db: Database, key: int, wait_seconds: float, progress: Progre
         if not _try_lock(lock_conn, key):
             progress(f"waiting up to {wait_seconds:g}s for the migration lock, held by {_holder(lock_conn, key)}")
             _wait_for_lock(lock_conn, key, wait_seconds)
+        _refuse_transaction_pooling(lock_conn, db.conn, key)
         yield
     finally:
         lock_conn.close()
+
+
+def _refuse_transaction_pooling(lock_conn: Connection, other: Connection, key: int) -> None:
+    """Behind a transaction-mode pooler the lock protects nothing: find out and stop here.
+    Each autocommit statement is a transaction a pooler may give another server session."""
+    lock_pids = [_backend_pid(lock_conn)]
+    other_pids = [_backend_pid(other)]
+    lock_pids.append(_backend_pid(lock_conn))
+    if pooled_per_transaction(lock_pids, other_pids):
+        # Best effort: the lock now sits in a pooled server session that outlives this client
+        # and would hold off every later runner, a correctly configured one included.
+        with contextlib.suppress(DBAPIError):
+            lock_conn.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
+        raise UsageError(pooler_refusal(lock_pids, other_pids))
+
+
+def _backend_pid(conn: Connection) -> int:
+    return int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() or 0)
 
 
 def _wait_for_lock(lock_conn: Connection, key: int, wait_seconds: float) -> None:

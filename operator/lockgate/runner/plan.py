@@ -180,7 +180,8 @@ def _date(value: object) -> str:
 
 
 def inventory(scripts: list[Script], state: SchemaState) -> dict[str, list[dict[str, object]]]:
-    """Per phase, every local script and every recorded version with its state, oldest first."""
+    """Per phase, every local script and every recorded version with its state, oldest first;
+    then the runs of `lockgate exec`."""
     listing: dict[str, list[dict[str, object]]] = {}
     for phase in Phase:
         local = {s.number: s for s in _of_kind(scripts, PHASE_KIND[phase])}
@@ -216,6 +217,18 @@ def inventory(scripts: list[Script], state: SchemaState) -> dict[str, list[dict[
             "ms": None,
         }
         for s in _repeatables(scripts)
+    ]
+    listing["exec"] = [
+        {
+            "version": None,
+            "script": row.script,
+            "description": row.description,
+            "state": row.description,  # label, exit code and host of the run
+            "installed_on": _timestamp(row.installed_on),
+            "installed_by": row.installed_by,
+            "ms": row.execution_ms,
+        }
+        for row in state.exec_runs
     ]
     return listing
 

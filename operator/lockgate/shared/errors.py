@@ -19,6 +19,14 @@ class MigrationFailed(LockgateError):
         self.error = error
 
 
+class CommandFailed(LockgateError):
+    """The command `lockgate exec` ran exited non-zero: lockgate exits with the same code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class UsageError(LockgateError):
     """Bad arguments or configuration (including an unreachable database)."""
 

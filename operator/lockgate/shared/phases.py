@@ -39,9 +39,11 @@ BASELINE = "baseline"  # an existing schema declared to be at a version
 
 
 REPAIR = "repair"  # `lockgate repair`: removes failed history rows
+EXEC = "exec"  # `lockgate exec`: another tool's run under the lock, kept for the audit only
 
 
 def lane(step: str) -> str:
-    """The lock lane a step runs in. Undo, baseline and repair change what expand relies on, so
-    they share its lane: never side by side with an expand (runner lock and operator Jobs alike)."""
-    return Phase.EXPAND.value if step in (UNDO, BASELINE, REPAIR) else str(step)
+    """The lock lane a step runs in. Undo, baseline, repair and other tools (exec) change what
+    expand relies on, so they share its lane: never side by side with an expand (runner lock and
+    operator Jobs alike)."""
+    return Phase.EXPAND.value if step in (UNDO, BASELINE, REPAIR, EXEC) else str(step)
