@@ -216,7 +216,7 @@ def test_a_long_background_run_does_not_block_the_next_expand(tmp_path: Path, da
         tmp_path / "m",
         {
             "V1__a.sql": "CREATE TABLE a (id int);",
-            "A1__slow.sql": "SELECT pg_sleep(4);",
+            "A1__slow.sql": "SELECT pg_sleep(10);",
             "V2__b.sql": "CREATE TABLE b (id int);",
         },
     )
@@ -225,9 +225,9 @@ def test_a_long_background_run_does_not_block_the_next_expand(tmp_path: Path, da
 
     background = popen("migrate", "--dir", str(d), "--phase", "background", url=database_url)
     time.sleep(1)
-    started = time.monotonic()
     expand = lockgate("migrate", "--dir", str(d), "--lock-wait", "0", url=database_url)
-    assert expand.code == 0 and time.monotonic() - started < 3, expand.err
+    assert expand.code == 0, expand.err
+    assert background.poll() is None  # expand finished while background still ran
     assert background.wait(timeout=30) == 0
     with psycopg.connect(database_url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (advisory_key("lockgate_schema_history", "background"),))
