@@ -16,7 +16,7 @@ from ..shared import redaction
 from .kube import Kube
 from .observed import Observed, job_pod_view, job_view, pod_view, workload_view
 from .reconciler import Key, Reconciler
-from .spec import GROUP, OWNER_LABEL, PLURAL, SCHEMA_LABEL, VERSION, parse_migration
+from .spec import GROUP, OWNER_ANNOTATION, OWNER_LABEL, PLURAL, SCHEMA_LABEL, VERSION, parse_migration
 
 log = logging.getLogger("lockgate.operator")
 WORKLOADS = (("apps", "v1", "deployments"), ("apps", "v1", "statefulsets"), ("apps", "v1", "daemonsets"))
@@ -73,6 +73,12 @@ def _template_label(spec: Mapping[str, Any]) -> str | None:
     return labels.get(SCHEMA_LABEL)
 
 
+def _owner(labels: Mapping[str, str], annotations: Mapping[str, str]) -> str:
+    """The SchemaMigration a Job or Job pod belongs to: its full name is in the annotation (the label
+    may be cut to fit); Jobs made before lockgate set the annotation have only the label."""
+    return annotations.get(OWNER_ANNOTATION) or labels[OWNER_LABEL]
+
+
 def _key(namespace: str | None, name: str | None) -> Key:
     """Everything lockgate watches is namespaced, and the handlers' filters guarantee the name."""
     assert namespace is not None and name is not None
@@ -103,13 +109,17 @@ async def migration_idx(namespace: str | None, name: str, body: kopf.Body, **_: 
 
 
 @kopf.index("batch", "v1", "jobs", labels={OWNER_LABEL: kopf.PRESENT})
-async def job_idx(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    return {_key(namespace, labels[OWNER_LABEL]): job_view(plain(body))}
+async def job_idx(
+    namespace: str | None, labels: kopf.Labels, annotations: kopf.Annotations, body: kopf.Body, **_: Any
+) -> dict[Key, Any]:
+    return {_key(namespace, _owner(labels, annotations)): job_view(plain(body))}
 
 
 @kopf.index("", "v1", "pods", labels={OWNER_LABEL: kopf.PRESENT})
-async def job_pod_idx(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    return {_key(namespace, labels[OWNER_LABEL]): job_pod_view(plain(body))}
+async def job_pod_idx(
+    namespace: str | None, labels: kopf.Labels, annotations: kopf.Annotations, body: kopf.Body, **_: Any
+) -> dict[Key, Any]:
+    return {_key(namespace, _owner(labels, annotations)): job_pod_view(plain(body))}
 
 
 @kopf.index("", "v1", "pods", labels={SCHEMA_LABEL: kopf.PRESENT})
@@ -135,8 +145,10 @@ async def on_migration(namespace: str | None, name: str, **kwargs: Any) -> None:
 
 @kopf.on.event("batch", "v1", "jobs", labels={OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event("", "v1", "pods", labels={OWNER_LABEL: kopf.PRESENT})
-async def on_job_or_job_pod(namespace: str | None, labels: kopf.Labels, **kwargs: Any) -> None:
-    OPERATOR.trigger(_key(namespace, labels[OWNER_LABEL]), kwargs)
+async def on_job_or_job_pod(
+    namespace: str | None, labels: kopf.Labels, annotations: kopf.Annotations, **kwargs: Any
+) -> None:
+    OPERATOR.trigger(_key(namespace, _owner(labels, annotations)), kwargs)
 
 
 @kopf.on.event("", "v1", "pods", labels={SCHEMA_LABEL: kopf.PRESENT})

@@ -38,6 +38,8 @@ LOST_GRACE = timedelta(seconds=60)
 # Pods and Jobs arrive on separate watches: a Job may finish before its pod's termination
 # message is seen. Its result waits this long for the runner's summary, then goes without.
 REPORT_GRACE = timedelta(seconds=5)
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+VERSION_IN_NAME = 20  # characters of a version's numbers a Job name keeps when it must be cut
 
 Entry = dict[str, Any]  # one status.history entry, as the API stores it
 
@@ -304,10 +306,21 @@ def attempt_key(migration: Migration) -> str:
 
 
 def job_name(migration: Migration, phase: str, version: Version, attempt: str) -> str:
-    """Deterministic per (SchemaMigration instance, phase, version, attempt), at most 63 characters."""
+    """Deterministic per (SchemaMigration instance, phase, version, attempt): a DNS-1123 label of at
+    most 63 characters, since the Job controller copies it into its pods' job-name label."""
     digest = hashlib.sha256(f"{migration.uid}/{phase}/{version}/{attempt}".encode()).hexdigest()[:5]
-    suffix = f"-{phase}-{re.sub(r'[^0-9]+', '-', str(version))}-{digest}"
-    return migration.name[: 63 - len(suffix)].rstrip("-.") + suffix
+    numbers = re.sub(r"[^0-9]+", "-", str(version))
+    name = _joined(migration.name, phase, numbers, digest)
+    if _DNS_LABEL.fullmatch(name):
+        return name  # what earlier versions named it too: claims in status keep their Jobs
+    # A long version, or a name with dots: cut the version's numbers and drop the dots; the digest
+    # (over the whole version) keeps the name unique.
+    return _joined(migration.name.replace(".", "-"), phase, numbers[:VERSION_IN_NAME].rstrip("-"), digest)
+
+
+def _joined(name: str, phase: str, version: str, digest: str) -> str:
+    suffix = f"-{phase}-{version}-{digest}"
+    return name[: 63 - len(suffix)].rstrip("-.") + suffix
 
 
 def _newer(current: Version | None, version: Version) -> Version:

@@ -11,12 +11,14 @@ from .spec import (
     ATTEMPT_LABEL,
     KIND,
     MANAGED_BY,
+    OWNER_ANNOTATION,
     OWNER_LABEL,
     PHASE_LABEL,
     RESULT_FINALIZER,
     TERMINATION_LOG,
     VERSION_LABEL,
     Migration,
+    owner_label,
 )
 
 CONTAINER = "migrate"
@@ -33,7 +35,7 @@ def job_manifest(migration: Migration, request: JobRequest) -> dict[str, Any]:
     spec = migration.spec
     labels = {
         MANAGED_BY[0]: MANAGED_BY[1],
-        OWNER_LABEL: migration.name,
+        OWNER_LABEL: owner_label(migration.name),
         PHASE_LABEL: request.phase,
         VERSION_LABEL: request.version,
         ATTEMPT_LABEL: request.attempt,
@@ -55,7 +57,11 @@ def job_manifest(migration: Migration, request: JobRequest) -> dict[str, Any]:
             "name": request.name,
             "namespace": migration.namespace,
             "labels": labels,
-            "annotations": {VERSION_LABEL: request.version, "lockgate.dev/target": request.target},
+            "annotations": {
+                VERSION_LABEL: request.version,
+                "lockgate.dev/target": request.target,
+                OWNER_ANNOTATION: migration.name,
+            },
             "finalizers": [RESULT_FINALIZER],
             "ownerReferences": [
                 {
@@ -76,7 +82,7 @@ def _pod_metadata(migration: Migration, labels: dict[str, str]) -> dict[str, Any
     template = migration.spec.pod_template
     return {
         "labels": {**(template.get("labels") or {}), **labels},
-        "annotations": dict(template.get("annotations") or {}),
+        "annotations": {**(template.get("annotations") or {}), OWNER_ANNOTATION: migration.name},
     }
 
 

@@ -6,6 +6,7 @@ this module only applies defaults and turns strings into types.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,7 +22,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 SCHEMA_LABEL = "lockgate.dev/schema"  # on gated pod templates: the SchemaMigration's name
 REQUIRES_ANNOTATION = "lockgate.dev/requires-version"
 GATE_CONDITION = "lockgate.dev/schema-ready"
-OWNER_LABEL = "lockgate.dev/schemamigration"  # on Jobs and their pods
+OWNER_LABEL = "lockgate.dev/schemamigration"  # on Jobs and their pods: owner_label(name)
+OWNER_ANNOTATION = OWNER_LABEL  # on Jobs and their pods: the full name, which may not fit a label
 PHASE_LABEL = "lockgate.dev/phase"
 VERSION_LABEL = "lockgate.dev/version"
 ATTEMPT_LABEL = "lockgate.dev/attempt"
@@ -34,6 +36,7 @@ PAUSED_ANNOTATION = "lockgate.dev/paused"
 DEFAULT_MIGRATIONS_PATH = "/migrations"
 TERMINATION_LOG = "/dev/termination-log"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+LABEL_VALUE_MAX = 63
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,15 @@ class Migration:
     @property
     def approved_version(self) -> str | None:
         return self.annotations.get(APPROVE_ANNOTATION)
+
+
+def owner_label(name: str) -> str:
+    """The OWNER_LABEL value for a SchemaMigration: its name, or for a name longer than a label
+    value may be (63), a prefix and a hash of the whole name. OWNER_ANNOTATION has the name."""
+    if len(name) <= LABEL_VALUE_MAX:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return f"{name[: LABEL_VALUE_MAX - len(digest) - 1].rstrip('-.')}-{digest}"
 
 
 def parse_duration(text: str) -> timedelta:
