@@ -24,6 +24,7 @@ from lockgate.controller.observed import (
     WarningView,
     job_pod_view,
     job_state,
+    job_view,
     workload_view,
 )
 from lockgate.controller.reconciler import TRANSIENT_GRACE, next_failure
@@ -337,3 +338,32 @@ def test_progress_lines_survive_the_log_round_trip() -> None:
     found = last_progress(log)
     assert found == Progress("A3__fill.sql", "waiting", 7, 1, None, 3.5, None)
     assert found.summary() == "7 rows (waiting)" and last_progress("no progress here") is None
+
+
+def test_a_failed_jobs_view_carries_why_and_its_deadline() -> None:
+    failed = job_view(
+        {
+            "metadata": {"name": "shop-expand-3-x", "labels": {"lockgate.dev/phase": "expand"}},
+            "spec": {"activeDeadlineSeconds": 600, "template": {"spec": {"containers": [{"image": "i"}]}}},
+            "status": {
+                "failed": 1,
+                "conditions": [
+                    {"type": "FailureTarget", "status": "True", "reason": "DeadlineExceeded"},
+                    {
+                        "type": "Failed",
+                        "status": "True",
+                        "reason": "DeadlineExceeded",
+                        "message": "Job was active longer than specified deadline",
+                        "lastTransitionTime": "2026-11-21T12:10:00Z",
+                    },
+                ],
+            },
+        }
+    )
+    assert (failed.state, failed.failed_reason, failed.deadline, failed.failed_pods) == (
+        FAILED,
+        "DeadlineExceeded",
+        600,
+        1,
+    )
+    assert failed.finished == "2026-11-21T12:10:00Z"

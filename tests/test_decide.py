@@ -545,3 +545,29 @@ def test_a_failed_background_or_contract_job_stalls_without_closing_the_gate() -
         assert "no such table" in next(c for c in d.status["conditions"] if c["type"] == "Stalled")["message"]
         assert [e.reason for e in d.events][0] == f"{phase.capitalize()}Failed"
         assert [g.ready for g in d.gates] == [True]  # expanded stays expanded: new pods still pass
+
+
+def failed_job(name: str, reason: str, message: str) -> Any:
+    return dataclasses.replace(
+        job(name, state=FAILED), failed_reason=reason, failed_message=message, deadline=600, failed_pods=3
+    )
+
+
+def test_a_job_past_its_deadline_says_so_and_what_to_change() -> None:
+    first = decide(observe(migration()))
+    name = first.create.name
+    late = failed_job(name, "DeadlineExceeded", "Job was active longer than specified deadline")
+    d = decide(observe(applied(migration(), first), jobs=[late], now=NOW + timedelta(seconds=10)))
+    assert d.status["history"][0]["error"] == (
+        "the Job ran longer than activeDeadlineSeconds (600 s) and was stopped: "
+        "raise spec.activeDeadlineSeconds or make the migration faster"
+    )
+
+
+def test_a_job_out_of_retries_without_a_report_points_at_its_logs() -> None:
+    first = decide(observe(migration()))
+    name = first.create.name
+    spent = failed_job(name, "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+    d = decide(observe(applied(migration(), first), jobs=[spent], now=NOW + timedelta(seconds=10)))
+    error = d.status["history"][0]["error"]
+    assert "the pod failed 3 time(s)" in error and f"kubectl logs job/{name}" in error

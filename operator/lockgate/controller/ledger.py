@@ -241,9 +241,7 @@ class Ledger:
             completionTime=job.finished or iso(now),
             applied=report.applied if report else None,
             schemaVersion=report.schema_version if report else None,
-            error="the Job was deleted before it finished"
-            if deleted_early
-            else (report.error if report else None) or _default_error(job, report),
+            error="the Job was deleted before it finished" if deleted_early else _error(job, report),
         )
         return entry
 
@@ -332,11 +330,20 @@ def _report(job_pods: tuple[JobPodView, ...], job: str) -> RunnerReport | None:
     return pods[-1].report if pods else None
 
 
-def _default_error(job: JobView, report: RunnerReport | None) -> str | None:
+def _error(job: JobView, report: RunnerReport | None) -> str | None:
+    """Why a finished Job failed: the deadline first (the runner's last words then are only where
+    it was stopped), then the runner's own error, then what Kubernetes says."""
+    said = report.error if report else None
     if job.state != FAILED:
-        return None
-    return (
-        f"the container exited with code {report.exit_code}"
-        if report
-        else "the Job failed (no pod result was found: see its Events)"
-    )
+        return said
+    if job.failed_reason == "DeadlineExceeded":
+        where = f" (its last output: {said})" if said else ""
+        return f"the Job ran longer than activeDeadlineSeconds ({job.deadline} s) and was stopped{where}: raise spec.activeDeadlineSeconds or make the migration faster"
+    if said:
+        return said
+    if report:
+        return f"the container exited with code {report.exit_code}"
+    if job.failed_reason == "BackoffLimitExceeded":
+        return f"the pod failed {job.failed_pods} time(s) without a result: see kubectl logs job/{job.name} and the Job's Events"
+    why = f" ({job.failed_reason}: {job.failed_message})" if job.failed_reason else ""
+    return f"the Job failed{why} and no pod result was found: see its Events"

@@ -42,6 +42,10 @@ class JobView:
     owner_uid: str | None
     uid: str = ""
     suspended: bool = False  # created suspended: it runs only once its uid is bound to the claim
+    failed_reason: str = ""  # the Failed condition's reason: DeadlineExceeded, BackoffLimitExceeded, ...
+    failed_message: str = ""
+    deadline: int | None = None  # spec.activeDeadlineSeconds
+    failed_pods: int = 0
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,7 @@ def job_view(body: dict[str, Any]) -> JobView:
     labels = meta.get("labels") or {}
     containers = body.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or [{}]
     owner = next((o.get("uid") for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
+    failed = _failed(status)
     return JobView(
         name=meta["name"],
         phase=labels.get(PHASE_LABEL, ""),
@@ -119,12 +124,16 @@ def job_view(body: dict[str, Any]) -> JobView:
         image=containers[0].get("image", ""),
         state=job_state(status),
         start=status.get("startTime") or meta.get("creationTimestamp"),
-        finished=status.get("completionTime") or _failed_at(status),
+        finished=status.get("completionTime") or failed.get("lastTransitionTime"),
         has_finalizer=RESULT_FINALIZER in (meta.get("finalizers") or []),
         deleting=bool(meta.get("deletionTimestamp")),
         owner_uid=owner,
         uid=meta.get("uid", ""),
         suspended=bool(body.get("spec", {}).get("suspend")),
+        failed_reason=failed.get("reason", ""),
+        failed_message=failed.get("message", ""),
+        deadline=body.get("spec", {}).get("activeDeadlineSeconds"),
+        failed_pods=status.get("failed", 0),
     )
 
 
@@ -232,6 +241,7 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _failed_at(status: dict[str, Any]) -> str | None:
+def _failed(status: dict[str, Any]) -> dict[str, Any]:
+    """The Job's Failed condition when it is True, else {}."""
     failed = find(status.get("conditions") or [], "Failed")
-    return failed.get("lastTransitionTime") if failed and failed.get("status") == "True" else None
+    return failed if failed and failed.get("status") == "True" else {}
