@@ -547,6 +547,18 @@ def test_a_failed_background_or_contract_job_stalls_without_closing_the_gate() -
         assert [g.ready for g in d.gates] == [True]  # expanded stays expanded: new pods still pass
 
 
+def test_a_spec_an_older_crd_let_through_stalls_for_good_and_runs_nothing() -> None:
+    broken = migration(contract={"delay": "99999999999h"}, status={"appliedVersion": "2", "history": []})
+    d = decide(observe(broken))
+    stalled = next(c for c in d.status["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "InvalidSpec")
+    assert stalled["message"].startswith("the spec cannot be used: spec.contract.delay: 99999999999h is longer than")
+    assert (conditions(d)["Reconciling"], conditions(d)["Ready"], d.status["phase"]) == ("False", "False", "Failed")
+    assert d.create is None and [(e.type, e.reason) for e in d.events] == [("Warning", "InvalidSpec")]
+    again = decide(observe(applied(broken, d)))
+    assert again.status is None and again.events == ()  # lasting: no flapping, no repeated Event
+
+
 def failed_job(name: str, reason: str, message: str) -> Any:
     return dataclasses.replace(
         job(name, state=FAILED), failed_reason=reason, failed_message=message, deadline=600, failed_pods=3

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from datetime import timedelta
 
 import pytest
 
 from lockgate.controller.handlers import _owner
 from lockgate.controller.ledger import JobRequest, job_name
 from lockgate.controller.manifests import job_manifest
-from lockgate.controller.spec import OWNER_ANNOTATION, OWNER_LABEL, owner_label
+from lockgate.controller.spec import OWNER_ANNOTATION, OWNER_LABEL, owner_label, parse_duration, parse_spec
 from lockgate.shared.versions import Version
 from tests.release_walk import migration
 
@@ -68,3 +69,31 @@ def test_a_long_name_fits_the_job_and_its_pods_and_the_full_name_rides_in_an_ann
 
 def test_jobs_made_before_the_annotation_are_found_by_their_label() -> None:
     assert _owner({OWNER_LABEL: "shop"}, {}) == "shop"
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("8760h", 8760 * 3600), ("1.5h", 5400), ("10m0.5s", 600.5)])
+def test_durations_up_to_the_bound(text: str, seconds: float) -> None:
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["8761h", "8760h1ms", "99999999999999999999h", "525601m"])
+def test_a_duration_beyond_a_year_is_refused_with_what_to_do(text: str) -> None:
+    with pytest.raises(ValueError, match=r"longer than 8760h .*shorten it, or set contract.requireApproval"):
+        parse_duration(text)
+
+
+def spec(**fields: object) -> dict[str, object]:
+    return {
+        "version": "3",
+        "image": "registry/shop:3",
+        "database": {"urlFrom": {"secretKeyRef": {"name": "db", "key": "url"}}},
+        **fields,
+    }
+
+
+def test_bounds_an_older_crd_let_through_become_problems_naming_the_field() -> None:
+    parsed = parse_spec(spec(contract={"delay": "99999999999h"}, ttlSecondsAfterFinished=2**31))
+    assert [p.split(":")[0] for p in parsed.problems] == ["spec.contract.delay", "spec.ttlSecondsAfterFinished"]
+    assert "use a smaller value" in parsed.problems[1]
+    assert parsed.contract_delay == timedelta.max  # never elapses, whatever reads it
+    assert parse_spec(spec(ttlSecondsAfterFinished=2**31 - 1)).problems == ()

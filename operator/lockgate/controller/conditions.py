@@ -62,6 +62,7 @@ class Reason(enum.StrEnum):
     JOB_CANNOT_START = "JobCannotStart"
     PAUSED = "Paused"
     OPERATOR_ERROR = "OperatorError"
+    INVALID_SPEC = "InvalidSpec"
     # a pod's gate
     SCHEMA_READY = "SchemaReady"
     WAITING_FOR_SCHEMA = "WaitingForSchema"

@@ -16,6 +16,9 @@ ANNOUNCED = {
     StatusPhase.CONTRACT_PENDING: ConditionType.CONTRACTED,
 }
 
+# Stalled reasons worth a Warning Event of their own (a failed Job has its <Phase>Failed Event).
+WARNED = (Reason.OPERATOR_ERROR, Reason.INVALID_SPEC)
+
 
 @dataclass(frozen=True)
 class Event:
@@ -34,8 +37,8 @@ def events_for(
         )
     old, new = old_status.get("conditions") or [], status["conditions"]
     stalled = find(new, ConditionType.STALLED) or {}
-    if became_true(old, new, ConditionType.STALLED) and stalled["reason"] == Reason.OPERATOR_ERROR:
-        events.append(Event("Warning", Reason.OPERATOR_ERROR.value, stalled["message"]))
+    if became_true(old, new, ConditionType.STALLED) and stalled["reason"] in WARNED:
+        events.append(Event("Warning", stalled["reason"], stalled["message"]))
     if became_true(old, new, ConditionType.ROLLED_OUT):
         events.append(Event("Normal", "RolledOut", (find(new, ConditionType.ROLLED_OUT) or {})["message"]))
     phase = status["phase"]

@@ -41,6 +41,8 @@ class Plan:
 
 
 def plan_for(m: Migration, ledger: Ledger, observed: Observed) -> Plan:
+    if m.spec.problems:
+        return _invalid(m.spec.problems)
     expanded = ledger.expanded
     if expanded is not None and m.spec.version < expanded:
         return _lowered(m, ledger, observed, expanded)
@@ -121,6 +123,20 @@ def _lowered(m: Migration, ledger: Ledger, observed: Observed, expanded: Version
             stalled=Condition(True, Reason.NO_UNDO_IMAGE, message),
         )
     return _with_step(plan, next_job(ledger, observed, m, UNDO, v, image), observed)
+
+
+def _invalid(problems: tuple[str, ...]) -> Plan:
+    """A spec lockgate cannot use (accepted by an older CRD): nothing runs until it is fixed."""
+    message = f"the spec cannot be used: {'; '.join(problems)}"
+    invalid = Reason.INVALID_SPEC
+    return Plan(
+        StatusPhase.FAILED,
+        ready=Condition(False, invalid, message),
+        reconciling=Condition(False, invalid, message),
+        stalled=Condition(True, invalid, message),
+        rolled_out=Condition(False, invalid),
+        contracted=Condition(False, invalid),
+    )
 
 
 def _with_step(plan: Plan, step: Step, observed: Observed) -> Plan:

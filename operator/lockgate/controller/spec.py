@@ -1,16 +1,18 @@
 """The SchemaMigration resource as typed values (pure parsing of the API object).
 
 The CRD's OpenAPI schema and CEL rules reject malformed objects before they get here;
-this module only applies defaults and turns strings into types.
+this module applies defaults, turns strings into types, and checks again the bounds an
+older CRD did not have (MigrationSpec.problems): such a spec runs nothing and is Stalled.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from ..shared.phases import Phase
 from ..shared.versions import Version
@@ -36,7 +38,12 @@ PAUSED_ANNOTATION = "lockgate.dev/paused"
 DEFAULT_MIGRATIONS_PATH = "/migrations"
 TERMINATION_LOG = "/dev/termination-log"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+# The CRD's bound on contract.delay (a CEL rule): longer waits are what requireApproval is for.
+MAX_CONTRACT_DELAY = timedelta(hours=8760)
+MAX_INT32 = 2**31 - 1  # Kubernetes' bound on a Job's ttlSecondsAfterFinished
 LABEL_VALUE_MAX = 63
+T = TypeVar("T")
+F = TypeVar("F")
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,8 @@ class MigrationSpec:
     active_deadline_seconds: int | None
     ttl_seconds_after_finished: int | None
     gate_kinds: tuple[str, ...]
+    # What an older CRD let through but lockgate cannot use, each naming its field: nothing runs.
+    problems: tuple[str, ...] = ()
 
     def phase(self, name: str) -> PhaseSpec:
         return self.phases.get(name, PhaseSpec())
@@ -111,12 +120,24 @@ def owner_label(name: str) -> str:
 
 
 def parse_duration(text: str) -> timedelta:
-    """'90s', '10m', '1h30m', '500ms' -> timedelta; the CRD's pattern admits only these."""
+    """'90s', '10m', '1h30m', '500ms' -> timedelta, at most MAX_CONTRACT_DELAY."""
     parts = _DURATION.findall(text or "0s")
     if not parts or "".join(n + u for n, u in parts) != (text or "0s"):
         raise ValueError(f"{text!r} is not a duration such as 30s, 10m or 1h30m")
     seconds = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    return timedelta(seconds=sum(float(n) * seconds[u] for n, u in parts))
+    total = sum(float(n) * seconds[u] for n, u in parts)  # a float: never overflows, unlike timedelta
+    if total > MAX_CONTRACT_DELAY.total_seconds():
+        raise ValueError(
+            f"{text} is longer than 8760h (one year): shorten it, or set contract.requireApproval to hold contract until approved"
+        )
+    return timedelta(seconds=total)
+
+
+def parse_ttl(value: Any) -> int:
+    """ttlSecondsAfterFinished as Kubernetes takes it: an int32 of at least 0."""
+    if not isinstance(value, int) or not 0 <= value <= MAX_INT32:
+        raise ValueError(f"{value} is not between 0 and {MAX_INT32} seconds: use a smaller value")
+    return value
 
 
 def parse_migration(body: dict[str, Any]) -> Migration:
@@ -140,6 +161,7 @@ def parse_spec(spec: dict[str, Any]) -> MigrationSpec:
     secret = spec["database"]["urlFrom"]["secretKeyRef"]
     migrations = spec.get("migrations") or {}
     contract = spec.get("contract") or {}
+    problems: list[str] = []
     return MigrationSpec(
         version=Version.parse(str(spec["version"])),
         image=spec["image"],
@@ -150,16 +172,31 @@ def parse_spec(spec: dict[str, Any]) -> MigrationSpec:
         migrations_path=migrations.get("path", DEFAULT_MIGRATIONS_PATH),
         migrations_config_map=(migrations.get("configMap") or {}).get("name"),
         phases={name: _phase(spec.get(name) or {}) for name in (*Phase, "rollback")},
-        contract_delay=parse_duration(contract.get("delay", "0s")),
+        # A delay lockgate cannot use never elapses: contract cannot run early even if the plan ran.
+        contract_delay=_checked(
+            problems, "spec.contract.delay", parse_duration, contract.get("delay", "0s"), timedelta.max
+        ),
         contract_requires_approval=bool(contract.get("requireApproval", False)),
         rollback_policy=(spec.get("rollback") or {}).get("policy", "Never"),
         env=list(spec.get("env") or []),
         pod_template=dict(spec.get("podTemplate") or {}),
         backoff_limit=int(spec.get("backoffLimit", 2)),
         active_deadline_seconds=spec.get("activeDeadlineSeconds"),
-        ttl_seconds_after_finished=spec.get("ttlSecondsAfterFinished", 86400),
+        ttl_seconds_after_finished=_checked(
+            problems, "spec.ttlSecondsAfterFinished", parse_ttl, spec.get("ttlSecondsAfterFinished", 86400), None
+        ),
         gate_kinds=tuple((spec.get("gate") or {}).get("kinds") or ("Deployment", "StatefulSet", "DaemonSet")),
+        problems=tuple(problems),
     )
+
+
+def _checked(problems: list[str], field: str, parse: Callable[[Any], T], raw: Any, fallback: F) -> T | F:
+    """parse(raw), or `fallback` with the problem, naming the field, added to `problems`."""
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        problems.append(f"{field}: {exc}")
+        return fallback
 
 
 def _phase(block: dict[str, Any]) -> PhaseSpec:
