@@ -17,7 +17,7 @@ from kubernetes.client.rest import ApiException
 from devcluster.kube import Kube, watch_until
 from devcluster.postgres import free_port, in_cluster_url
 from devcluster.workloads import CRD, condition, operator_command
-from lockgate.controller.spec import GROUP, PLURAL, VERSION
+from lockgate.controller.spec import GROUP, OWNER_LABEL, PLURAL, VERSION, owner_label
 
 
 @pytest.fixture(scope="session")
@@ -147,7 +147,7 @@ class Migrations:
 
     def jobs(self, name: str) -> list[Any]:
         return self.kube.batch.list_namespaced_job(
-            self.namespace, label_selector=f"lockgate.dev/schemamigration={name}"
+            self.namespace, label_selector=f"{OWNER_LABEL}={owner_label(name)}"
         ).items
 
 
