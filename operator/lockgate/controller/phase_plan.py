@@ -97,15 +97,7 @@ def _lowered(m: Migration, ledger: Ledger, observed: Observed, expanded: Version
     v = m.spec.version
     if m.spec.rollback_policy != "Undo":
         message = f"spec.version {v} is below the expanded {expanded}; rollback.policy Never keeps the newer schema (expand is additive), so nothing runs and pods requiring <= {expanded} pass the gate"
-        kept = Reason.NEWER_SCHEMA_KEPT
-        return Plan(
-            StatusPhase.NEWER_SCHEMA_KEPT,
-            ready=Condition(True, kept, message),
-            reconciling=Condition(False, kept, message),
-            stalled=Condition(False, kept),
-            rolled_out=Condition(True, kept),
-            contracted=Condition(False, kept),
-        )
+        return _at_rest(StatusPhase.NEWER_SCHEMA_KEPT, Reason.NEWER_SCHEMA_KEPT, message, ready=True)
     plan = Plan(
         phase=StatusPhase.ROLLING_BACK,
         ready=Condition(False, Reason.ROLLING_BACK, f"undoing the schema from {expanded} to {v}"),
@@ -128,14 +120,19 @@ def _lowered(m: Migration, ledger: Ledger, observed: Observed, expanded: Version
 def _invalid(problems: tuple[str, ...]) -> Plan:
     """A spec lockgate cannot use (accepted by an older CRD): nothing runs until it is fixed."""
     message = f"the spec cannot be used: {'; '.join(problems)}"
-    invalid = Reason.INVALID_SPEC
+    return _at_rest(StatusPhase.FAILED, Reason.INVALID_SPEC, message, ready=False)
+
+
+def _at_rest(phase: StatusPhase, reason: Reason, message: str, ready: bool) -> Plan:
+    """Nothing runs, and every condition gives the same reason: ready and settled (a newer schema
+    kept), or stalled until the spec changes."""
     return Plan(
-        StatusPhase.FAILED,
-        ready=Condition(False, invalid, message),
-        reconciling=Condition(False, invalid, message),
-        stalled=Condition(True, invalid, message),
-        rolled_out=Condition(False, invalid),
-        contracted=Condition(False, invalid),
+        phase,
+        ready=Condition(ready, reason, message),
+        reconciling=Condition(False, reason, message),
+        stalled=Condition(not ready, reason, "" if ready else message),
+        rolled_out=Condition(ready, reason),
+        contracted=Condition(False, reason),
     )
 
 
