@@ -33,6 +33,8 @@ def test_a_253_character_name_and_a_63_character_version_get_jobs_that_fit(
         "background": "Succeeded",
         "contract": "Succeeded",
     }
+    reasons = {e.reason for e in migrations.events(NAME)}
+    assert {"JobCreated", "ExpandSucceeded", "BackgroundSucceeded"} <= reasons, reasons  # Events name it too
     jobs = migrations.jobs(NAME)
     assert sorted(j.metadata.name for j in jobs) == sorted(job for job, _ in history.values())
     for job in jobs:
