@@ -113,6 +113,7 @@ REFUSED = [
     ("ttlSecondsAfterFinished over int32", {"ttlSecondsAfterFinished": 2**31}, "spec.ttlSecondsAfterFinished", "less than or equal to 2147483647"),
     ("ttlSecondsAfterFinished negative", {"ttlSecondsAfterFinished": -1}, "spec.ttlSecondsAfterFinished", "greater than or equal to 0"),
     ("activeDeadlineSeconds 0", {"activeDeadlineSeconds": 0}, "spec.activeDeadlineSeconds", "greater than or equal to 1"),
+    ("activeDeadlineSeconds over int64", {"activeDeadlineSeconds": 2**63}, "spec.activeDeadlineSeconds", "must be of type integer"),
     ("a delay over a year", {"contract": {"delay": "8761h"}}, "spec.contract.delay", "must be at most 8760h (one year); shorten it"),
     ("a delay that overflows", {"contract": {"delay": "99999999999h"}}, "spec.contract.delay", "must be at most 8760h (one year); shorten it"),
     ("a delay far too long to read", {"contract": {"delay": "1h" * 17}}, "spec.contract.delay", "may not be more than 32 bytes"),
@@ -194,7 +195,7 @@ ACCEPTED = [
             {"name": "E", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
         ]
     },
-    {"ttlSecondsAfterFinished": 2**31 - 1, "activeDeadlineSeconds": 600},
+    {"ttlSecondsAfterFinished": 2**31 - 1, "activeDeadlineSeconds": 2**63 - 1},
     {"ttlSecondsAfterFinished": 0},
     {"contract": {"delay": "8760h"}},
     {"contract": {"delay": "1.5h"}},
