@@ -12,7 +12,14 @@ import pytest
 from lockgate.controller.handlers import _owner
 from lockgate.controller.ledger import JobRequest, job_name
 from lockgate.controller.manifests import job_manifest
-from lockgate.controller.spec import OWNER_ANNOTATION, OWNER_LABEL, owner_label, parse_duration, parse_spec
+from lockgate.controller.spec import (
+    MAX_CONTRACT_DELAY,
+    OWNER_ANNOTATION,
+    OWNER_LABEL,
+    owner_label,
+    parse_duration,
+    parse_spec,
+)
 from lockgate.shared.versions import Version
 from tests.release_walk import migration
 
@@ -94,6 +101,6 @@ def spec(**fields: object) -> dict[str, object]:
 def test_bounds_an_older_crd_let_through_become_problems_naming_the_field() -> None:
     parsed = parse_spec(spec(contract={"delay": "99999999999h"}, ttlSecondsAfterFinished=2**31))
     assert [p.split(":")[0] for p in parsed.problems] == ["spec.contract.delay", "spec.ttlSecondsAfterFinished"]
-    assert "use a smaller value" in parsed.problems[1]
-    assert parsed.contract_delay == timedelta.max  # never elapses, whatever reads it
+    assert "is not between 0 and 2147483647 seconds: use a value in that range" in parsed.problems[1]
+    assert parsed.contract_delay == MAX_CONTRACT_DELAY  # contract never runs early, whatever reads it
     assert parse_spec(spec(ttlSecondsAfterFinished=2**31 - 1)).problems == ()

@@ -136,7 +136,7 @@ def parse_duration(text: str) -> timedelta:
 def parse_ttl(value: Any) -> int:
     """ttlSecondsAfterFinished as Kubernetes takes it: an int32 of at least 0."""
     if not isinstance(value, int) or not 0 <= value <= MAX_INT32:
-        raise ValueError(f"{value} is not between 0 and {MAX_INT32} seconds: use a smaller value")
+        raise ValueError(f"{value} is not between 0 and {MAX_INT32} seconds: use a value in that range")
     return value
 
 
@@ -162,6 +162,11 @@ def parse_spec(spec: dict[str, Any]) -> MigrationSpec:
     migrations = spec.get("migrations") or {}
     contract = spec.get("contract") or {}
     problems: list[str] = []
+    # A delay lockgate cannot use counts as the longest it takes: contract never runs early.
+    delay = _checked(problems, "spec.contract.delay", parse_duration, contract.get("delay", "0s"), MAX_CONTRACT_DELAY)
+    ttl = _checked(
+        problems, "spec.ttlSecondsAfterFinished", parse_ttl, spec.get("ttlSecondsAfterFinished", 86400), None
+    )
     return MigrationSpec(
         version=Version.parse(str(spec["version"])),
         image=spec["image"],
@@ -172,19 +177,14 @@ def parse_spec(spec: dict[str, Any]) -> MigrationSpec:
         migrations_path=migrations.get("path", DEFAULT_MIGRATIONS_PATH),
         migrations_config_map=(migrations.get("configMap") or {}).get("name"),
         phases={name: _phase(spec.get(name) or {}) for name in (*Phase, "rollback")},
-        # A delay lockgate cannot use never elapses: contract cannot run early even if the plan ran.
-        contract_delay=_checked(
-            problems, "spec.contract.delay", parse_duration, contract.get("delay", "0s"), timedelta.max
-        ),
+        contract_delay=delay,
         contract_requires_approval=bool(contract.get("requireApproval", False)),
         rollback_policy=(spec.get("rollback") or {}).get("policy", "Never"),
         env=list(spec.get("env") or []),
         pod_template=dict(spec.get("podTemplate") or {}),
         backoff_limit=int(spec.get("backoffLimit", 2)),
         active_deadline_seconds=spec.get("activeDeadlineSeconds"),
-        ttl_seconds_after_finished=_checked(
-            problems, "spec.ttlSecondsAfterFinished", parse_ttl, spec.get("ttlSecondsAfterFinished", 86400), None
-        ),
+        ttl_seconds_after_finished=ttl,
         gate_kinds=tuple((spec.get("gate") or {}).get("kinds") or ("Deployment", "StatefulSet", "DaemonSet")),
         problems=tuple(problems),
     )
