@@ -17,7 +17,7 @@ from pglast.enums import AlterTableType, ConstrType, ObjectType
 
 from ..shared.phases import UNDO, Phase
 from .scripts import KIND_PHASE, Kind, Script
-from .statements import ScriptSyntaxError, Statement, TransactionControlInScript, split_postgres
+from .statements import ScriptRefused, ScriptSyntaxError, Statement, split_postgres
 
 ERROR, WARNING = "error", "warning"
 VOLATILE_FUNCTIONS = {
@@ -55,8 +55,8 @@ def lint_script(script: Script) -> list[Finding]:
         statements = split_postgres(script.sql)
     except ScriptSyntaxError as exc:
         return [Finding(script.name, exc.line, ERROR, "syntax", exc.message)]
-    except TransactionControlInScript as exc:
-        return [Finding(script.name, exc.line, ERROR, "transaction-control", str(exc).split(": ", 1)[1])]
+    except ScriptRefused as exc:
+        return [Finding(script.name, exc.line, ERROR, exc.rule, exc.reason)]
     phase = _phase(script.kind)
     created = {_name(s.node.relation) for s in statements if isinstance(s.node, ast.CreateStmt)}
     findings = [
