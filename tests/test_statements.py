@@ -59,6 +59,7 @@ ALTER TABLE p DETACH PARTITION p2;
 ALTER SYSTEM SET work_mem = '8MB';
 CREATE DATABASE other;
 ALTER TYPE mood ADD VALUE 'meh';
+CREATE TABLE d (database text, system text DEFAULT 'concurrently');
 """
     assert [s.transactional for s in split_postgres(sql)] == [
         False,
@@ -72,6 +73,7 @@ ALTER TYPE mood ADD VALUE 'meh';
         True,
         False,
         False,
+        True,
         True,
     ]
 
