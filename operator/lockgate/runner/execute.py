@@ -17,7 +17,7 @@ from ..shared.phases import BASELINE, REPAIR, UNDO, Phase, lane
 from ..shared.versions import Version
 from .database import Database, StatementFailed
 from .heartbeat import Heartbeat
-from .history import derive_state
+from .history import SchemaState, derive_state
 from .invalid_indexes import IndexBuild
 from .lock import LOCK_NOT_AVAILABLE, Progress, migration_lock
 from .plan import Plan, plan_baseline, plan_migrate, plan_undo
@@ -73,7 +73,7 @@ class Runner:
         summary = self._summary("migrate")
         with _outcome(summary), self._lock(self.options.phase):
             self.db.ensure_history()
-            plan = self._plan()
+            plan = self._plan(derive_state(self.db.read_history()))
             summary.pending = [pending_entry(s) for s in plan.pending]
             summary.notes = plan.notes
             if plan.problems:
@@ -84,10 +84,11 @@ class Runner:
     def plan(self) -> Summary:
         summary = self._summary("plan")
         with _outcome(summary):
-            plan = self._plan()
+            state = derive_state(self.db.read_history())  # read once: thousands of rows take a while
+            plan = self._plan(state)
             summary.pending = [pending_entry(s) | self._statement_counts(s) for s in plan.pending]
             summary.notes = plan.notes
-            summary.schema_version = self._schema_version()
+            summary.schema_version = self._schema_version(state)
             if plan.problems:
                 raise ValidationRefused(plan.problems)
         return summary
@@ -143,12 +144,11 @@ class Runner:
     def _summary(self, command: str) -> Summary:
         return Summary(command, self.options.phase.value, str(self.options.target) if self.options.target else None)
 
-    def _plan(self) -> Plan:
-        state = derive_state(self.db.read_history())
+    def _plan(self, state: SchemaState) -> Plan:
         return plan_migrate(self.scripts, state, self.options.phase, self.options.target, self.options.out_of_order)
 
-    def _schema_version(self) -> str | None:
-        highest = derive_state(self.db.read_history()).highest(self.options.phase)
+    def _schema_version(self, state: SchemaState | None = None) -> str | None:
+        highest = (derive_state(self.db.read_history()) if state is None else state).highest(self.options.phase)
         return str(highest) if highest else None
 
     def _prepare(self, pending: list[Script]) -> list[tuple[Script, list[Statement]]]:
