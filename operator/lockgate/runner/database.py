@@ -141,26 +141,27 @@ class Database:
                 except sa.exc.DBAPIError as exc:
                     raise StatementFailed(statement, exc) from None
             return
+        driver = self._driver()
+        cursors = [driver.cursor() for _ in range(min(len(statements), PIPELINE_DEPTH))]  # reused batch after batch
         for batch in _batches(statements):
             if batch[0].copy_data is not None:
                 self._copy(batch[0])
             else:
-                self._pipelined(batch)
+                self._pipelined(batch, cursors[: len(batch)])
 
-    def _pipelined(self, batch: list[Statement]) -> None:
-        driver = self._driver()
-        cursors = [driver.cursor() for _ in batch]
+    def _pipelined(self, batch: list[Statement], cursors: list[psycopg.Cursor[Any]]) -> None:
         try:
             if len(batch) == 1:
                 cursors[0].execute(batch[0].sql, prepare=False)
                 return
-            with driver.pipeline():
+            with self._driver().pipeline():
                 for cursor, statement in zip(cursors, batch, strict=True):
                     cursor.execute(statement.sql, prepare=False)
         except psycopg.Error as exc:
-            # Replies come in order and a failed one is never attached to its cursor: the first
-            # cursor without a result is the statement that failed (those after it were skipped).
-            failed = next(s for s, c in zip(batch, cursors, strict=True) if c.pgresult is None)
+            # Replies come in order, and a cursor drops its last result when it executes again and
+            # gets none for a statement that failed: the first cursor without a result is the
+            # statement that failed (those after it were skipped).
+            failed = next((s for s, c in zip(batch, cursors, strict=True) if c.pgresult is None), batch[-1])
             raise StatementFailed(failed, _wrapped(failed, exc)) from None
 
     def _copy(self, statement: Statement) -> None:
