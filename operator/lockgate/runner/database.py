@@ -150,11 +150,9 @@ class Database:
                 self._pipelined(batch, cursors[: len(batch)])
 
     def _pipelined(self, batch: list[Statement], cursors: list[psycopg.Cursor[Any]]) -> None:
+        pipelined = len(batch) > 1 and psycopg.Pipeline.is_supported()  # libpq >= 14
         try:
-            if len(batch) == 1:
-                cursors[0].execute(batch[0].sql, prepare=False)
-                return
-            with self._driver().pipeline():
+            with self._driver().pipeline() if pipelined else contextlib.nullcontext():
                 for cursor, statement in zip(cursors, batch, strict=True):
                     cursor.execute(statement.sql, prepare=False)
         except psycopg.Error as exc:

@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import pglast
 from pglast import ast
@@ -66,7 +66,7 @@ class ScriptSyntaxError(Exception):
 class ScriptRefused(Exception):
     """The script holds something lockgate must not run; `rule` names it for lint."""
 
-    rule = "refused"
+    rule: ClassVar[str]
 
     def __init__(self, line: int, reason: str) -> None:
         super().__init__(f"line {line}: {reason}")
@@ -134,16 +134,15 @@ def split_postgres(sql: str) -> list[Statement]:
     ]
     for statement in statements:
         if _first_word(statement.sql) == "COPY" and (statement.copy_data is None) == _reads_stdin(statement.node):
-            raise ScriptSyntaxError(
-                "COPY ... FROM stdin; needs its rows on the lines after it, ended by a line holding only \\.",
-                statement.line,
-            )
+            raise ScriptSyntaxError(_COPY_ROWS_MISSING, statement.line)
     return _unwrap(statements, _postgres_control)
 
 
 def _terminator(source: str, end: int) -> int:
     """The offset of the `;` ending a statement whose text ends at `end` (only blanks between)."""
-    return _BLANKS.match(source, end).end()  # type: ignore[union-attr]  # matches the empty string
+    while end < len(source) and source[end].isspace():
+        end += 1
+    return end
 
 
 def _reads_stdin(node: Any) -> bool:
@@ -161,10 +160,10 @@ _CLOSE = {
     "name": re.compile(r'[^"]*(?:""[^"]*)*"'),
 }
 _COMMENT_EDGE = re.compile(r"/\*|\*/")
-_BLANKS = re.compile(r"\s*")
 _COPY_FROM_STDIN = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*COPY\b.*\bFROM\s+STDIN\b", re.I | re.S)
 _REST_OF_LINE = re.compile(r"[ \t\r]*(?:\n|\Z)")
 _END_OF_ROWS = re.compile(r"^\\\.[ \t\r]*$", re.M)
+_COPY_ROWS_MISSING = "COPY ... FROM stdin; needs its rows on the lines after it, ended by a line holding only \\."
 _RESTRICT = re.compile(r"\\(?:un)?restrict[ \t]+\w+[ \t\r]*$", re.M)
 
 
@@ -243,10 +242,7 @@ def _rows_after(sql: str, semicolon: int, lines: Lines) -> tuple[int, re.Match[s
     rest = _REST_OF_LINE.match(sql, semicolon + 1)
     end = _END_OF_ROWS.search(sql, rest.end()) if rest else None
     if rest is None or end is None:
-        raise ScriptSyntaxError(
-            "COPY ... FROM stdin; needs its rows on the lines after it, ended by a line holding only \\.",
-            lines.of(semicolon),
-        )
+        raise ScriptSyntaxError(_COPY_ROWS_MISSING, lines.of(semicolon))
     return rest.end(), end
 
 
@@ -262,7 +258,7 @@ def _block_comment_end(sql: str, position: int) -> int:
 
 # Transaction control: a plain BEGIN first and a plain COMMIT last wrap the whole file (many
 # corpora are written so); anything else would commit or roll back behind the runner's back.
-OPEN, CLOSE, OTHER = "open", "close", "other"
+_WRAP_BEGIN, _WRAP_COMMIT, _OTHER_CONTROL = "begin", "commit", "other"
 
 
 def _postgres_control(statement: Statement) -> str | None:
@@ -270,17 +266,17 @@ def _postgres_control(statement: Statement) -> str | None:
         return None
     kind, node = getattr(statement.node.kind, "name", ""), statement.node
     if kind in {"TRANS_STMT_BEGIN", "TRANS_STMT_START"} and not node.options:
-        return OPEN
-    return CLOSE if kind == "TRANS_STMT_COMMIT" and not node.chain else OTHER
+        return _WRAP_BEGIN
+    return _WRAP_COMMIT if kind == "TRANS_STMT_COMMIT" and not node.chain else _OTHER_CONTROL
 
 
 def _sqlite_control(statement: Statement) -> str | None:
     words = _WORD.findall(statement.sql[:40].upper())[:2]
     if words[:1] == ["BEGIN"]:
-        return OPEN if words[1:] in ([], ["TRANSACTION"]) else OTHER
+        return _WRAP_BEGIN if words[1:] in ([], ["TRANSACTION"]) else _OTHER_CONTROL
     if words[:1] in (["COMMIT"], ["END"]):
-        return CLOSE
-    return OTHER if words[:1] in (["ROLLBACK"], ["SAVEPOINT"], ["RELEASE"]) else None
+        return _WRAP_COMMIT
+    return _OTHER_CONTROL if words[:1] in (["ROLLBACK"], ["SAVEPOINT"], ["RELEASE"]) else None
 
 
 def _unwrap(statements: list[Statement], control: Callable[[Statement], str | None]) -> list[Statement]:
@@ -290,8 +286,8 @@ def _unwrap(statements: list[Statement], control: Callable[[Statement], str | No
     if not marked:
         return statements
     last = len(statements) - 1
-    wrapped = kinds[0] == OPEN and kinds[last] == CLOSE and last > 0
-    stray = [i for i in marked if not (i == 0 and kinds[0] == OPEN) and not (wrapped and i == last)]
+    wrapped = kinds[0] == _WRAP_BEGIN and kinds[last] == _WRAP_COMMIT and last > 0
+    stray = [i for i in marked if not (i == 0 and kinds[0] == _WRAP_BEGIN) and not (wrapped and i == last)]
     if stray:
         culprit = statements[stray[0]]
         raise TransactionControlInScript(
