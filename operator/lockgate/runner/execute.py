@@ -22,7 +22,7 @@ from .invalid_indexes import IndexBuild
 from .lock import LOCK_NOT_AVAILABLE, Progress, migration_lock
 from .plan import Plan, plan_baseline, plan_migrate, plan_undo
 from .scripts import Script
-from .statements import ScriptRefused, ScriptSyntaxError, Statement
+from .statements import ScriptRefused, ScriptSyntaxError, Statement, line_of
 from .summary import MigrationError, Summary, applied_entry, pending_entry, phase_of
 
 
@@ -288,7 +288,7 @@ class Runner:
     ) -> LockgateError:
         error = self.db.error_of(failure.cause)
         position = (error.position or 1) - 1
-        line = _line_in(script.sql, failure.statement.offset + position) if error.position else failure.statement.line
+        line = line_of(script.sql, failure.statement.offset + position) if error.position else failure.statement.line
         detail = MigrationError(
             str(script.version) if script.version else None, script.name, error.sqlstate, error.message, line
         )
@@ -358,10 +358,6 @@ def _label(script: Script) -> str:
 
 def _syntax_error(script: Script, exc: ScriptSyntaxError) -> MigrationError:
     return MigrationError(str(script.version) if script.version else None, script.name, "42601", exc.message, exc.line)
-
-
-def _line_in(text: str, offset: int) -> int:
-    return text.count("\n", 0, offset) + 1
 
 
 def _ms_since(started: float) -> int:

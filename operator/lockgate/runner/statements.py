@@ -97,6 +97,11 @@ class Lines:
         return bisect.bisect_right(self.starts, offset)
 
 
+def line_of(text: str, offset: int) -> int:
+    """The 1-based line of one offset in `text` (for many offsets in one text, use Lines)."""
+    return text.count("\n", 0, offset) + 1
+
+
 # The first keyword decides a statement's kind. These kinds are never transaction control, a COPY
 # or a statement that refuses a transaction block, whatever words follow:
 _PLAIN = frozenset({"INSERT", "UPDATE", "DELETE", "SELECT", "VALUES", "WITH", "MERGE", "SET", "DO", "COMMENT"})
