@@ -85,3 +85,29 @@ def test_missing_directory_is_a_usage_error(tmp_path: Path) -> None:
 def test_checksum_ignores_line_ending_style() -> None:
     assert checksum("SELECT 1;\r\nSELECT 2;\r\n") == checksum("SELECT 1;\nSELECT 2;\n")
     assert checksum("SELECT 1;") != checksum("SELECT 2;")
+
+
+def test_a_byte_order_mark_is_dropped_and_does_not_change_the_checksum(tmp_path: Path) -> None:
+    (tmp_path / "V1__bom.sql").write_bytes(b"\xef\xbb\xbfSELECT 'caf\xc3\xa9';\n")
+    (script,) = load_scripts(tmp_path)
+    assert script.sql == "SELECT 'café';\n"
+    assert script.checksum == checksum("SELECT 'café';\n")
+    assert load_scripts(tmp_path, "latin-1") == [script]  # the mark says UTF-8, whatever --encoding says
+
+
+def test_bytes_that_are_not_utf8_are_named_with_file_line_and_byte(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "V3__latin.sql").write_bytes(b"SELECT 1;\n-- caf\xe9\nSELECT 2;\n")
+    with pytest.raises(ValidationRefused) as refused:
+        load_scripts(tmp_path)
+    assert refused.value.problems == [
+        "sub/V3__latin.sql line 2: byte 0xe9 is not valid utf-8; re-save the file as UTF-8, "
+        "or pass --encoding with the encoding it is in (e.g. --encoding latin-1)"
+    ]
+
+
+def test_another_encoding_reads_the_same_text_and_checksum_as_utf8(tmp_path: Path) -> None:
+    (tmp_path / "V1__latin.sql").write_bytes("SELECT 'café';".encode("latin-1"))
+    (script,) = load_scripts(tmp_path, "latin-1")
+    assert script.sql == "SELECT 'café';"
+    assert script.checksum == checksum("SELECT 'café';")

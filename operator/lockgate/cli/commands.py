@@ -14,7 +14,7 @@ from ..runner.execute import Options, Runner
 from ..runner.history import derive_state
 from ..runner.lint import ERROR, lint_scripts
 from ..runner.plan import inventory
-from ..runner.scripts import load_scripts
+from ..runner.scripts import Script, load_scripts
 from ..runner.summary import Summary
 from ..shared.errors import ClusterError, LockgateError, UsageError, ValidationRefused
 from ..shared.phases import EXEC
@@ -40,8 +40,12 @@ def _scripts_dir(args: argparse.Namespace) -> str:
     return directory
 
 
+def _scripts(args: argparse.Namespace) -> list[Script]:
+    return load_scripts(_scripts_dir(args), args.encoding)
+
+
 def _runner(args: argparse.Namespace, out: Output, needs_dir: bool = True) -> Runner:
-    scripts = load_scripts(_scripts_dir(args)) if needs_dir else []
+    scripts = _scripts(args) if needs_dir else []
     return Runner(_database(args), scripts, _options(args), out.progress)
 
 
@@ -121,7 +125,7 @@ def cmd_exec(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_info(args: argparse.Namespace, out: Output) -> int:
-    scripts = load_scripts(_scripts_dir(args))
+    scripts = _scripts(args)
     db = _database(args)
     try:
         listing = inventory(scripts, derive_state(db.read_history()))
@@ -200,7 +204,7 @@ def _api_errors() -> Iterator[None]:
 
 
 def cmd_lint(args: argparse.Namespace, out: Output) -> int:
-    findings = lint_scripts(load_scripts(_scripts_dir(args)))
+    findings = lint_scripts(_scripts(args))
     errors = [f for f in findings if f.severity == ERROR]
     if args.json:
         out.document(

@@ -6,6 +6,7 @@ Runner defaults come from runner.execute.Options, declared there once.
 from __future__ import annotations
 
 import argparse
+import codecs
 import os
 from collections.abc import Callable
 from typing import TypeAlias
@@ -131,6 +132,12 @@ def _json_option(sub: argparse.ArgumentParser) -> None:
 
 def _dir_option(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--dir", help="migrations directory (default: $LOCKGATE_MIGRATIONS_DIR)")
+    sub.add_argument(
+        "--encoding",
+        type=_encoding,
+        default=os.environ.get("LOCKGATE_ENCODING", "utf-8"),
+        help="the scripts' text encoding, e.g. latin-1 (default: $LOCKGATE_ENCODING, else utf-8)",
+    )
 
 
 def _database_options(sub: argparse.ArgumentParser) -> None:
@@ -218,6 +225,13 @@ def _version(text: str) -> Version:
         return Version.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _encoding(text: str) -> str:
+    try:
+        return codecs.lookup(text).name
+    except LookupError:
+        raise argparse.ArgumentTypeError(f"unknown encoding {text!r}: use e.g. utf-8, latin-1 or cp1252") from None
 
 
 def _non_negative(kind: type) -> Callable[[str], object]:

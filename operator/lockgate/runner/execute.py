@@ -12,19 +12,17 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
-import sqlalchemy as sa
-
 from ..shared.errors import LockgateError, MigrationFailed, ValidationRefused
 from ..shared.phases import BASELINE, REPAIR, UNDO, Phase, lane
 from ..shared.versions import Version
-from .database import Database, unexpected
+from .database import Database, StatementFailed, unexpected
 from .heartbeat import Heartbeat
-from .history import derive_state
+from .history import SchemaState, derive_state
 from .invalid_indexes import IndexBuild
 from .lock import LOCK_NOT_AVAILABLE, Progress, migration_lock
 from .plan import Plan, plan_baseline, plan_migrate, plan_undo
 from .scripts import Script
-from .statements import ScriptSyntaxError, Statement, TransactionControlInScript
+from .statements import ScriptRefused, ScriptSyntaxError, Statement, line_of
 from .summary import MigrationError, Summary, applied_entry, pending_entry, phase_of
 
 
@@ -61,19 +59,13 @@ def segments(statements: list[Statement]) -> list[Segment]:
     return groups or [Segment(True, [])]
 
 
-class StatementFailed(Exception):
-    def __init__(self, statement: Statement, cause: sa.exc.DBAPIError) -> None:
-        super().__init__(str(cause))
-        self.statement = statement
-        self.cause = cause
-
-
 class Runner:
     def __init__(self, db: Database, scripts: list[Script], options: Options, progress: Progress) -> None:
         self.db = db
         self.scripts = scripts
         self.options = options
         self.progress = progress
+        db.on_notice(lambda notice: progress(f"  {notice}"))
 
     # commands: each returns its Summary, failed or not, so nothing done before a failure is lost
 
@@ -81,7 +73,7 @@ class Runner:
         summary = self._summary("migrate")
         with _outcome(summary), self._lock(self.options.phase):
             self.db.ensure_history()
-            plan = self._plan()
+            plan = self._plan(derive_state(self.db.read_history()))
             summary.pending = [pending_entry(s) for s in plan.pending]
             summary.notes = plan.notes
             if plan.problems:
@@ -92,10 +84,11 @@ class Runner:
     def plan(self) -> Summary:
         summary = self._summary("plan")
         with _outcome(summary):
-            plan = self._plan()
+            state = derive_state(self.db.read_history())  # read once: thousands of rows take a while
+            plan = self._plan(state)
             summary.pending = [pending_entry(s) | self._statement_counts(s) for s in plan.pending]
             summary.notes = plan.notes
-            summary.schema_version = self._schema_version()
+            summary.schema_version = self._schema_version(state)
             if plan.problems:
                 raise ValidationRefused(plan.problems)
         return summary
@@ -151,12 +144,11 @@ class Runner:
     def _summary(self, command: str) -> Summary:
         return Summary(command, self.options.phase.value, str(self.options.target) if self.options.target else None)
 
-    def _plan(self) -> Plan:
-        state = derive_state(self.db.read_history())
+    def _plan(self, state: SchemaState) -> Plan:
         return plan_migrate(self.scripts, state, self.options.phase, self.options.target, self.options.out_of_order)
 
-    def _schema_version(self) -> str | None:
-        highest = derive_state(self.db.read_history()).highest(self.options.phase)
+    def _schema_version(self, state: SchemaState | None = None) -> str | None:
+        highest = (derive_state(self.db.read_history()) if state is None else state).highest(self.options.phase)
         return str(highest) if highest else None
 
     def _prepare(self, pending: list[Script]) -> list[tuple[Script, list[Statement]]]:
@@ -169,7 +161,7 @@ class Runner:
                 raise MigrationFailed(
                     f"{script.name} line {exc.line}: {exc.message}", _syntax_error(script, exc)
                 ) from None
-            except TransactionControlInScript as exc:
+            except ScriptRefused as exc:
                 problems.append(f"{script.name} {exc}")
         if self.options.single_transaction:
             problems += [
@@ -185,7 +177,7 @@ class Runner:
     def _statement_counts(self, script: Script) -> dict[str, object]:
         try:
             statements = self.db.split(script.sql)
-        except (ScriptSyntaxError, TransactionControlInScript) as exc:
+        except (ScriptSyntaxError, ScriptRefused) as exc:
             return {"statements": None, "parse_error": str(exc)}
         return {
             "statements": len(statements),
@@ -234,8 +226,7 @@ class Runner:
             return
         self.db.begin()
         try:
-            for statement in group.statements:
-                self._execute(statement)
+            self.db.run(group.statements)
             if record:
                 self.db.record(**self._script_row(script, _ms_since(started), installed_by, success=True))
             self.db.commit()
@@ -254,8 +245,7 @@ class Runner:
                 self.db.fresh_session(self.options.lock_timeout_ms, self.options.statement_timeout)
                 try:
                     with heartbeat.track(_label(script)):
-                        for statement in statements:
-                            self._execute(statement)
+                        self.db.run(statements)
                 except StatementFailed as failure:
                     raise self._failure(script, failure, partial=False, together=True) from None
                 ms = _ms_since(started)
@@ -268,17 +258,11 @@ class Runner:
             raise
         summary.applied = applied
 
-    def _execute(self, statement: Statement) -> None:
-        try:
-            self.db.execute(statement.sql)
-        except sa.exc.DBAPIError as exc:
-            raise StatementFailed(statement, exc) from None
-
     def _run_outside_transaction(self, statement: Statement) -> None:
         """Run e.g. CREATE INDEX CONCURRENTLY; drop any INVALID index a failed build leaves."""
         build = IndexBuild.start(self.db, statement, self.progress)
         try:
-            self._execute(statement)
+            self.db.run([statement])
         except StatementFailed:
             build.failed()
             raise
@@ -304,7 +288,7 @@ class Runner:
     ) -> LockgateError:
         error = self.db.error_of(failure.cause)
         position = (error.position or 1) - 1
-        line = _line_in(script.sql, failure.statement.offset + position) if error.position else failure.statement.line
+        line = line_of(script.sql, failure.statement.offset + position) if error.position else failure.statement.line
         detail = MigrationError(
             str(script.version) if script.version else None, script.name, error.sqlstate, error.message, line
         )
@@ -376,10 +360,6 @@ def _label(script: Script) -> str:
 
 def _syntax_error(script: Script, exc: ScriptSyntaxError) -> MigrationError:
     return MigrationError(str(script.version) if script.version else None, script.name, "42601", exc.message, exc.line)
-
-
-def _line_in(text: str, offset: int) -> int:
-    return text.count("\n", 0, offset) + 1
 
 
 def _ms_since(started: float) -> int:

@@ -33,7 +33,7 @@ from .lint_objects import (
     renamed,
 )
 from .scripts import KIND_PHASE, Kind, Script
-from .statements import ScriptSyntaxError, Statement, TransactionControlInScript, split_postgres
+from .statements import ScriptRefused, ScriptSyntaxError, Statement, split_postgres
 
 ERROR, WARNING = "error", "warning"
 VOLATILE_FUNCTIONS = {
@@ -110,8 +110,8 @@ def _lint(script: Script, columns: Columns) -> list[Finding]:
         statements = split_postgres(script.sql)
     except ScriptSyntaxError as exc:
         return [Finding(script.name, exc.line, ERROR, "syntax", exc.message)]
-    except TransactionControlInScript as exc:
-        return [Finding(script.name, exc.line, ERROR, "transaction-control", str(exc).split(": ", 1)[1])]
+    except ScriptRefused as exc:
+        return [Finding(script.name, exc.line, ERROR, exc.rule, exc.reason)]
     findings = [
         Finding(script.name, statement.line, severity, rule, message)
         for statement, (severity, rule, message) in _walk(statements, _phase(script.kind), columns)

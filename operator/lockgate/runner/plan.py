@@ -5,6 +5,7 @@ Every refusal is a sentence that names the script and says what to change.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 from ..shared.phases import Phase
@@ -135,14 +136,14 @@ def _out_of_order(pending: list[Script], state: SchemaState, phase: Phase, allow
 
 def _prerequisites(pending: list[Script], scripts: list[Script], state: SchemaState, phase: Phase) -> list[str]:
     """Background needs its expand; contract needs its expand and background."""
+    unapplied = {  # sorted once, so thousands of pending scripts cost no more than a bisection each
+        earlier: [s for s in _of_kind(scripts, PHASE_KIND[earlier]) if not state.is_applied(earlier, s.number)]
+        for earlier in phase.prerequisites
+    }
     problems = []
     for script in pending:
-        for earlier in phase.prerequisites:
-            missing = [
-                s.name
-                for s in _of_kind(scripts, PHASE_KIND[earlier])
-                if s.number <= script.number and not state.is_applied(earlier, s.number)
-            ]
+        for earlier, waiting in unapplied.items():
+            missing = [s.name for s in waiting[: bisect.bisect_right(waiting, script.number, key=lambda s: s.number)]]
             if missing:
                 problems.append(
                     f"{script.name} cannot run before {', '.join(missing)} ({earlier.value}) is applied: "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import total_ordering
 
 _VERSION = re.compile(r"^\d+([._]\d+)*$")
@@ -15,6 +15,15 @@ class Version:
     """A schema version; trailing zero parts do not count, so 1.0 == 1."""
 
     parts: tuple[int, ...]
+    # Computed once: sorting and comparing thousands of versions (a plan over 5,000 applied
+    # scripts) would otherwise rebuild it on every comparison.
+    _key: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        key = list(self.parts)
+        while len(key) > 1 and key[-1] == 0:
+            key.pop()
+        object.__setattr__(self, "_key", tuple(key))
 
     @classmethod
     def parse(cls, text: str) -> Version:
@@ -22,13 +31,6 @@ class Version:
         if not _VERSION.match(text):
             raise ValueError(f"{text!r} is not a version: use dotted numbers such as 3, 1.10 or 2026.11.21.1")
         return cls(tuple(int(p) for p in re.split(r"[._]", text)))
-
-    @property
-    def _key(self) -> tuple[int, ...]:
-        parts = list(self.parts)
-        while len(parts) > 1 and parts[-1] == 0:
-            parts.pop()
-        return tuple(parts)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Version) and self._key == other._key
