@@ -8,6 +8,8 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import fields
 
+from ..runner.backfill import read_progress
+from ..runner.batch import describe_view
 from ..runner.database import Database, create_engine, unexpected
 from ..runner.exec_command import exec_command
 from ..runner.execute import Options, Runner
@@ -129,8 +131,12 @@ def cmd_info(args: argparse.Namespace, out: Output) -> int:
     db = _database(args)
     try:
         listing = inventory(scripts, derive_state(db.read_history()))
+        batches = read_progress(db)
     finally:
         db.close()
+    for entry in listing["background"]:
+        if str(entry["script"]) in batches:
+            entry["progress"] = batches[str(entry["script"])]
     if args.json:
         out.document(listing)
         return 0
@@ -143,6 +149,8 @@ def cmd_info(args: argparse.Namespace, out: Output) -> int:
                 else ""
             )
             out.progress(f"  {entry['script']:<44} {entry['state']}{when}")
+            if view := batches.get(str(entry["script"])):
+                out.progress(f"    batched: {describe_view(view)}")
         if not entries:
             out.progress("  (none)")
     return 0

@@ -54,6 +54,11 @@ def _runner_commands(commands: Subcommands) -> None:
     migrate.add_argument(
         "--single-transaction", action="store_true", help="all pending migrations in one transaction: all or nothing"
     )
+    migrate.add_argument(
+        "--progress-file",
+        default=os.environ.get("LOCKGATE_PROGRESS_FILE"),
+        help="keep a JSON document of a batched script's progress here (default: $LOCKGATE_PROGRESS_FILE)",
+    )
     _add(
         _subcommand(commands, "plan", cmd_plan, "show what migrate would do, changing nothing"),
         *database,

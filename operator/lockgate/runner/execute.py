@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ..shared.errors import LockgateError, MigrationFailed, ValidationRefused
 from ..shared.phases import BASELINE, REPAIR, UNDO, Phase, lane
 from ..shared.versions import Version
+from . import backfill, batch
 from .database import Database, StatementFailed, unexpected
 from .heartbeat import Heartbeat
 from .history import SchemaState, derive_state
@@ -38,6 +39,7 @@ class Options:
     lock_retries: int = 5
     statement_timeout: float = 0.0
     out_of_order: bool = False
+    progress_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -156,13 +158,15 @@ class Runner:
         prepared, problems = [], []
         for script in pending:
             try:
-                prepared.append((script, self.db.split(script.sql)))
+                prepared.append((script, self._split(script)))
             except ScriptSyntaxError as exc:
                 raise MigrationFailed(
                     f"{script.name} line {exc.line}: {exc.message}", _syntax_error(script, exc)
                 ) from None
             except ScriptRefused as exc:
                 problems.append(f"{script.name} {exc}")
+            except batch.BatchScriptError as exc:
+                problems.append(str(exc))
         if self.options.single_transaction:
             problems += [
                 f"{script.name} line {s.line}: cannot run inside --single-transaction (the statement refuses a transaction block)"
@@ -170,19 +174,31 @@ class Runner:
                 for s in statements
                 if not s.transactional
             ]
+            problems += [
+                f"{s.name}: a batched script commits batch by batch: it cannot run inside --single-transaction"
+                for s, _ in prepared
+                if batch.is_batched(s)
+            ]
         if problems:
             raise ValidationRefused(problems)
         return prepared
 
     def _statement_counts(self, script: Script) -> dict[str, object]:
         try:
-            statements = self.db.split(script.sql)
-        except (ScriptSyntaxError, ScriptRefused) as exc:
+            statements = self._split(script)
+        except (ScriptSyntaxError, ScriptRefused, batch.BatchScriptError) as exc:
             return {"statements": None, "parse_error": str(exc)}
         return {
             "statements": len(statements),
             "outside_transaction": [s.line for s in statements if not s.transactional],
         }
+
+    def _split(self, script: Script) -> list[Statement]:
+        if not batch.is_batched(script):
+            return self.db.split(script.sql)
+        if not self.db.is_postgres:
+            raise batch.BatchScriptError(f"{script.name}: batched scripts need PostgreSQL")
+        return [batch.parse(script).statement]
 
     # execution
 
@@ -204,6 +220,8 @@ class Runner:
     def _apply_one(self, script: Script, statements: list[Statement], installed_by: str) -> dict[str, object]:
         started = time.monotonic()
         self.db.fresh_session(self.options.lock_timeout_ms, self.options.statement_timeout)
+        if batch.is_batched(script):
+            return self._apply_batched(script, installed_by)
         groups = segments(statements)
         for index, group in enumerate(groups):
             record = index == len(groups) - 1 and group.transactional
@@ -218,6 +236,23 @@ class Runner:
             self.db.record(**self._script_row(script, _ms_since(started), installed_by, success=True))
         ms = _ms_since(started)
         self.progress(f"{_label(script)} {ms:>7} ms")
+        return applied_entry(script, ms)
+
+    def _apply_batched(self, script: Script, installed_by: str) -> dict[str, object]:
+        def record(ms: int) -> None:
+            self.db.record(**self._script_row(script, ms, installed_by, success=True))
+
+        hooks = backfill.Hooks(
+            self._retrying_lock_timeouts, StatementFailed, record, self.progress, self.options.progress_file
+        )
+        try:
+            ms = backfill.run(self.db, script, batch.parse(script), hooks)
+        except StatementFailed as failure:
+            error = self._failure(script, failure, partial=False)
+            detail = error.error if isinstance(error, MigrationFailed) else None
+            raise MigrationFailed(f"{error}; earlier batches stay committed: rerun to resume", detail) from None
+        except batch.BatchScriptError as exc:
+            raise ValidationRefused([str(exc)]) from None
         return applied_entry(script, ms)
 
     def _run_segment(self, script: Script, group: Segment, record: bool, started: float, installed_by: str) -> None:

@@ -18,6 +18,7 @@ from pglast.enums import AlterTableType, ConstrType, DropBehavior, ObjectType
 
 from ..shared.phases import UNDO, Phase
 from ..shared.versions import Version
+from . import batch
 from .lint_objects import (
     Columns,
     ColumnType,
@@ -107,7 +108,7 @@ def _lint(script: Script, columns: Columns) -> list[Finding]:
         rule.strip() for match in _ALLOW.finditer(script.sql) for rule in re.split(r"[\s,]+", match[1]) if rule.strip()
     }
     try:
-        statements = split_postgres(script.sql)
+        statements = split_postgres(batch.parseable(script.sql))  # :start/:end of a batched script as $1/$2
     except ScriptSyntaxError as exc:
         return [Finding(script.name, exc.line, ERROR, "syntax", exc.message)]
     except ScriptRefused as exc:

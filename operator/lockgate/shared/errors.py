@@ -53,3 +53,10 @@ class ClusterError(LockgateError):
     """The Kubernetes API refused a request of `lockgate status` or `lockgate wait`."""
 
     exit_code = 1
+
+
+class Paused(LockgateError):
+    """A batched background script stopped on SIGTERM after a committed batch; a rerun resumes it.
+    Not a success: its history row is written only when the walk finishes."""
+
+    exit_code = 5
