@@ -13,6 +13,7 @@ import pytest
 
 from lockgate.runner import batch
 from lockgate.runner.batch import BatchScriptError, Header, Walk
+from lockgate.runner.lint import lint_script
 from lockgate.runner.scripts import Script, checksum, parse_name
 from tests.runner_support import history, lockgate, popen, query, write
 
@@ -158,6 +159,25 @@ def test_after_batch_adds_up_and_the_view_estimates_what_is_left() -> None:
     done = batch.view(batch.after_batch(walk, 10, 10, 1, "beyond", True, HEADER))
     assert (done["state"], done["percent"], done["eta_s"]) == ("done", 100.0, 0)
     assert batch.view(Walk("A1__x.sql", "c", 1000))["eta_s"] is None  # nothing known yet
+
+
+# lint
+
+
+def test_lint_flags_an_unbatched_backfill_with_the_header_as_advice() -> None:
+    def rules(name: str, sql: str) -> list[tuple[int | None, str]]:
+        return [(f.line, f.rule) for f in lint_script(script(name, sql))]
+
+    assert rules("A1__x.sql", "SELECT 1;\nUPDATE users SET email = name WHERE email IS NULL;") == [
+        (2, "unbatched-write")
+    ]
+    assert rules("A1__x.sql", "DELETE FROM sessions;") == [(1, "unbatched-write")]
+    assert rules("A1__x.sql", "UPDATE users SET email = name WHERE id = 42;") == []
+    assert rules("A1__x.sql", "UPDATE users SET a = 1 WHERE id IN (1, 2) AND a IS NULL;") == []
+    assert rules("V1__x.sql", "UPDATE users SET email = name;") == []
+    assert rules("A1__x.sql", BACKFILL) == []
+    advice = lint_script(script("A1__x.sql", "UPDATE users SET a = 1;"))[0].message
+    assert "-- lockgate:batch table=users key=id size=1000" in advice
 
 
 # whole walks on a real PostgreSQL

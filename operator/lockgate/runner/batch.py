@@ -14,6 +14,7 @@ from typing import Any
 
 import pglast
 from pglast import ast
+from pglast.enums import A_Expr_Kind, BoolExprType
 
 from .scripts import Kind, Script
 from .statements import ScriptSyntaxError, Statement, line_of, split_postgres
@@ -324,3 +325,44 @@ def beyond_sql(category: str, type_name: str) -> str | None:
     if category == "S":
         return f"SELECT {key} || chr(1)"  # a longer string sorts after its prefix in every collation
     return None
+
+
+# lint: an unbatched write over a whole table
+
+_SELECTIVE_OPERATORS = {"=", "<", "<=", ">", ">="}
+
+
+def unbatched_writes(script: Script, statements: list[Statement]) -> list[tuple[int, str]]:
+    """(line, advice) for each UPDATE or DELETE of an unbatched background script whose WHERE does
+    not narrow it to some rows by comparing a column with a value: it would lock every row it
+    changes until it commits, and could be neither paused nor resumed."""
+    if script.kind is not Kind.BACKGROUND or is_batched(script):
+        return []
+    return [
+        (s.line, _batch_advice(s.node))
+        for s in statements
+        if isinstance(s.node, ast.UpdateStmt | ast.DeleteStmt) and not _selective(s.node.whereClause)
+    ]
+
+
+def _batch_advice(node: Any) -> str:
+    verb, table = type(node).__name__.removesuffix("Stmt").upper(), node.relation.relname
+    return (
+        f"this {verb} may change every row of {table} in one transaction, holding their locks until it ends: "
+        f"batch it, with a first line such as `-- lockgate:batch table={table} key=id size=1000` and "
+        "`WHERE id >= :start AND id < :end` in the statement"
+    )
+
+
+def _selective(where: Any) -> bool:
+    if isinstance(where, ast.BoolExpr) and where.boolop == BoolExprType.AND_EXPR:
+        return any(_selective(arg) for arg in where.args or ())
+    if not isinstance(where, ast.A_Expr):
+        return False
+    sides = (where.lexpr, where.rexpr)
+    value = any(isinstance(side, ast.A_Const | ast.ParamRef | ast.TypeCast | tuple) for side in sides)
+    column = any(isinstance(side, ast.ColumnRef) for side in sides)
+    if where.kind == A_Expr_Kind.AEXPR_IN or where.kind == A_Expr_Kind.AEXPR_BETWEEN:
+        return column
+    operator = where.name[-1].sval if where.name else ""
+    return where.kind == A_Expr_Kind.AEXPR_OP and operator in _SELECTIVE_OPERATORS and column and value

@@ -118,6 +118,10 @@ def _lint(script: Script, columns: Columns) -> list[Finding]:
         for statement, (severity, rule, message) in _walk(statements, _phase(script.kind), columns)
     ]
     findings += _mixed_transactions(script, statements)
+    findings += [
+        Finding(script.name, line, WARNING, "unbatched-write", advice)
+        for line, advice in batch.unbatched_writes(script, statements)
+    ]
     return [f for f in findings if f.rule not in allowed]
 
 
