@@ -323,6 +323,8 @@ def test_sigkill_at_random_points_never_repeats_or_skips_a_range(tmp_path: Path,
     assert kills >= 3
     before = query(database_url, "SELECT batches, done FROM lockgate_batch_progress")[0]
     assert before[0] > 0 and not before[1]
+    info = lockgate("info", "--dir", str(d), "--json", url=database_url).json["background"][0]
+    assert info["progress"]["state"] == "interrupted"
     code, output = walk_in_background(d, database_url)
     assert code == 0, output
     assert f"resuming after batch {before[0]}" in output
@@ -384,6 +386,39 @@ def test_invalid_batched_scripts_are_refused_before_anything_runs(tmp_path: Path
     assert query(database_url, "SELECT sum(touched) FROM customers") == [(0,)]
 
 
+def test_under_pressure_it_says_why_and_waits(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lockgate.cli import main
+    from lockgate.runner import pressure
+
+    customers(database_url, 100)
+    d = migrations(tmp_path)
+    expand(d, database_url)
+    reasons = iter(["replication lag 12 s on standby-1", "autovacuum on customers"])
+    asked: list[str] = []
+    monkeypatch.setattr(
+        pressure, "wait_reason", lambda _conn, table, _limits: asked.append(table) or next(reasons, None)
+    )
+    monkeypatch.setattr(batch, "wait_backoff", lambda attempt: 0.01)
+    assert main(["migrate", "--dir", str(d), "--phase", "background", "--database-url", database_url]) == 0
+    out = capsys.readouterr().out
+    assert "waiting: replication lag 12 s on standby-1" in out and "waiting: autovacuum on customers" in out
+    assert asked == ["customers"] * 3 and counts(database_url) == (100, 0, 0)
+
+
+def test_batched_scripts_refuse_single_transaction_and_sqlite(tmp_path: Path, database_url: str) -> None:
+    customers(database_url, 10)
+    d = migrations(tmp_path)
+    expand(d, database_url)
+    together = lockgate("migrate", "--dir", str(d), "--phase", "background", "--single-transaction", url=database_url)
+    assert together.code == 4 and "A1__backfill_email.sql: a batched script commits batch by batch" in together.err
+    sqlite = f"sqlite:///{tmp_path / 'local.db'}"
+    expand(d, sqlite)
+    local = lockgate("migrate", "--dir", str(d), "--phase", "background", url=sqlite)
+    assert local.code == 4 and "A1__backfill_email.sql: batched scripts need PostgreSQL" in local.err
+
+
 def test_a_key_without_an_index_is_refused(tmp_path: Path, database_url: str) -> None:
     query(database_url, "CREATE TABLE customers (id int, full_name text, email text, touched int DEFAULT 0)")
     d = migrations(tmp_path)
@@ -406,6 +441,9 @@ def test_a_failing_batch_keeps_earlier_batches_and_resumes(tmp_path: Path, datab
     failed = lockgate("migrate", "--dir", str(d), "--phase", "background", "--json", url=database_url)
     assert failed.code == 1 and failed.json["error"]["sqlstate"] == "22012"
     assert "earlier batches stay committed: rerun to resume" in failed.json["message"]
+    assert failed.json["error"]["line"] == 2 and query(
+        database_url, "SELECT rows > 0 FROM lockgate_batch_progress"
+    ) == [(True,)]
     assert counts(database_url)[1] == 0 and query(database_url, "SELECT state FROM lockgate_batch_progress") == [
         ("failed",)
     ]

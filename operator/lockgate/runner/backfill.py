@@ -135,7 +135,9 @@ class _Walker:
         try:
             self.hooks.retry(f"{self.script.name} batch {walk.batches + 1}", attempt)
         except Exception:
-            self._save(replace(walk, state="failed"))
+            failed = replace(walk, state="failed")
+            self._save(failed)
+            self._say(f"failed in batch {walk.batches + 1}: {batch.describe(failed)}", failed, force=True)
             raise
         self._say(batch.describe(result[0]), result[0], force=last)
         return result[0], end
