@@ -15,6 +15,7 @@ from lockgate.runner import batch
 from lockgate.runner.batch import BatchScriptError, Header, Walk
 from lockgate.runner.lint import lint_script
 from lockgate.runner.scripts import Script, checksum, parse_name
+from lockgate.shared.progress import last_progress
 from tests.runner_support import history, lockgate, popen, query, write
 
 BACKFILL = """-- lockgate:batch table=customers key=id size=1000
@@ -226,6 +227,8 @@ def test_every_row_is_updated_exactly_once_and_the_history_says_so(tmp_path: Pat
     row = query(database_url, "SELECT rows, scanned, batches >= 2, done, state FROM lockgate_batch_progress")
     assert row == [(ROWS, ROWS, True, True, "done")]
     assert "done:" in result.out and "rows/s" in result.out
+    reported = last_progress(result.out)  # the marked line the operator reads from the pod's log
+    assert reported is not None and (reported.state, reported.rows, reported.percent) == ("done", ROWS, 100.0)
     document = json.loads(progress_file.read_text())
     assert (document["state"], document["rows"], document["percent"]) == ("done", ROWS, 100.0)
     info = lockgate("info", "--dir", str(d), "--json", url=database_url)
@@ -345,6 +348,8 @@ def test_sigterm_finishes_the_batch_and_exits_paused(tmp_path: Path, database_ur
     assert runner.returncode == 5, out + err
     batches, rows, state = query(database_url, "SELECT batches, rows, state FROM lockgate_batch_progress")[0]
     assert f"paused after batch {batches}" in out and state == "paused" and 0 < rows < ROWS
+    reported = last_progress(out)
+    assert reported is not None and (reported.state, reported.batches) == ("paused", batches)
     assert counts(database_url) == (rows, 0, ROWS - rows)  # the batch in flight committed whole
     report = json.loads(summary.read_text())
     assert report["exit_code"] == 5 and report["applied_count"] == 0 and "paused after batch" in report["message"]
@@ -367,7 +372,7 @@ def test_resume_refuses_a_script_edited_mid_walk(tmp_path: Path, database_url: s
     result = lockgate("migrate", "--dir", str(d), "--phase", "background", url=database_url)
     assert result.code == 4
     assert "A1__backfill_email.sql changed while its batched walk was in progress" in result.err
-    assert "DELETE FROM lockgate_batch_progress WHERE script = 'A1__backfill_email.sql'" in result.err
+    assert "DELETE FROM public.lockgate_batch_progress WHERE script = 'A1__backfill_email.sql'" in result.err
 
 
 def test_invalid_batched_scripts_are_refused_before_anything_runs(tmp_path: Path, database_url: str) -> None:

@@ -16,6 +16,7 @@ from ..runner.execute import Options, Runner
 from ..runner.history import derive_state
 from ..runner.lint import ERROR, lint_scripts
 from ..runner.plan import inventory
+from ..runner.pressure import Limits
 from ..runner.scripts import Script, load_scripts
 from ..runner.summary import Summary
 from ..shared.errors import ClusterError, LockgateError, UsageError, ValidationRefused
@@ -25,7 +26,8 @@ from .output import Output
 
 def _options(args: argparse.Namespace) -> Options:
     """The options this command takes, as given; Options holds the defaults."""
-    return Options(**{f.name: getattr(args, f.name) for f in fields(Options) if hasattr(args, f.name)})
+    limits = Limits(**{f.name: getattr(args, f.name) for f in fields(Limits) if hasattr(args, f.name)})
+    return Options(**{f.name: getattr(args, f.name) for f in fields(Options) if hasattr(args, f.name)}, limits=limits)
 
 
 def _database(args: argparse.Namespace) -> Database:

@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..shared.errors import Paused
+from ..shared.progress import progress_line
 from . import batch, pressure
 from .batch import Batched, BatchScriptError, Walk
 from .database import Database
@@ -41,6 +42,7 @@ class Hooks:
     record: Callable[[int], None]  # writes the script's history row (given its ms) in the open transaction
     progress: Progress
     progress_file: str | None
+    limits: pressure.Limits
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,6 @@ class _Walker:
         self.statement = batched.statement
         self.query = batch.driver_sql(batched.statement)
         self.table = progress_table(db)
-        self.limits = pressure.Limits()
         self.said = 0.0
         self.rest = 0.0  # seconds to rest after the last batch
 
@@ -98,6 +99,8 @@ class _Walker:
         self._save(walk)
         if walk.batches:
             self._say(f"resuming after batch {walk.batches}: {batch.describe(walk)}", walk)
+        if blind := pressure.blind_spots(pressure.read_pressure(self.db.conn, self.header.table)):
+            self.hooks.progress(f"  {self.script.label} note: {blind}")
         with _sigterm() as stopping:
             while not walk.done:
                 walk = self._wait_while_busy(walk, stopping)
@@ -174,7 +177,7 @@ class _Walker:
 
     def _wait_while_busy(self, walk: Walk, stopping: Callable[[], bool]) -> Walk:
         attempt = 0
-        while not stopping() and (reason := pressure.wait_reason(self.db.conn, self.header.table, self.limits)):
+        while not stopping() and (reason := pressure.wait_reason(self.db.conn, self.header.table, self.hooks.limits)):
             walk = replace(walk, state="waiting")
             self._save(walk)
             self._say(f"waiting: {reason}", walk, force=True, waiting=reason)
@@ -270,8 +273,10 @@ class _Walker:
             return
         self.said = time.monotonic()
         self.hooks.progress(f"  {self.script.label} {line}")
+        view = batch.view(walk)
+        self.hooks.progress(progress_line(view))  # for the operator, which reads the pod's log
         if self.hooks.progress_file:
-            document = batch.view(walk) | {"waiting": waiting, "updated_at": datetime.now(UTC).isoformat()}
+            document = view | {"waiting": waiting, "updated_at": datetime.now(UTC).isoformat()}
             _write_atomically(self.hooks.progress_file, json.dumps(document))
 
 

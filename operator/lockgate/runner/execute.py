@@ -10,7 +10,7 @@ import functools
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..shared.errors import LockgateError, MigrationFailed, ValidationRefused
 from ..shared.phases import BASELINE, REPAIR, UNDO, Phase, lane
@@ -22,6 +22,7 @@ from .history import SchemaState, derive_state
 from .invalid_indexes import IndexBuild
 from .lock import LOCK_NOT_AVAILABLE, Progress, migration_lock
 from .plan import Plan, plan_baseline, plan_migrate, plan_undo
+from .pressure import Limits
 from .scripts import Script
 from .statements import ScriptRefused, ScriptSyntaxError, Statement, line_of
 from .summary import MigrationError, Summary, applied_entry, pending_entry, phase_of
@@ -40,6 +41,7 @@ class Options:
     statement_timeout: float = 0.0
     out_of_order: bool = False
     progress_file: str | None = None
+    limits: Limits = field(default_factory=Limits)  # when batches of a batched script wait
 
 
 @dataclass(frozen=True)
@@ -243,7 +245,12 @@ class Runner:
             self.db.record(**self._script_row(script, ms, installed_by, success=True))
 
         hooks = backfill.Hooks(
-            self._retrying_lock_timeouts, StatementFailed, record, self.progress, self.options.progress_file
+            self._retrying_lock_timeouts,
+            StatementFailed,
+            record,
+            self.progress,
+            self.options.progress_file,
+            self.options.limits,
         )
         try:
             ms = backfill.run(self.db, script, batch.parse(script), hooks)
