@@ -40,6 +40,13 @@ def test_header_with_every_option() -> None:
     assert parsed.statement.line == 3 and parsed.statement.sql == sql
 
 
+def test_mixed_case_names_are_quoted_as_in_sql() -> None:
+    sql = '-- lockgate:batch table=app."Orders" key="CreatedAt" size=10\nDELETE FROM app."Orders" WHERE "CreatedAt" >= :start AND "CreatedAt" < :end;'
+    header = batch.parse(script("A1__x.sql", sql)).header
+    assert (header.table, header.key, header.key_name) == ('app."Orders"', '"CreatedAt"', "CreatedAt")
+    assert batch.parse(script("A1__x.sql", BACKFILL.replace("key=id", "key=ID"))).header.key_name == "id"
+
+
 def test_defaults_target_a_short_batch() -> None:
     header = batch.parse(script("A1__x.sql", BACKFILL)).header
     assert (header.pause, header.target, header.max_rows_per_second) == (0.0, 0.15, None)
@@ -269,6 +276,17 @@ def test_a_timestamp_key_with_more_rows_per_value_than_a_batch(tmp_path: Path, d
     )
     walk_all(tmp_path, database_url, sql)
     assert counts(database_url) == (2000, 0, 0)
+
+
+def test_mixed_case_table_and_key(tmp_path: Path, database_url: str) -> None:
+    query(
+        database_url,
+        'CREATE TABLE "Customers" ("Id" int PRIMARY KEY, touched int NOT NULL DEFAULT 0);'
+        'INSERT INTO "Customers" ("Id") SELECT generate_series(1, 500)',
+    )
+    sql = '-- lockgate:batch table="Customers" key="Id" size=40\nUPDATE "Customers" SET touched = touched + 1 WHERE "Id" >= :start AND "Id" < :end;'
+    walk_all(tmp_path, database_url, sql)
+    assert query(database_url, 'SELECT touched, count(*) FROM "Customers" GROUP BY touched') == [(1, 500)]
 
 
 def test_an_empty_table_finishes_at_once(tmp_path: Path, database_url: str) -> None:

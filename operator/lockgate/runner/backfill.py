@@ -207,7 +207,7 @@ class _Walker:
             "WHERE i.indrelid = a.attrelid AND i.indkey[0] = a.attnum AND am.amname = 'btree' AND i.indpred IS NULL) "
             "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
             "WHERE a.attrelid = to_regclass(%(t)s) AND a.attname = %(k)s AND NOT a.attisdropped",
-            {"t": self.header.table, "k": self.header.key.lower()},
+            {"t": self.header.table, "k": self.header.key_name},
         ).first()
         where = f"{self.script.name} line {self.header.line}"
         if row is None:

@@ -22,7 +22,7 @@ from .statements import ScriptSyntaxError, Statement, line_of, split_postgres
 PROGRESS_TABLE = "lockgate_batch_progress"
 DEFAULT_TARGET = 0.15  # seconds per batch: row locks held briefly, commit overhead still small
 _HEADER = re.compile(r"^[ \t]*--[ \t]*lockgate:batch\b(?P<rest>[^\n]*)", re.M)
-_IDENT = re.compile(r"^[a-z_][a-z0-9_$]*$", re.I)
+_IDENT = re.compile(r'^(?:[a-z_][a-z0-9_$]*|"[^"\s.]+")$', re.I)  # plain, or quoted to keep its case
 _DURATION = re.compile(r"^(?P<n>\d+(?:\.\d+)?)(?P<unit>ms|s)$")
 _KEYS = ("table", "key", "size", "pause", "target", "max_rows_per_second")
 _PLACEHOLDERS = {"START": "start", "END_P": "end"}  # the scanner's token names for :start and :end
@@ -41,6 +41,11 @@ class Header:
     target: float = DEFAULT_TARGET  # seconds a batch should take
     max_rows_per_second: float | None = None
     line: int = 1
+
+    @property
+    def key_name(self) -> str:
+        """The key column's name as the catalog spells it: quoted as written, else folded to lower case."""
+        return self.key[1:-1] if self.key.startswith('"') else self.key.lower()
 
     @property
     def bounds(self) -> tuple[int, int]:
@@ -112,7 +117,9 @@ def _identifier(value: str, name: str, line: int, qualified: bool = False) -> st
     parts = value.split(".", 1) if qualified else [value]
     if not all(_IDENT.match(part) for part in parts):
         form = "[schema.]table" if qualified else "a column name"
-        raise BatchScriptError(f"line {line}: batch header {name}={value!r} is not {form} (plain identifiers only)")
+        raise BatchScriptError(
+            f'line {line}: batch header {name}={value!r} is not {form} (identifiers, "Quoted" for mixed case)'
+        )
     return value
 
 
