@@ -157,7 +157,7 @@ def test_resume_after_the_last_committed_batch_or_refuse_an_edited_script() -> N
 
 
 def test_after_batch_adds_up_and_the_view_estimates_what_is_left() -> None:
-    walk = Walk("A1__x.sql", "c", 1000, total_estimate=10_000)
+    walk = Walk("A1__x.sql", "c", 1000, total_estimate=10_000, state="waiting")
     walk = batch.after_batch(walk, 1000, 900, 100, "1001", False, HEADER)
     walk = batch.after_batch(walk, 1000, 1000, 100, "2001", False, HEADER)
     assert (walk.last_key, walk.rows, walk.scanned, walk.batches, walk.active_ms) == ("2001", 1900, 2000, 2, 200)

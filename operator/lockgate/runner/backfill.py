@@ -5,6 +5,7 @@ Every decision is batch.py's; this loop talks to the database, the clock, signal
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -95,7 +96,7 @@ class _Walker:
         key = self._key()
         walk = batch.resume(self._load(), self.script, self.header, self.table)
         walk = replace(walk, total_estimate=self._estimate())
-        start = self._first_key(key) if walk.last_key is None else self._cast(walk.last_key, key)
+        start = self._first_key() if walk.last_key is None else self._cast(walk.last_key, key)
         self._save(walk)
         if walk.batches:
             self._say(f"resuming after batch {walk.batches}: {batch.describe(walk)}", walk)
@@ -139,7 +140,8 @@ class _Walker:
             self.hooks.retry(f"{self.script.name} batch {walk.batches + 1}", attempt)
         except Exception:
             failed = replace(walk, state="failed")
-            self._save(failed)
+            with contextlib.suppress(sa.exc.DBAPIError):  # a lost connection: its own error says more
+                self._save(failed)
             self._say(f"failed in batch {walk.batches + 1}: {batch.describe(failed)}", failed, force=True)
             raise
         self._say(batch.describe(result[0]), result[0], force=last)
@@ -231,7 +233,7 @@ class _Walker:
             return uuid.UUID(int=min(value.int + 1, 2**128 - 1))
         return self._scalar(str(batch.beyond_sql(key.category, key.type_name)), {"key": value})
 
-    def _first_key(self, key: Key) -> Any:
+    def _first_key(self) -> Any:
         return self._scalar(f"SELECT {self._k} FROM {self.header.table} ORDER BY {self._k} LIMIT 1", {})
 
     def _cast(self, text: str, key: Key) -> Any:

@@ -9,6 +9,7 @@ resume and what the progress says are decided here, without I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -159,7 +160,7 @@ def placeholders(sql: str) -> list[tuple[int, int, str]]:
     return found
 
 
-def substitute(sql: str, start: str, end: str, other: Any = None) -> str:
+def substitute(sql: str, start: str, end: str, other: Callable[[str], str] | None = None) -> str:
     """The SQL with :start and :end replaced; `other(text)` rewrites the text between them."""
     out, position = [], 0
     for begin, finish, name in placeholders(sql):
@@ -255,7 +256,7 @@ def after_batch(walk: Walk, scanned: int, rows: int, ms: int, end: str, last: bo
         batches=walk.batches + 1,
         active_ms=walk.active_ms + ms,
         size=next_size(walk.size, ms, header),
-        state="done" if last else walk.state,
+        state="done" if last else "running",  # also after waiting under pressure
         done=last,
     )
 
