@@ -223,6 +223,8 @@ def test_every_row_is_updated_exactly_once_and_the_history_says_so(tmp_path: Pat
     customers(database_url)
     d = migrations(tmp_path, BACKFILL.replace("size=1000", "size=300"))
     expand(d, database_url)
+    plan = lockgate("plan", "--dir", str(d), "--phase", "background", "--json", url=database_url)
+    assert plan.json["pending"][0]["statements"] == 1  # :start and :end parse
     progress_file = tmp_path / "progress.json"
     result = lockgate(
         "migrate", "--dir", str(d), "--phase", "background", "--progress-file", str(progress_file), url=database_url
