@@ -32,7 +32,7 @@ from devcluster.postgres import PostgresServer, in_cluster_url  # noqa: E402
 from devcluster.processes import ManagedProcess  # noqa: E402
 from devcluster.shop import Shop, Traffic, TrafficReport  # noqa: E402
 from devcluster.workloads import operator_command  # noqa: E402
-from lockgate.cli.status_view import render  # noqa: E402
+from lockgate.cli.status_view import progress_bar, render  # noqa: E402
 from lockgate.controller.spec import GATE_CONDITION, GROUP, PLURAL, VERSION  # noqa: E402
 
 NS = "shop"
@@ -155,6 +155,10 @@ class Demo:
             for _ in [0]
             if smig and status.get("phase")
         ]
+        if progress := status.get("progress"):
+            facts.append(
+                f"background {progress['script']}: {progress_bar(progress.get('percent'))} {progress['summary']}"
+            )
         for entry in status.get("history") or []:
             facts.append(f"{entry['phase']} Job {entry['job']} created (version {entry['version']})")
             if entry["result"] != "Running":

@@ -1,3 +1,3 @@
 -- Background: sample data, written while the app already serves.
 INSERT INTO customers (full_name)
-SELECT 'Customer ' || n FROM generate_series(1, 1000) AS n;
+SELECT 'Customer ' || n FROM generate_series(1, 20000) AS n;

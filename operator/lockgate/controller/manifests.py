@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..shared.errors import Paused
 from ..shared.phases import UNDO
 from .ledger import JobRequest
 from .spec import (
@@ -44,6 +45,17 @@ def job_manifest(migration: Migration, request: JobRequest) -> dict[str, Any]:
         # Runs only once its uid is bound to the claim (ledger.py): a create that lands late never runs.
         "suspend": True,
         "backoffLimit": spec.backoff_limit,
+        # A pod stopped by a pause (the runner exits 5 after committing its batch) or by a disruption
+        # (eviction, preemption, drain) has not failed: its replacement resumes after the last batch.
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "Ignore",
+                    "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [Paused.exit_code]},
+                },
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            ]
+        },
         "template": {"metadata": _pod_metadata(migration, labels), "spec": _pod_spec(migration, request)},
     }
     if spec.active_deadline_seconds:

@@ -17,6 +17,7 @@ import pglast
 from pglast import ast
 from pglast.enums import A_Expr_Kind, BoolExprType
 
+from ..shared.progress import duration_text
 from .scripts import Kind, Script
 from .statements import ScriptSyntaxError, Statement, line_of, split_postgres
 
@@ -310,16 +311,10 @@ def describe(walk: Walk) -> str:
 def describe_view(v: dict[str, Any]) -> str:
     rate = f"{v['rate_rows_per_s']:,.0f} rows/s" if v["rate_rows_per_s"] is not None else "rate unknown"
     percent = f" ({v['percent']:g}%)" if v["percent"] is not None else ""
-    eta = f", about {_duration_text(v['eta_s'])} left" if v["eta_s"] else ""
+    eta = f", about {duration_text(v['eta_s'])} left" if v["eta_s"] else ""
     return (
         f"{v['batches']} batches, {v['rows']:,} rows{percent}, {rate}{eta}, batch size {v['batch_size']}; {v['state']}"
     )
-
-
-def _duration_text(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 def beyond_sql(category: str, type_name: str) -> str | None:

@@ -17,9 +17,10 @@ import time
 from types import FrameType
 from typing import Any
 
-from ..shared.errors import CommandFailed, LockgateError, UsageError
+from ..shared.errors import CommandFailed, UsageError
 from ..shared.phases import EXEC, lane
 from .database import Database, unexpected
+from .execute import outcome
 from .lock import Progress, migration_lock
 from .summary import Summary
 
@@ -46,15 +47,8 @@ def run_description(label: str | None, code: int, host: str) -> str:
 
 def exec_command(db: Database, argv: list[str], label: str | None, lock_wait: float, progress: Progress) -> Summary:
     summary = Summary("exec", EXEC, label)
-    started = time.monotonic()
-    try:
+    with outcome(summary):
         _run_locked(db, argv, label, lock_wait, progress)
-    except LockgateError as exc:
-        summary.fail(exc)
-    except Exception as exc:
-        summary.fail(unexpected(exc))
-    finally:
-        summary.duration_ms = int((time.monotonic() - started) * 1000)
     return summary
 
 

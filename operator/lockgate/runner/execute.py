@@ -75,7 +75,7 @@ class Runner:
 
     def migrate(self) -> Summary:
         summary = self._summary("migrate")
-        with _outcome(summary), self._lock(self.options.phase):
+        with outcome(summary), self._lock(self.options.phase):
             self.db.ensure_history()
             plan = self._plan(derive_state(self.db.read_history()))
             summary.pending = [pending_entry(s) for s in plan.pending]
@@ -87,7 +87,7 @@ class Runner:
 
     def plan(self) -> Summary:
         summary = self._summary("plan")
-        with _outcome(summary):
+        with outcome(summary):
             state = derive_state(self.db.read_history())  # read once: thousands of rows take a while
             plan = self._plan(state)
             summary.pending = [pending_entry(s) | self._statement_counts(s) for s in plan.pending]
@@ -100,7 +100,7 @@ class Runner:
     def undo(self, to: Version) -> Summary:
         summary = self._summary("undo")
         summary.target = str(to)
-        with _outcome(summary), self._lock(UNDO):
+        with outcome(summary), self._lock(UNDO):
             self.db.ensure_history()
             plan = plan_undo(self.scripts, derive_state(self.db.read_history()), to)
             summary.pending = [pending_entry(s) for s in plan.pending]
@@ -112,7 +112,7 @@ class Runner:
     def baseline(self, version: Version) -> Summary:
         summary = self._summary("baseline")
         summary.target = str(version)
-        with _outcome(summary), self._lock(BASELINE):
+        with outcome(summary), self._lock(BASELINE):
             self.db.ensure_history()
             problems = plan_baseline(derive_state(self.db.read_history()), version)
             if problems:
@@ -124,7 +124,7 @@ class Runner:
 
     def repair(self) -> Summary:
         summary = self._summary("repair")
-        with _outcome(summary), self._lock(REPAIR):
+        with outcome(summary), self._lock(REPAIR):
             removed = self.db.delete_failed() if self.db.history_exists() else 0
             summary.notes = [f"removed {removed} failed history row(s)"]
             self.progress(summary.notes[0])
@@ -383,7 +383,7 @@ class Runner:
 
 
 @contextmanager
-def _outcome(summary: Summary) -> Iterator[None]:
+def outcome(summary: Summary) -> Iterator[None]:
     """Turn any error into the summary's exit code and one-line message, and time the command."""
     started = time.monotonic()
     try:

@@ -27,7 +27,7 @@ class Progress:
     def summary(self) -> str:
         """What `kubectl get smig` shows: '42% 1,200,000 rows, 8m left'."""
         percent = f"{self.percent:g}% " if self.percent is not None else ""
-        eta = f", {_duration(self.eta_seconds)} left" if self.eta_seconds else ""
+        eta = f", {duration_text(self.eta_seconds)} left" if self.eta_seconds else ""
         waiting = f" ({self.state})" if self.state not in ("running", "done") else ""
         return f"{percent}{self.rows:,} rows{eta}{waiting}"
 
@@ -60,7 +60,8 @@ def last_progress(log: str) -> Progress | None:
     return None
 
 
-def _duration(seconds: int) -> str:
+def duration_text(seconds: float) -> str:
+    """90 -> '1m30s', 4000 -> '1h06m'."""
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
