@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from kubernetes.client.exceptions import ApiException
@@ -22,6 +22,7 @@ from lockgate.controller.observed import (
     JobView,
     Observed,
     WarningView,
+    iso,
     job_pod_view,
     job_state,
     job_view,
@@ -276,7 +277,7 @@ def test_outages_stay_quiet_for_a_minute_and_refusals_show_at_once() -> None:
     assert not later.shown(100.0 + TRANSIENT_GRACE - 1) and later.shown(100.0 + TRANSIENT_GRACE)
     assert [next_failure(None, "x", "s", True, 0).backoff(), later.backoff()] == [1.0, 2.0]
     refused = next_failure(later, "403", "create", False, now=131.0)
-    assert refused.shown(131.0) and refused.backoff() == 20.0
+    assert refused.shown(131.0) and (refused.count, refused.since, refused.backoff()) == (1, 131.0, 5.0)
 
 
 def job_pod(waiting: tuple[str, str] | None = None, running: bool = False, unschedulable: str = "") -> JobPodView:
@@ -367,3 +368,20 @@ def test_a_failed_jobs_view_carries_why_and_its_deadline() -> None:
         1,
     )
     assert failed.finished == "2026-11-21T12:10:00Z"
+
+
+def test_a_cause_counts_only_once_it_lasts_and_only_from_this_run() -> None:
+    now = datetime(2026, 11, 29, 3, 0, 0, tzinfo=timezone.utc)
+    young = dataclasses.replace(
+        job_pod(("ErrImagePull", "429 Too Many Requests")), created=iso(now - timedelta(seconds=5))
+    )
+    observed = Observed(None, "ns", "m", jobs=(STARTED_JOB,), job_pods=(young,), now=now)
+    assert cannot_start(STARTED_JOB, observed) is None  # a registry hiccup, not a failure yet
+    old = dataclasses.replace(young, created=iso(now - timedelta(seconds=25)))
+    assert "ErrImagePull" in (cannot_start(STARTED_JOB, dataclasses.replace(observed, job_pods=(old,))) or "")
+    resumed = dataclasses.replace(STARTED_JOB, start=iso(now - timedelta(seconds=30)))
+    before = WarningView("j1", "FailedCreate", "quota exceeded", iso(now - timedelta(hours=1)))
+    since = WarningView("j1", "FailedCreate", "quota exceeded", iso(now - timedelta(seconds=2)))
+    stale = Observed(None, "ns", "m", jobs=(resumed,), warnings=(before,), now=now)
+    assert cannot_start(resumed, stale) is None  # an Event of an earlier run of the Job
+    assert "FailedCreate" in (cannot_start(resumed, dataclasses.replace(stale, warnings=(since,))) or "")

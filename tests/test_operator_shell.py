@@ -6,9 +6,11 @@ the kopf indexes mirror it, and every 409, 403 and deletion comes from the API s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from itertools import pairwise
 from typing import Any
 
@@ -18,9 +20,9 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY
 
 from devcluster.kube import Kube as Clients
-from lockgate.controller.decide import decide
+from lockgate.controller.decide import Decision, decide
 from lockgate.controller.kube import Kube
-from lockgate.controller.ledger import JobRequest
+from lockgate.controller.ledger import LOST_GRACE, JobRef, JobRequest
 from lockgate.controller.manifests import job_manifest
 from lockgate.controller.observed import Observed, job_pod_view, job_view
 from lockgate.controller.reconciler import Key, Reconciler
@@ -256,6 +258,34 @@ def test_a_create_delayed_past_the_claim_grace_never_runs(clients: Clients, name
     assert get_migration(clients, namespace)["status"]["history"] == [entry]  # one run, nothing added
     pods = clients.core.list_namespaced_pod(namespace, label_selector=f"controller-uid={late.metadata.uid}").items
     assert pods == []  # it never started
+
+
+def test_job_actions_decided_from_a_stale_view_are_refused(clients: Clients, namespace: str) -> None:
+    """Deleting, starting or suspending a Job needs the view it was decided from to be current,
+    even when the status would not change: a lagging replica must not delete a fresh claim's Job."""
+    create_migration(clients, namespace)
+    key, kube = (namespace, NAME), Kube(clients.api)
+    stale = live_view(clients)(key)
+    clients.custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, NAME, {"metadata": {"annotations": {"lockgate.dev/paused": "true"}}}
+    )
+    delete = Decision(delete=(JobRef("shop-expand-1-00000", "some-uid"),))
+    assert asyncio.run(Reconciler(kube, live_view(clients))._confirmed(stale, delete)) is False
+    assert asyncio.run(Reconciler(kube, live_view(clients))._confirmed(live_view(clients)(key), delete)) is True
+
+
+def test_a_bound_job_missing_from_a_lagging_watch_is_not_called_lost(clients: Clients, namespace: str) -> None:
+    create_migration(clients, namespace)
+    key, observe, kube = (namespace, NAME), live_view(clients), Kube(clients.api)
+    reconciler = Reconciler(kube, observe)
+    one_pass(reconciler, key)  # claims and creates the Job
+    one_pass(reconciler, key)  # binds it
+    [entry] = get_migration(clients, namespace)["status"]["history"]
+    assert entry.get("jobUid")
+    later = datetime.now(timezone.utc) + LOST_GRACE + timedelta(seconds=5)
+    lagging = lambda k: dataclasses.replace(observe(k), jobs=(), job_pods=(), now=later)  # noqa: E731
+    one_pass(Reconciler(kube, lagging), key)
+    assert get_migration(clients, namespace)["status"]["history"][0]["result"] == "Running"
 
 
 # error backoff

@@ -35,6 +35,7 @@ class Decision:
     start: tuple[JobRef, ...] = ()  # suspended Jobs bound to their claim in `status`: unsuspended once written
     suspend: tuple[JobRef, ...] = ()  # running background Jobs, while lockgate.dev/paused says so
     progress: dict[str, Any] | None = None  # status.progress: the background phase's, for the metrics
+    lost: tuple[str, ...] = ()  # bound Jobs this decision calls gone: the shell checks first
     delete: tuple[JobRef, ...] = ()  # suspended Jobs no claim is bound to: late creates, deleted unrun
     gates: tuple[GatePatch, ...] = ()
     release: tuple[str, ...] = ()  # Jobs whose result finalizer may go once the status is written
@@ -51,6 +52,7 @@ def decide(observed: Observed) -> Decision:
     foreign = tuple(j.name for j in observed.jobs if j.owner_uid != migration.uid and j.has_finalizer)
     observed = dataclasses.replace(observed, jobs=ours)
     ledger = Ledger.from_status(migration.status)
+    lost = ledger.record_lost(observed)
     finished, report_retry = ledger.record_finished(observed)
     binding = ledger.bind(ours, iso(observed.now))
     plan = plan_for(migration, ledger, observed)
@@ -71,7 +73,8 @@ def decide(observed: Observed) -> Decision:
         release=foreign + recorded,
         events=events_for(migration.status, status, plan.request, finished),
         requeue_after=min(filter(None, (plan.requeue_after, report_retry, _recheck(observed))), default=None),
-        finished=tuple(finished),
+        finished=tuple(lost + finished),
+        lost=tuple(e["job"] for e in lost),
     )
 
 
@@ -85,7 +88,7 @@ def _recheck(observed: Observed) -> float | None:
 
 def _result_kept(job: JobView, ledger: Ledger) -> bool:
     """Whether the Job's finalizer may go: its result is in the history, or it is a late create
-    being deleted (it never ran: there is no result to keep)."""
+    being deleted (no claim is bound to it: there is no result to keep)."""
     if job.deleting and ledger.late(job):
         return True
     return (job.state != ACTIVE or job.deleting) and ledger.is_recorded(job.name)

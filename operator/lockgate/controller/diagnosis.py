@@ -8,10 +8,13 @@ broken spec reads "Job is running" for ever.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from ..shared import redaction
-from .observed import ACTIVE, JobPodView, JobView, Observed, WarningView
+from .observed import ACTIVE, JobPodView, JobView, Observed, WarningView, parse_time
 
 MESSAGE_LIMIT = 300
+STUCK_AFTER = timedelta(seconds=20)
 
 # What to change, by the reason Kubernetes gives.
 ADVICE = {
@@ -42,11 +45,17 @@ def event_subjects(observed: Observed) -> tuple[str, ...]:
 
 
 def cannot_start(job: JobView, observed: Observed) -> str | None:
-    """Why the Job's pod does not run, with the fix; None while it runs, or while nothing is wrong."""
+    """Why the Job's pod does not run, with the fix; None while it runs, while nothing is wrong,
+    and for the first STUCK_AFTER of a pod (or of a Job without one): a node that an autoscaler
+    is adding, an image being pulled, a quota about to free are not failures yet."""
     pods = [p for p in observed.job_pods if p.job == job.name]
     if job.suspended or job.state != ACTIVE or any(p.started for p in pods):
         return None
-    found = _from_pods(pods) or _from_events(job.name, pods, observed.warnings)
+    since = [p.created for p in pods] if pods else [job.start]
+    if any(observed.now - (parse_time(t) or observed.now - STUCK_AFTER) < STUCK_AFTER for t in since):
+        return None
+    warnings = tuple(w for w in observed.warnings if (w.last_seen or "") >= (job.start or ""))  # not an earlier run's
+    found = _from_pods(pods) or _from_events(job.name, pods, warnings)
     if found is None:
         return None
     reason, message = found

@@ -121,7 +121,7 @@ class Kube:
         try:
             self.batch.patch_namespaced_job(job.name, namespace, patch)
         except ApiException as exc:
-            if exc.status not in (NOT_FOUND, INVALID):  # gone, or another object now: nothing to start
+            if exc.status not in (NOT_FOUND, INVALID):  # gone, or another object of that name now: leave it
                 raise
 
     def delete_job(self, namespace: str, job: JobRef) -> None:
@@ -141,7 +141,18 @@ class Kube:
         events = self.core.list_namespaced_event(namespace, field_selector="type=Warning").items
         ours = [e for e in events if e.involved_object.kind in ("Job", "Pod") and e.involved_object.name in names]
         ours.sort(key=_when, reverse=True)
-        return tuple(WarningView(e.involved_object.name or "", e.reason or "", e.message or "") for e in ours)
+        return tuple(
+            WarningView(e.involved_object.name or "", e.reason or "", e.message or "", iso(_when(e))) for e in ours
+        )
+
+    def job_exists(self, namespace: str, name: str) -> bool:
+        try:
+            self.batch.read_namespaced_job(name, namespace)
+        except ApiException as exc:
+            if exc.status == NOT_FOUND:
+                return False
+            raise
+        return True
 
     def log_tail(self, namespace: str, pod: str) -> str:
         """The end of a migration pod's log, where the runner's newest progress line is."""

@@ -181,7 +181,7 @@ class Ledger:
     def record_finished(self, observed: Observed) -> tuple[list[Entry], float | None]:
         """Write each finished Job's result into its history entry (once) and advance the versions.
         Also returns when to look again for a result still waiting for its pod's report."""
-        done: list[Entry] = self._lost(observed)
+        done: list[Entry] = []
         retry = None
         for job in sorted(observed.jobs, key=lambda j: j.start or ""):
             entry = self.by_job(job.name)
@@ -201,7 +201,7 @@ class Ledger:
             done.append(entry)
         return done, retry
 
-    def _lost(self, observed: Observed) -> list[Entry]:
+    def record_lost(self, observed: Observed) -> list[Entry]:
         """Bound claims whose Job is gone without a result (its finalizer was removed by hand):
         failed, since whether it ran is unknown; never claimed again under the same name."""
         present = {j.name for j in observed.jobs}
@@ -284,9 +284,8 @@ def next_job(
         # Its Job was created and bound, so it is never created again: wait for the watch, or for
         # record_finished to call it lost.
         bound = observed.now - (parse_time(latest.get("boundAt")) or observed.now)
-        return Step(
-            waiting=f"waiting for {phase} Job {latest['job']}", requeue_after=(LOST_GRACE - bound).total_seconds()
-        )
+        recheck = max(1.0, (LOST_GRACE - bound).total_seconds())  # never a busy loop once the grace is over
+        return Step(waiting=f"waiting for {phase} Job {latest['job']}", requeue_after=recheck)
     if latest and latest["result"] == Result.RUNNING:
         age = observed.now - (parse_time(latest.get("claimedAt")) or observed.now)
         if age < CLAIM_GRACE:

@@ -41,7 +41,7 @@ class JobView:
     deleting: bool
     owner_uid: str | None
     uid: str = ""
-    suspended: bool = False  # created suspended: it runs only once its uid is bound to the claim
+    suspended: bool = False  # not bound to its claim yet (ledger.bind), or paused (background.py)
     failed_reason: str = ""  # the Failed condition's reason: DeadlineExceeded, BackoffLimitExceeded, ...
     failed_message: str = ""
     deadline: int | None = None  # spec.activeDeadlineSeconds
@@ -58,6 +58,7 @@ class JobPodView:
     report: RunnerReport | None
     started: bool = False  # a container ran (or runs): the pod got past scheduling, volumes and images
     problem: tuple[str, str] | None = None  # (reason, message) the kubelet or scheduler gives for not starting
+    created: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class WarningView:
     subject: str  # the Job's or pod's name
     reason: str
     message: str
+    last_seen: str | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,7 @@ def job_pod_view(body: dict[str, Any]) -> JobPodView:
         report=parse_report(terminated.get("message"), terminated.get("exitCode")) if terminated else None,
         started=any({"running", "terminated"} & set(c.get("state") or {}) for c in containers),
         problem=_waiting_problem(containers) or _unschedulable(status),
+        created=meta.get("creationTimestamp"),
     )
 
 

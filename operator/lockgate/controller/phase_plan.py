@@ -79,9 +79,9 @@ def _after_expand(m: Migration, ledger: Ledger, observed: Observed) -> Plan:
         contracted=WAITING_FOR_ROLLOUT,
     )
     if m.spec.phase(Phase.BACKGROUND).enabled and not ledger.reached(Phase.BACKGROUND, v):
-        if m.paused:
-            return replace(plan, phase=StatusPhase.PAUSED, reconciling=PAUSED, contracted=PAUSED_CONTRACT)
         step = next_job(ledger, observed, m, Phase.BACKGROUND, v, m.spec.image)
+        if m.paused and not step.failed:  # a failed phase stays Stalled: pausing it changes nothing
+            return replace(plan, phase=StatusPhase.PAUSED, reconciling=PAUSED, contracted=PAUSED_CONTRACT)
         return _with_step(replace(plan, phase=StatusPhase.BACKFILLING), step, observed)
     verdict = contract_verdict(m, ledger, rolled_out, observed)
     if not verdict.may_run:

@@ -33,6 +33,10 @@ MAX_CONFLICTS = 5
 TRANSIENT_GRACE = 60.0
 
 
+class StaleView(Exception):
+    """This replica's watches are behind the API server: retry the pass later."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Failure:
     """The last failure to act on a SchemaMigration: shown in its status until `step` succeeds."""
@@ -53,7 +57,7 @@ class Failure:
 
 
 def next_failure(previous: Failure | None, message: str, step: str, transient: bool, now: float) -> Failure:
-    if previous is None:
+    if previous is None or previous.transient != transient:  # an outage after a refusal starts its own clock
         return Failure(message, 1, step, now, transient)
     return Failure(message, previous.count + 1, step, previous.since, transient)
 
@@ -92,7 +96,7 @@ class Reconciler:
         try:
             await self._reconcile_once(key, steps)
         except Exception as exc:  # one bad object must not stop the others: retry it later, with backoff
-            step, transient = (steps or ["observe"])[-1], is_transient(exc)
+            step, transient = (steps or ["observe"])[-1], isinstance(exc, StaleView) or is_transient(exc)
             failure = next_failure(self._errors.get(key), describe_error(exc), step, transient, time.monotonic())
             self._errors[key] = failure
             level = logging.WARNING if transient else logging.ERROR
@@ -117,7 +121,7 @@ class Reconciler:
             decision = decide(observed)
             if decision.status is not None:
                 steps.append("status")
-            if decision.status is None or await self._write_status(observed, decision):
+            if await self._confirmed(observed, decision):
                 await self._act(observed, decision, steps)
                 return
             metrics.STATUS_CONFLICTS.inc()
@@ -153,10 +157,21 @@ class Reconciler:
                 progress[pod] = found
         return dataclasses.replace(observed, progress=progress)
 
-    async def _write_status(self, observed: Observed, decision: Decision) -> bool:
+    async def _confirmed(self, observed: Observed, decision: Decision) -> bool:
+        """Write the status, guarded by resourceVersion; False if another writer came first.
+
+        What a decision does to existing Jobs (start, suspend, delete) is guarded the same way,
+        even with no status change: an empty patch at the observed resourceVersion is refused
+        when this view is behind, so a replica whose watch lags never deletes a Job that another
+        has just claimed. A Job called lost is first looked up: a lagging Job watch is no proof."""
         m = observed.migration
-        assert m is not None and decision.status is not None
-        patch = merge_patch(m.status, decision.status)
+        touches_jobs = decision.start or decision.suspend or decision.delete or decision.lost
+        if m is None or (decision.status is None and not touches_jobs):
+            return True
+        for name in decision.lost:
+            if await asyncio.to_thread(self.kube.job_exists, m.namespace, name):
+                raise StaleView(f"Job {name} exists, but this operator's watch does not show it yet")
+        patch = merge_patch(m.status, decision.status) if decision.status is not None else {}
         written = await asyncio.to_thread(self.kube.write_status, m.namespace, m.name, m.resource_version, patch)
         return written is not None
 
@@ -182,8 +197,7 @@ class Reconciler:
             for event in decision.events:
                 await asyncio.to_thread(self.kube.post_event, target, event)
         metrics.observe(decision)
-        if observed.migration is not None:
-            metrics.show_progress(namespace, observed.name, decision.progress)
+        metrics.show_progress(namespace, observed.name, decision.progress)
         if decision.requeue_after is not None:
             self._schedule((namespace, observed.name), decision.requeue_after)
 
@@ -210,7 +224,10 @@ class Reconciler:
         for job in decision.delete:
             await asyncio.to_thread(self.kube.delete_job, namespace, job)
             log.warning(
-                "%s: Job %s (uid %s) deleted unrun: no claim is bound to it (a late create)", where, job.name, job.uid
+                "%s: Job %s (uid %s) deleted: suspended, and no claim is bound to it (a create that landed late)",
+                where,
+                job.name,
+                job.uid,
             )
 
     def _schedule(self, key: Key, delay: float) -> None:

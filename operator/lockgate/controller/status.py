@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..shared.progress import Progress
 from ..shared.versions import Version
 from .background import progress_status
 from .conditions import Condition, ConditionType, Reason, StatusPhase, condition
@@ -43,7 +44,8 @@ def _progress(m: Migration, plan: Plan, observed: Observed) -> dict[str, Any] | 
     if plan.phase == StatusPhase.BACKFILLING:
         return progress_status(observed) or last
     if plan.phase == StatusPhase.PAUSED and last:
-        return last | {"state": "paused"}
+        paused = Progress(last["script"], "paused", last["rows"], last["batches"], last.get("percent"), None, None)
+        return last | {"state": "paused", "rowsPerSecond": None, "etaSeconds": None, "summary": paused.summary()}
     return None
 
 
