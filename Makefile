@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Go's standard install location, for shells whose PATH lacks it (the control-plane build needs go).
 export PATH := $(or $(PATH),/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin):/usr/local/go/bin
 
-.PHONY: test lint typecheck demo venv postgres node-deps cluster-bin health-bin images cluster-up cluster-down bench bench-big bench-operator e2e-kind clean
+.PHONY: test lint typecheck demo venv postgres node-deps cluster-bin health-bin images cluster-up cluster-down bench bench-big bench-backfill bench-operator e2e-kind clean
 
 test: lint postgres node-deps cluster-bin health-bin images
 	$(PY) -m pytest
@@ -77,6 +77,10 @@ bench: venv postgres
 # Big scripts and long histories: splitting 10k-40k statements, a 10 MB file, plan over 5,000 applied.
 bench-big: venv postgres
 	$(PY) benchmarks/big_scripts.py
+
+# A 5 M-row backfill as one UPDATE and batched, under a probe load; then resumes after SIGKILLs.
+bench-backfill: venv postgres
+	$(PY) benchmarks/backfill.py
 
 bench-operator: venv postgres cluster-bin
 	$(PY) benchmarks/operator_latency.py --runs 20 --many 200
