@@ -213,7 +213,8 @@ def test_a_bound_job_that_vanished_without_a_result_fails_and_is_not_created_aga
     d = decide(observe(bound, now=NOW + LOST_GRACE + timedelta(seconds=1)))
     entry = d.status["history"][0]
     assert entry["result"] == "Failed" and "deleted before its result was recorded" in entry["error"]
-    assert d.create is None and conditions(d)["Stalled"] == "True"
+    assert d.create is None and conditions(d)["Stalled"] == "True" and d.lost == (name,)
+    assert [e.reason for e in d.events] == ["ExpandFailed"]
 
 
 def background_running(**annotations: str) -> tuple[Migration, str]:

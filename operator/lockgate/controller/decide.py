@@ -71,7 +71,7 @@ def decide(observed: Observed) -> Decision:
         delete=binding.delete,
         gates=gate_patches(observed, ledger.expanded),
         release=foreign + recorded,
-        events=events_for(migration.status, status, plan.request, finished),
+        events=events_for(migration.status, status, plan.request, lost + finished),
         requeue_after=min(filter(None, (plan.requeue_after, report_retry, _recheck(observed))), default=None),
         finished=tuple(lost + finished),
         lost=tuple(e["job"] for e in lost),
