@@ -12,7 +12,7 @@ from typing import Any
 
 from ..shared.phases import Phase
 from .ledger import JobRef
-from .observed import ACTIVE, JobView, Observed
+from .observed import JobView, Observed
 from .spec import Migration
 
 # How often the status shows new progress while a background Job runs (logs are not watched).
@@ -20,7 +20,7 @@ PROGRESS_REFRESH = 10.0
 
 
 def _running(jobs: tuple[JobView, ...]) -> list[JobView]:
-    return [j for j in jobs if j.phase == Phase.BACKGROUND and j.state == ACTIVE and not j.deleting]
+    return [j for j in jobs if j.phase == Phase.BACKGROUND and j.live]
 
 
 def progress_pods(observed: Observed) -> tuple[str, ...]:

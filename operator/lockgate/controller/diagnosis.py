@@ -64,7 +64,7 @@ def cannot_start(job: JobView, observed: Observed) -> str | None:
 
 
 def _started(jobs: tuple[JobView, ...]) -> list[JobView]:
-    return [j for j in jobs if j.state == ACTIVE and not j.suspended and not j.deleting]
+    return [j for j in jobs if j.live and not j.suspended]
 
 
 def _from_pods(pods: list[JobPodView]) -> tuple[str, str] | None:

@@ -188,7 +188,7 @@ class Ledger:
             version = parse_version(job.version)
             if version is None or self.late(job) or (entry and entry["result"] in FINAL):
                 continue
-            if job.state == ACTIVE and not job.deleting:
+            if job.live:
                 continue
             report = _report(observed.job_pods, job.name)
             waited = observed.now - (parse_time(job.finished) or observed.now)
@@ -270,7 +270,7 @@ def next_job(
 
     One Job at a time per lane; a failed attempt is final until the attempt key changes;
     a fresh claim is left to its Job; a stale one is claimed again under the same name."""
-    busy = [j for j in observed.jobs if lane(j.phase) == lane(phase) and j.state == ACTIVE and not j.deleting]
+    busy = [j for j in observed.jobs if lane(j.phase) == lane(phase) and j.live]
     if busy:
         return Step(
             waiting=f"{busy[0].phase} Job {busy[0].name} (version {busy[0].version}) is running", running=busy[0]

@@ -42,6 +42,12 @@ class JobView:
     owner_uid: str | None
     uid: str = ""
     suspended: bool = False  # not bound to its claim yet (ledger.bind), or paused (background.py)
+
+    @property
+    def live(self) -> bool:
+        """Neither finished nor being deleted: it holds its lane."""
+        return self.state == ACTIVE and not self.deleting
+
     failed_reason: str = ""  # the Failed condition's reason: DeadlineExceeded, BackoffLimitExceeded, ...
     failed_message: str = ""
     deadline: int | None = None  # spec.activeDeadlineSeconds
