@@ -1,22 +1,32 @@
-# lockgate: `make demo` runs the local demo, `make test` runs every test.
+# lockgate: `make demo` runs the local demo, `make test` runs every test, `make check` the fast ones.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Go's standard install location, for shells whose PATH lacks it (the control-plane build needs go).
 export PATH := $(or $(PATH),/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin):/usr/local/go/bin
 
-.PHONY: test lint typecheck demo venv postgres node-deps cluster-bin health-bin images cluster-up cluster-down bench bench-big bench-backfill bench-operator e2e-kind clean
+.PHONY: test check lint typecheck reference demo venv postgres flyway node-deps cluster-bin health-bin promtool-bin images cluster-up cluster-down bench bench-big bench-backfill bench-startup bench-operator e2e-kind clean
 
-test: lint postgres node-deps cluster-bin health-bin images
+test: lint postgres flyway node-deps cluster-bin health-bin promtool-bin images
 	$(PY) -m pytest
+
+# Lint, types and the unit tier (tests/tiers.py): seconds, no root, no server, no cluster, no Go build.
+check: lint
+	$(PY) -m pytest -m unit -q
 
 lint: venv typecheck
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-# mypy --strict on operator/lockgate (configured in pyproject.toml); the layer contracts are tests/test_layers.py.
+# mypy --strict on operator/lockgate (configured in pyproject.toml); the layer contracts are tests/unit/test_layers.py.
 typecheck: venv
 	$(PY) -m mypy
+
+# After editing the CRD: docs/reference.md's field tables from its descriptions (hack/gen_reference.py,
+# prose in hack/reference.template.md), and the chart's copy of it (tests check both).
+reference: venv
+	$(PY) hack/gen_reference.py
+	cp crds/lockgate.dev_schemamigrations.yaml charts/lockgate/crds/
 
 # The local demo: control plane, PostgreSQL, the operator and examples/shop, two releases, narrated.
 demo: venv postgres node-deps cluster-bin images
@@ -39,6 +49,14 @@ postgres:
 	@command -v pgbouncer >/dev/null 2>&1 || ls /usr/sbin/pgbouncer >/dev/null 2>&1 || \
 		{ echo "installing PgBouncer (apt-get install -y pgbouncer)"; \
 		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; }
+
+# Flyway 11 for tests/postgres/test_flyway.py and examples/flyway: a Java runtime from Debian where
+# java is missing, and Flyway's jars from Maven Central, checksummed and cached (hack/fetch-flyway.sh).
+flyway:
+	@command -v java >/dev/null 2>&1 || \
+		{ echo "installing a Java runtime (apt-get install -y openjdk-17-jre-headless)"; \
+		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
+	@hack/fetch-flyway.sh >/dev/null
 
 # The real node's parts from Debian: runc, the CNI plugins, iptables and conntrack (kube-proxy),
 # buildah and mmdebstrap (the images; no registry is reachable, so they are built, never pulled).
@@ -63,6 +81,10 @@ cluster-bin:
 health-bin:
 	@hack/build-health.sh >/dev/null
 
+# promtool (Prometheus 3.16), which the alert tests check and unit-test the chart's rules with (cached).
+promtool-bin:
+	@hack/build-promtool.sh >/dev/null
+
 # The tests' control plane and real node outside pytest; the admin kubeconfig is $(CLUSTER_DIR)/kubeconfig.
 CLUSTER_DIR ?= .cache/cluster
 cluster-up: venv node-deps cluster-bin images
@@ -81,6 +103,10 @@ bench-big: venv postgres
 # A 5 M-row backfill as one UPDATE and batched, under a probe load; then resumes after SIGKILLs.
 bench-backfill: venv postgres
 	$(PY) benchmarks/backfill.py
+
+# Start-up of --version, exec -- true, a no-op migrate and wait, beside a bare `python -c pass`.
+bench-startup: venv postgres
+	$(PY) benchmarks/startup.py
 
 bench-operator: venv postgres cluster-bin
 	$(PY) benchmarks/operator_latency.py --runs 20 --many 200

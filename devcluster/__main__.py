@@ -21,7 +21,7 @@ from pathlib import Path
 
 from devcluster.binaries import REPO, cluster_bin_dir
 from devcluster.clusters import LocalCluster
-from devcluster.images import build_images
+from devcluster.images.targets import build_images
 
 READY_TIMEOUT = 180.0
 DOWN_TIMEOUT = 60.0
@@ -66,7 +66,7 @@ def up(directory: Path) -> int:
             command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     _pid_file(directory).write_text(str(server.pid))
-    deadline = time.monotonic() + READY_TIMEOUT
+    deadline = time.monotonic() + READY_TIMEOUT + lock_wait()  # the host lock may be another cluster's first
     while not (directory / "ready").exists():
         if server.poll() is not None or time.monotonic() > deadline:
             server.kill()
@@ -80,6 +80,11 @@ def up(directory: Path) -> int:
         f"stop it with: python -m devcluster down --dir {directory}"
     )
     return 0
+
+
+def lock_wait() -> float:
+    """How long `serve` may wait for another local cluster to go (LocalCluster reads the same variable)."""
+    return float(os.environ.get("LOCKGATE_CLUSTER_LOCK_WAIT", "0"))
 
 
 def serve(directory: Path, bin_dir: Path) -> int:

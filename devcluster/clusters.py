@@ -14,9 +14,10 @@ from typing import IO
 from devcluster import host
 from devcluster.binaries import cluster_bin_dir
 from devcluster.controlplane import START_TIMEOUT, ControlPlane
-from devcluster.images import PAUSE_IMAGE, Image, build_images
+from devcluster.images.recipes import PAUSE_IMAGE, Image
+from devcluster.images.targets import build_images
 from devcluster.kube import Kube
-from devcluster.node import NODE_NAME, Node, NodeLayout, host_node_ip, node_binaries, node_is_ready
+from devcluster.node import NODE_NAME, Node, NodeLayout, host_node_ip, node_is_ready
 from devcluster.processes import ComponentError
 
 # The project's image as tests name it: built from the Dockerfile and imported into the node's
@@ -56,10 +57,12 @@ class LocalCluster:
 
     def start(self, images: list[Image] | None = None) -> LocalCluster:
         bin_dir = self.bin_dir = self.bin_dir or cluster_bin_dir()
-        images = images if images is not None else build_images()
-        started = time.monotonic()
-        self._take_host(bin_dir)
+        self._take_host()
         try:
+            # Once the host is ours: while this waited for another cluster, a checkout sharing the
+            # cache may have built and pruned archives (warm, this checks and builds nothing).
+            images = images if images is not None else build_images()
+            started = time.monotonic()
             self.node_ip = host_node_ip()
             self.control_plane = ControlPlane(self.directory, self.bin_dir, self.node_name, self.node_ip).start()
             assert self.control_plane.pki is not None
@@ -80,8 +83,8 @@ class LocalCluster:
             self.node.stop()
         if self.control_plane:
             self.control_plane.stop()
-        if self._host_before is not None and self.bin_dir is not None:
-            undone = host.restore(self._host_before, self.directory / "node", node_binaries(self.bin_dir))
+        if self._host_before is not None:
+            undone = host.restore(self._host_before, self.directory / "node")
             log = self.directory / "logs" / "host-restore.log"
             log.parent.mkdir(parents=True, exist_ok=True)
             log.write_text("".join(f"{line}\n" for line in undone))
@@ -89,7 +92,7 @@ class LocalCluster:
             self._host_before = None
         self._release_host()
 
-    def _take_host(self, bin_dir: Path) -> None:
+    def _take_host(self) -> None:
         """Lock the host for this node, first restoring what a node that died without `down` left."""
         lock = HOST_LOCK.open("a+")
         if not _flock(lock, float(os.environ.get("LOCKGATE_CLUSTER_LOCK_WAIT", "0"))):
@@ -103,7 +106,7 @@ class LocalCluster:
         lock.seek(0)
         if stale := lock.read().strip():
             state = host.HostState.from_json(stale)
-            for line in host.restore(state, Path(state.node_dir), node_binaries(bin_dir)):
+            for line in host.restore(state, Path(state.node_dir)):
                 print(f"[devcluster] left by an earlier node: {line}", file=sys.stderr)
         self._host_before = host.snapshot()
         self._host_before.node_dir = str(self.directory / "node")

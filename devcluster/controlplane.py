@@ -4,10 +4,12 @@ which pods reach through the `kubernetes` Service; everything else stays on loop
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from devcluster.kubeconfig import write_kubeconfig
@@ -51,6 +53,7 @@ class ControlPlane:
         self.kubeconfig = directory / "kubeconfig"
         self.processes: list[ManagedProcess] = []
         self.pki: ClusterPKI | None = None
+        self._ready: dict[str, Callable[[], bool]] = {}  # etcd and kube-apiserver: their health checks
 
     def start(self) -> ControlPlane:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -78,10 +81,26 @@ class ControlPlane:
         etcd_port, peer_port = free_port(), free_port()
         etcd = self._launch("etcd", self._etcd_args(pki, etcd_port, peer_port))
         etcd_context = client_context(pki.ca.cert, pki.apiserver_etcd_client)
-        wait_until_ready(etcd, lambda: url_ok(f"https://127.0.0.1:{etcd_port}/health", etcd_context), START_TIMEOUT)
+        self._ready["etcd"] = lambda: url_ok(f"https://127.0.0.1:{etcd_port}/health", etcd_context)
+        wait_until_ready(etcd, self._ready["etcd"], START_TIMEOUT)
         apiserver = self._launch("kube-apiserver", self._apiserver_args(pki, etcd_port))
         admin_context = client_context(pki.ca.cert, pki.admin)
-        wait_until_ready(apiserver, lambda: url_ok(f"{self.server}/readyz", admin_context), START_TIMEOUT)
+        self._ready["kube-apiserver"] = lambda: url_ok(f"{self.server}/readyz", admin_context)
+        wait_until_ready(apiserver, self._ready["kube-apiserver"], START_TIMEOUT)
+
+    @contextlib.contextmanager
+    def outage(self, name: str) -> Iterator[None]:
+        """A real outage, for tests: `name` ("etcd" or "kube-apiserver") is stopped (SIGTERM) for the
+        body of the `with`, then started again with the same flags, data directory and port; the
+        outage ends once etcd and the API server both report healthy again."""
+        process = next(p for p in self.processes if p.name == name and name in self._ready)
+        process.stop()
+        try:
+            yield
+        finally:
+            process.start()
+            for component in ("etcd", "kube-apiserver"):
+                wait_until_ready(process, self._ready[component], START_TIMEOUT)
 
     def _launch(self, name: str, args: list[str]) -> ManagedProcess:
         process = ManagedProcess(

@@ -53,7 +53,6 @@ WATCHED_PATHS = (
 )
 IPTABLES = ("iptables", "ip6tables")
 TABLES = ("filter", "nat", "mangle", "raw")
-BUILTIN_CHAINS = {"INPUT", "OUTPUT", "FORWARD", "PREROUTING", "POSTROUTING"}
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # The kubelet's pod cgroups (cgroupfs driver). Only these are the node's: a cgroup someone else
 # creates meanwhile (a buildah build step, say) is not ours to kill or remove.
@@ -115,6 +114,12 @@ def new_entries(before: Iterable[str], now: Iterable[str]) -> list[str]:
     return sorted((entry for entry in now if entry not in old), key=lambda e: (-e.count("/"), e))
 
 
+def names_path_inside(argv: Sequence[str], directories: Iterable[str]) -> bool:
+    """Whether a command line names a path inside one of `directories`, as an argument or an option's value."""
+    prefixes = tuple(d.rstrip("/") + "/" for d in directories)
+    return any(arg.startswith(prefixes) or arg.split("=", 1)[-1].startswith(prefixes) for arg in argv)
+
+
 def mounts_under(mountinfo: str, directory: Path) -> list[str]:
     """Mount points below `directory`, deepest first."""
     prefix = str(directory).rstrip("/") + "/"
@@ -140,10 +145,10 @@ def snapshot() -> HostState:
     )
 
 
-def restore(before: HostState, node_dir: Path, node_binaries: Sequence[Path] = ()) -> list[str]:
+def restore(before: HostState, node_dir: Path) -> list[str]:
     """Undo what the node left: returns one line per change made, for the log."""
     done: list[str] = []
-    done += _kill_node_processes(before, node_binaries)
+    done += _kill_node_processes(before, node_dir)
     done += _unmount_under(node_dir)
     done += _delete_links(before)
     done += _undo_iptables(before)
@@ -266,10 +271,13 @@ def _remove_cgroups(before: HostState) -> list[str]:
     return done
 
 
-def _kill_node_processes(before: HostState, binaries: Sequence[Path]) -> list[str]:
-    """SIGKILL what outlives the node's daemons: containerd shims (by executable) and container
-    processes (by cgroup: everything in the pod cgroups the node created)."""
-    pids = set(_pids_running(binaries))
+def _kill_node_processes(before: HostState, node_dir: Path) -> list[str]:
+    """SIGKILL what outlives the node's daemons: the processes started with paths inside the node's
+    directory, containerd's shims above all (reparented to init by design; started with `-address`
+    the node's containerd socket), and container processes (everything in the pod cgroups the node
+    created). Not by executable: /proc/PID/exe is the resolved path, the binaries' directory may
+    have been reached through a symlink, and a shim runs from where containerd found it."""
+    pids = set(_pids_naming(node_dir))
     for top in _node_cgroups(before):
         for group in _cgroup_tree(Path(top)):
             pids |= set(_cgroup_pids(group))
@@ -283,16 +291,17 @@ def _kill_node_processes(before: HostState, binaries: Sequence[Path]) -> list[st
     return [f"{len(pids)} leftover processes killed"] if pids else []
 
 
-def _pids_running(binaries: Sequence[Path]) -> list[int]:
-    wanted = {str(b) for b in binaries}
+def _pids_naming(directory: Path) -> list[int]:
+    directories = {str(directory), str(directory.resolve())}  # as configured, and as the kernel resolves it
     found = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                if os.readlink(proc / "exe").removesuffix(" (deleted)") in wanted:
-                    found.append(int(proc.name))
+                argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
             except OSError:
-                pass
+                continue  # gone meanwhile
+            if names_path_inside(argv, directories):
+                found.append(int(proc.name))
     return found
 
 

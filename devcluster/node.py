@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from devcluster.controlplane import url_ok
-from devcluster.images import PAUSE_IMAGE, Image
+from devcluster.images.recipes import PAUSE_IMAGE, Image
 from devcluster.kubeconfig import write_kubeconfig
 from devcluster.pki import ClusterPKI
 from devcluster.postgres import free_port
@@ -187,11 +187,6 @@ def kube_proxy_config(kubeconfig: Path, healthz_port: int, metrics_port: int) ->
         # Leave the host's conntrack table size and timeouts alone (0 = do not set).
         "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
     }
-
-
-def node_binaries(bin_dir: Path) -> list[Path]:
-    """The node's daemons, and what may outlive them (shims are reparented to init by design)."""
-    return [bin_dir / b for b in ("containerd", "containerd-shim-runc-v2", "kubelet", "kube-proxy")]
 
 
 def host_node_ip() -> str:

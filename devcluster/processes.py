@@ -3,12 +3,13 @@ output to a log file, own process group, stopped with SIGTERM then SIGKILL."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 
@@ -92,6 +93,16 @@ class ManagedProcess:
             self._signal(signal.SIGKILL)
             return self.wait(10)
         return self.returncode
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The process group stopped (SIGSTOP) for the body of the `with`, then continued: for tests
+        that must order what a component sees (a kubelet that takes a pod in only after an outage began)."""
+        self._signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self._signal(signal.SIGCONT)
 
     def _signal(self, signum: int) -> None:
         assert self._popen is not None

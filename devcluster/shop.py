@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -24,11 +25,12 @@ APP = "shop-web"
 SCHEMA = "shop"
 
 
-def manifests(lockgate_image: str, app_image: str) -> list[dict[str, Any]]:
-    """The example's manifests with the locally built images (never pulled: no registry here)."""
+def manifests(lockgate_image: str, app_image: str, directory: Path = EXAMPLE) -> list[dict[str, Any]]:
+    """An example's SchemaMigration and Deployment (the shop's unless `directory` names another) with
+    the locally built images (never pulled: no registry here)."""
     documents = []
     for name in ("schemamigration.yaml", "deployment.yaml"):
-        documents += [d for d in yaml.safe_load_all((EXAMPLE / name).read_text()) if d]
+        documents += [d for d in yaml.safe_load_all((directory / name).read_text()) if d]
     for document in documents:
         if document["kind"] == "SchemaMigration":
             document["spec"].update(image=lockgate_image, imagePullPolicy="Never")

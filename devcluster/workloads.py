@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from devcluster.binaries import REPO
-from devcluster.images import PAUSE_IMAGE
+from devcluster.images.recipes import PAUSE_IMAGE
 from devcluster.postgres import free_port
 from lockgate.controller.spec import GATE_CONDITION
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from devcluster.binaries import cluster_bin_dir  # noqa: E402
 from devcluster.clusters import TEST_IMAGE, LocalCluster  # noqa: E402
-from devcluster.images import build_images  # noqa: E402
+from devcluster.images.targets import build_images  # noqa: E402
 from devcluster.kube import Kube  # noqa: E402
 from devcluster.node import POD_CIDR  # noqa: E402
 from devcluster.postgres import PostgresServer, in_cluster_url  # noqa: E402

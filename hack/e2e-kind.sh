@@ -42,4 +42,4 @@ LOCKGATE_TEST_IMAGE="$IMAGE" \
 LOCKGATE_TEST_APP_IMAGE="$APP_IMAGE" \
 LOCKGATE_TEST_DATABASE_URL="postgresql://postgres:lockgate-e2e@127.0.0.1:$PG_PORT/postgres" \
 LOCKGATE_TEST_DATABASE_URL_IN_CLUSTER="postgresql://postgres:lockgate-e2e@postgres.lockgate-e2e.svc:5432/postgres" \
-  .venv/bin/python -m pytest tests/test_operator_e2e.py tests/test_chart_install.py tests/test_shop_release.py "$@"
+  .venv/bin/python -m pytest tests/cluster/test_operator_e2e.py tests/cluster/test_chart_install.py tests/cluster/test_shop_release.py "$@"

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real PostgreSQL server for the session, a fresh database per test."""
+"""Shared fixtures (a real PostgreSQL server for the session, a fresh database per test) and the
+test tiers: each test is marked by what it uses, derived from its fixtures (see tests/tiers.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from devcluster.node import POD_CIDR, host_node_ip
 from devcluster.postgres import ExternalPostgres, PostgresServer, standby_of
 from devcluster.processes import ComponentError
+from tests.tiers import Tier, misplaced, tier_of
 
 pytest_plugins = ["devcluster.fixtures", "tests.operator_fixtures"]
 
@@ -43,8 +45,21 @@ def standby(own_postgres: PostgresServer) -> Iterator[PostgresServer]:
         yield server
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """One local node per host: tests that start their own cluster run before the session's starts."""
+def pytest_configure(config: pytest.Config) -> None:
+    for tier in Tier:
+        config.addinivalue_line("markers", f"{tier.value}: {tier.description}")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by the markers added here
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its tier and refuse files outside their tier's folder; one local node per
+    host, so tests that start their own cluster run before the session's starts."""
+    tiers = [(item.path, tier_of(item)) for item in items]
+    for item, (_, tier) in zip(items, tiers, strict=True):
+        item.add_marker(tier.value)
+    whole_files = not any("::" in arg for arg in config.args) and not config.getoption("lf", False)
+    if moves := misplaced(tiers, whole_files):
+        raise pytest.UsageError("test files outside their tier's folder:\n  " + "\n  ".join(moves))
     items.sort(key=lambda item: item.get_closest_marker("own_cluster") is None)
 
 

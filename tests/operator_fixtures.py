@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -17,7 +18,8 @@ from kubernetes.client.rest import ApiException
 from devcluster.kube import Kube, watch_until
 from devcluster.postgres import free_port, in_cluster_url
 from devcluster.workloads import CRD, condition, operator_command
-from lockgate.controller.spec import GROUP, OWNER_LABEL, PLURAL, VERSION, owner_label
+from lockgate.controller.observed import Observed, job_pod_view, job_view
+from lockgate.controller.spec import GROUP, OWNER_LABEL, PLURAL, VERSION, owner_label, parse_migration
 
 
 @pytest.fixture(scope="session")
@@ -172,20 +174,26 @@ class JobRecorder:
         return self
 
     def _run(self) -> None:
-        listing = self.kube.batch.list_namespaced_job(self.namespace)
-        for job in listing.items:
-            self._record(job)
-        resource_version = listing.metadata.resource_version
+        resource_version = None
         while not self._stop.is_set():  # resume from the last resourceVersion: no Job slips between streams
-            stream = watch.Watch().stream(
-                self.kube.batch.list_namespaced_job,
-                self.namespace,
-                resource_version=resource_version,
-                timeout_seconds=5,
-            )
-            for event in stream:
-                self._record(event["object"])
-                resource_version = event["object"].metadata.resource_version
+            try:
+                if resource_version is None:
+                    listing = self.kube.batch.list_namespaced_job(self.namespace)
+                    for job in listing.items:
+                        self._record(job)
+                    resource_version = listing.metadata.resource_version
+                stream = watch.Watch().stream(
+                    self.kube.batch.list_namespaced_job,
+                    self.namespace,
+                    resource_version=resource_version,
+                    timeout_seconds=5,
+                )
+                for event in stream:
+                    self._record(event["object"])
+                    resource_version = event["object"].metadata.resource_version
+            except Exception:  # an API server outage (some tests make one): list again once it answers
+                resource_version = None
+                self._stop.wait(0.5)
 
     def _record(self, job: Any) -> None:
         labels = job.metadata.labels or {}
@@ -207,3 +215,32 @@ def job_recorder(kube: Kube, namespace: str) -> Iterator[JobRecorder]:
     recorder = JobRecorder(kube, namespace).start()
     yield recorder
     recorder.stop()
+
+
+def live_view(clients: Kube, ahead: timedelta = timedelta(0)) -> Callable[[tuple[str, str]], Observed]:
+    """What the kopf indexes would hold, read from the API (the migration, its Jobs and their
+    pods), decided as if `ahead` had passed: how the shell tests drive the reconciler without kopf."""
+
+    def observe(key: tuple[str, str]) -> Observed:  # the reconciler's Key
+        namespace, name = key
+        try:
+            body = clients.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            migration = parse_migration(clients.api.sanitize_for_serialization(body))
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            migration = None
+        selector = f"{OWNER_LABEL}={name}"
+        jobs = clients.batch.list_namespaced_job(namespace, label_selector=selector).items
+        pods = clients.core.list_namespaced_pod(namespace, label_selector=selector).items
+        plain = clients.api.sanitize_for_serialization
+        return Observed(
+            migration,
+            namespace,
+            name,
+            jobs=tuple(job_view(plain(j)) for j in jobs),
+            job_pods=tuple(job_pod_view(plain(p)) for p in pods),
+            now=datetime.now(timezone.utc) + ahead,
+        )
+
+    return observe

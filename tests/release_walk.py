@@ -12,10 +12,27 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from lockgate.controller.decide import Decision, decide
+from lockgate.controller.history_entry import Result
 from lockgate.controller.ledger import JobRequest
-from lockgate.controller.observed import ACTIVE, FAILED, SUCCEEDED, JobPodView, JobView, Observed, PodView, WorkloadView
-from lockgate.controller.spec import GROUP, KIND, VERSION, Migration, parse_migration
+from lockgate.controller.observed import (
+    JobPodView,
+    JobView,
+    Observed,
+    PodView,
+    WorkloadView,
+    pod_view,
+)
+from lockgate.controller.spec import (
+    GATE_CONDITION,
+    GROUP,
+    KIND,
+    REQUIRES_ANNOTATION,
+    VERSION,
+    Migration,
+    parse_migration,
+)
 from lockgate.shared.report import parse_report
+from lockgate.shared.versions import Version
 
 NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
 UID = "uid-1"
@@ -52,7 +69,7 @@ def job(
     name: str,
     phase: str = "expand",
     version: str = "3",
-    state: str = ACTIVE,
+    state: Result = Result.RUNNING,
     attempt: str = "",
     owner: str = UID,
     deleting: bool = False,
@@ -63,12 +80,12 @@ def job(
     return JobView(
         name,
         phase,
-        version,
+        Version.parse(version),
         attempt,
         image,
         state,
         "2026-11-21T11:59:00Z",
-        None if state == ACTIVE else "2026-11-21T11:59:30Z",
+        None if state == Result.RUNNING else "2026-11-21T11:59:30Z",
         True,
         deleting,
         owner,
@@ -85,18 +102,21 @@ def report(job_name: str, applied: int = 2, exit_code: int = 0, error: dict[str,
 
 
 def pod(name: str, required: str | None = "3", gate: tuple[str, str] | None = None) -> PodView:
-    return PodView(name, f"uid-{name}", required, gate, "2026-11-21T11:58:00Z", False)
+    """A gated pod as the operator's index sees it (pod_view parses the annotation)."""
+    annotations = {REQUIRES_ANNOTATION: required} if required is not None else {}
+    conditions = [{"type": GATE_CONDITION, "status": gate[0], "reason": gate[1]}] if gate else []
+    meta = {"name": name, "annotations": annotations, "creationTimestamp": "2026-11-21T11:58:00Z"}
+    return pod_view({"metadata": meta, "status": {"conditions": conditions}})
 
 
 def workload(name: str, required: str = "3", rolled_out: bool = True) -> WorkloadView:
     return WorkloadView(
         "Deployment",
         name,
-        required,
+        Version.parse(required),
         2,
         2 if rolled_out else 1,
         2 if rolled_out else 1,
-        2 if rolled_out else 3,
         rolled_out,
     )
 
@@ -130,7 +150,7 @@ class Step:
     generation: int = 1
     spec: dict[str, Any] = field(default_factory=lambda: RELEASE_SPEC)
     annotate: dict[str, str] = field(default_factory=dict)  # set at this step; they stay
-    jobs: dict[str, str] = field(default_factory=dict)  # phase -> ACTIVE, SUCCEEDED or FAILED
+    jobs: dict[str, Result] = field(default_factory=dict)  # phase -> how its Job stands
     rolled_out: bool = False
     pods: tuple[str, ...] = ("2", "3")  # the versions the gated pods require
     minutes: int = 0
@@ -152,10 +172,10 @@ RELEASE = (
         creates="expand",
         events=("JobCreated",),
     ),
-    Step("the expand Job runs", jobs={"expand": ACTIVE}, phase="Expanding", expanded=None),
+    Step("the expand Job runs", jobs={"expand": Result.RUNNING}, phase="Expanding", expanded=None),
     Step(
         "the expand Job fails: stalled, nothing retries blindly",
-        jobs={"expand": FAILED},
+        jobs={"expand": Result.FAILED},
         phase="Failed",
         expanded=None,
         stalled="True",
@@ -165,7 +185,7 @@ RELEASE = (
     Step(
         "the retry annotation claims a new expand Job",
         annotate={"lockgate.dev/retry": "1"},
-        jobs={"expand": FAILED},
+        jobs={"expand": Result.FAILED},
         phase="Expanding",
         expanded=None,
         creates="expand",
@@ -173,7 +193,7 @@ RELEASE = (
     ),
     Step(
         "expand succeeds: the gate opens and background starts beside the rollout",
-        jobs={"expand": SUCCEEDED},
+        jobs={"expand": Result.SUCCEEDED},
         phase="Backfilling",
         ready="True",
         creates="background",
@@ -182,7 +202,7 @@ RELEASE = (
     ),
     Step(
         "background runs while the pods roll out",
-        jobs={"expand": SUCCEEDED, "background": ACTIVE},
+        jobs={"expand": Result.SUCCEEDED, "background": Result.RUNNING},
         phase="Backfilling",
         ready="True",
         argocd="Healthy",
@@ -190,7 +210,7 @@ RELEASE = (
     Step(
         "paused: the background Job is suspended, contract waits for it",
         annotate={"lockgate.dev/paused": "true"},
-        jobs={"expand": SUCCEEDED, "background": ACTIVE},
+        jobs={"expand": Result.SUCCEEDED, "background": Result.RUNNING},
         phase="Paused",
         ready="True",
         events=("Paused",),
@@ -199,14 +219,14 @@ RELEASE = (
     Step(
         "resumed: background goes on after its last batch",
         annotate={"lockgate.dev/paused": "false"},
-        jobs={"expand": SUCCEEDED, "background": ACTIVE},
+        jobs={"expand": Result.SUCCEEDED, "background": Result.RUNNING},
         phase="Backfilling",
         ready="True",
         argocd="Healthy",
     ),
     Step(
         "background succeeds: contract waits for the rollout",
-        jobs={"expand": SUCCEEDED, "background": SUCCEEDED},
+        jobs={"expand": Result.SUCCEEDED, "background": Result.SUCCEEDED},
         phase="RollingOut",
         ready="True",
         events=("BackgroundSucceeded",),
@@ -245,7 +265,7 @@ RELEASE = (
     ),
     Step(
         "contract succeeds: the release is complete",
-        jobs={"contract": SUCCEEDED},
+        jobs={"contract": Result.SUCCEEDED},
         rolled_out=True,
         pods=("3",),
         minutes=12,
@@ -280,7 +300,7 @@ RELEASE = (
         version="2",
         generation=3,
         spec=RELEASE_SPEC | {"rollback": {"policy": "Undo"}},
-        jobs={"undo": SUCCEEDED},
+        jobs={"undo": Result.SUCCEEDED},
         rolled_out=True,
         pods=("2",),
         minutes=15,
@@ -327,16 +347,16 @@ def walk_release() -> Iterator[Walked]:
 
 def _observed(row: Step, m: Migration, claims: dict[str, JobRequest]) -> Observed:
     jobs = [_job(claims[phase], state) for phase, state in row.jobs.items()]
-    pods = [report(j.name, exit_code=1, error=FAILURE) if j.state == FAILED else report(j.name) for j in jobs]
+    pods = [report(j.name, exit_code=1, error=FAILURE) if j.state == Result.FAILED else report(j.name) for j in jobs]
     return observe(
         m,
         now=NOW + timedelta(minutes=row.minutes),
         jobs=jobs,
-        job_pods=[p for p, j in zip(pods, jobs, strict=True) if j.state != ACTIVE],
+        job_pods=[p for p, j in zip(pods, jobs, strict=True) if j.state != Result.RUNNING],
         workloads=[workload("web", rolled_out=row.rolled_out)],
         pods=[pod(f"web-{i}", required) for i, required in enumerate(row.pods)],
     )
 
 
-def _job(claim: JobRequest, state: str) -> JobView:
-    return job(claim.name, claim.phase, claim.version, state, claim.attempt, image=claim.image)
+def _job(claim: JobRequest, state: Result) -> JobView:
+    return job(claim.name, claim.phase, str(claim.version), state, claim.attempt, image=claim.image)

@@ -1,4 +1,4 @@
-"""A stand-in for Django's `python manage.py migrate`, for docs/tools.md and tests/test_exec.py.
+"""A stand-in for Django's `python manage.py migrate`, for docs/tools.md and tests/postgres/test_exec.py.
 
 Like Django it takes no lock of its own, and its migration is not idempotent: it reads a
 counter, works a while, writes the counter plus one. Run twice at once, both runs see the

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from ..runner.database import unexpected
-from ..runner.summary import Summary
 from ..shared.errors import LockgateError
 from .output import Output
 from .parser import Handler, build_parser
+
+if TYPE_CHECKING:
+    from ..runner.summary import Summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -20,9 +22,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.command == "run":  # the operator's own crash keeps its traceback for its logs
             raise
-        summary = Summary(args.command)
-        summary.fail(exc if isinstance(exc, LockgateError) else unexpected(exc))
-        return out.finish(summary)
+        return out.finish(_failed(args.command, exc))
     except KeyboardInterrupt:
         out.error("interrupted")
         return 130
+
+
+def _failed(command: str, exc: Exception) -> Summary:
+    """The summary of a command that raised. Its modules load only now: `--version` and `wait`
+    never need the runner's summary, nor SQLAlchemy (which `unexpected` knows the errors of)."""
+    from ..runner.summary import Summary
+
+    summary = Summary(command)
+    if isinstance(exc, LockgateError):
+        summary.fail(exc)
+    else:
+        from ..runner.database import unexpected
+
+        summary.fail(unexpected(exc))
+    return summary

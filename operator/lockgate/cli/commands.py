@@ -1,4 +1,9 @@
-"""The `lockgate` commands: each turns its arguments into a runner or cluster call and prints the outcome."""
+"""The `lockgate` commands: each turns its arguments into a runner or cluster call and prints the outcome.
+
+Each command imports the runner or cluster modules it uses when it runs, not here: `lockgate exec`
+and `wait` run in every app pod's start-up, and SQLAlchemy, the SQL parser and the Kubernetes
+client each take a noticeable part of a second to load (tests/unit/test_lazy_imports.py).
+"""
 
 from __future__ import annotations
 
@@ -7,30 +12,29 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import fields
+from typing import TYPE_CHECKING
 
-from ..runner.backfill import read_progress
-from ..runner.batch import describe_view
-from ..runner.database import Database, create_engine, unexpected
-from ..runner.exec_command import exec_command
-from ..runner.execute import Options, Runner
-from ..runner.history import derive_state
-from ..runner.lint import ERROR, lint_scripts
-from ..runner.plan import inventory
-from ..runner.pressure import Limits
-from ..runner.scripts import Script, load_scripts
-from ..runner.summary import Summary
+from ..runner.options import Limits, Options
 from ..shared.errors import ClusterError, LockgateError, UsageError, ValidationRefused
 from ..shared.phases import EXEC
 from .output import Output
 
+if TYPE_CHECKING:
+    from ..runner.database import Database
+    from ..runner.execute import Runner
+    from ..runner.scripts import Script
+    from ..runner.summary import Summary
 
-def _options(args: argparse.Namespace) -> Options:
+
+def options_from(args: argparse.Namespace) -> Options:
     """The options this command takes, as given; Options holds the defaults."""
     limits = Limits(**{f.name: getattr(args, f.name) for f in fields(Limits) if hasattr(args, f.name)})
     return Options(**{f.name: getattr(args, f.name) for f in fields(Options) if hasattr(args, f.name)}, limits=limits)
 
 
 def _database(args: argparse.Namespace) -> Database:
+    from ..runner.database import Database, create_engine
+
     url = args.database_url or os.environ.get("LOCKGATE_DATABASE_URL")
     if not url:
         raise UsageError("no database URL: pass --database-url or set LOCKGATE_DATABASE_URL")
@@ -45,12 +49,16 @@ def _scripts_dir(args: argparse.Namespace) -> str:
 
 
 def _scripts(args: argparse.Namespace) -> list[Script]:
+    from ..runner.scripts import load_scripts
+
     return load_scripts(_scripts_dir(args), args.encoding)
 
 
 def _runner(args: argparse.Namespace, out: Output, needs_dir: bool = True) -> Runner:
+    from ..runner.execute import Runner
+
     scripts = _scripts(args) if needs_dir else []
-    return Runner(_database(args), scripts, _options(args), out.progress)
+    return Runner(_database(args), scripts, options_from(args), out.progress)
 
 
 def cmd_migrate(args: argparse.Namespace, out: Output) -> int:
@@ -58,11 +66,11 @@ def cmd_migrate(args: argparse.Namespace, out: Output) -> int:
         target = f" up to {args.target}" if args.target else ""
         out.progress(f"lockgate {args.phase}{target}: {len(runner.scripts)} script(s) in {_scripts_dir(args)}")
 
-    return _run_command(args, out, Runner.migrate, announce=announce)
+    return _run_command(args, out, lambda runner: runner.migrate(), announce=announce)
 
 
 def cmd_plan(args: argparse.Namespace, out: Output) -> int:
-    return _run_command(args, out, Runner.plan)
+    return _run_command(args, out, lambda runner: runner.plan())
 
 
 def cmd_undo(args: argparse.Namespace, out: Output) -> int:
@@ -74,7 +82,7 @@ def cmd_baseline(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_repair(args: argparse.Namespace, out: Output) -> int:
-    return _run_command(args, out, Runner.repair, needs_dir=False)
+    return _run_command(args, out, lambda runner: runner.repair(), needs_dir=False)
 
 
 def _run_command(
@@ -90,6 +98,8 @@ def _run_command(
     try:
         runner = _runner(args, out, needs_dir)
     except Exception as exc:
+        from ..runner.database import unexpected
+
         error = exc if isinstance(exc, LockgateError) else unexpected(exc)
         if not hasattr(args, "summary_file"):
             raise error from None
@@ -103,7 +113,9 @@ def _run_command(
 
 
 def _failed_before_start(args: argparse.Namespace, exc: LockgateError) -> Summary:
-    options = _options(args)
+    from ..runner.summary import Summary
+
+    options = options_from(args)
     target = getattr(args, "to", None) or options.target
     summary = Summary(args.command, options.phase, str(target) if target else None)
     summary.fail(exc)
@@ -112,6 +124,9 @@ def _failed_before_start(args: argparse.Namespace, exc: LockgateError) -> Summar
 
 def cmd_exec(args: argparse.Namespace, out: Output) -> int:
     """Everything lockgate says goes to stderr: stdout is the command's own."""
+    from ..runner.exec_command import exec_command
+    from ..runner.summary import Summary
+
     out = Output(json_mode=False, stdout=out.stderr)
     argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     try:
@@ -129,30 +144,21 @@ def cmd_exec(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_info(args: argparse.Namespace, out: Output) -> int:
-    scripts = _scripts(args)
-    db = _database(args)
+    runner = _runner(args, out)
     try:
-        listing = inventory(scripts, derive_state(db.read_history()))
-        batches = read_progress(db)
+        listing = runner.info()
     finally:
-        db.close()
-    for entry in listing["background"]:
-        if str(entry["script"]) in batches:
-            entry["progress"] = batches[str(entry["script"])]
+        runner.db.close()
     if args.json:
-        out.document(listing)
+        out.document(listing.document())
         return 0
-    for phase, entries in listing.items():
-        out.progress(phase)
+    for section, entries in listing.sections().items():
+        out.progress(section)
         for entry in entries:
-            when = (
-                f"  {entry['installed_on']} by {entry['installed_by']} ({entry['ms']} ms)"
-                if entry["installed_on"]
-                else ""
-            )
-            out.progress(f"  {entry['script']:<44} {entry['state']}{when}")
-            if view := batches.get(str(entry["script"])):
-                out.progress(f"    batched: {describe_view(view)}")
+            when = f"  {entry.installed_on} by {entry.installed_by} ({entry.ms} ms)" if entry.installed_on else ""
+            out.progress(f"  {entry.script:<44} {entry.state}{when}")
+            if entry.walk:
+                out.progress(f"    batched: {entry.walk}")
         if not entries:
             out.progress("  (none)")
     return 0
@@ -161,7 +167,9 @@ def cmd_info(args: argparse.Namespace, out: Output) -> int:
 def cmd_run(args: argparse.Namespace, out: Output) -> int:
     from ..controller.run import run_operator
 
-    return run_operator(args.namespace, args.health_port, args.metrics_port, args.log_format, args.verbose)
+    return run_operator(
+        args.namespace, args.health_port, args.metrics_port, args.log_format, args.verbose, args.pod_security
+    )
 
 
 def cmd_wait(args: argparse.Namespace, out: Output) -> int:
@@ -214,6 +222,8 @@ def _api_errors() -> Iterator[None]:
 
 
 def cmd_lint(args: argparse.Namespace, out: Output) -> int:
+    from ..runner.lint import ERROR, lint_scripts
+
     findings = lint_scripts(_scripts(args))
     errors = [f for f in findings if f.severity == ERROR]
     if args.json:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from ..runner.summary import Summary
 from ..shared import redaction
 from ..shared.errors import ValidationRefused
+
+if TYPE_CHECKING:
+    from ..runner.summary import Summary
 
 
 class Output:

@@ -1,6 +1,6 @@
 """The `lockgate` argument parser: option groups shared by the commands that take them.
 
-Runner defaults come from runner.execute.Options, declared there once.
+Runner defaults come from runner.options (Options, Limits), declared there once.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from collections.abc import Callable
 from typing import TypeAlias
 
 from .. import __version__
-from ..runner.database import DEFAULT_HISTORY_TABLE
-from ..runner.execute import Options
-from ..runner.pressure import Limits
+from ..controller.pod_security import Level
+from ..runner.options import DEFAULT_HISTORY_TABLE, Limits, Options
 from ..shared.phases import Phase
 from ..shared.versions import Version
 from .commands import (
@@ -97,6 +96,14 @@ def _cluster_commands(commands: Subcommands) -> None:
         "--metrics-port", type=int, default=_env_int("LOCKGATE_METRICS_PORT", 9090), help="/metrics port (0: off)"
     )
     run.add_argument("--log-format", choices=["plain", "json"], default=os.environ.get("LOCKGATE_LOG_FORMAT", "plain"))
+    run.add_argument(
+        "--pod-security",
+        type=Level,
+        choices=list(Level),
+        default=os.environ.get("LOCKGATE_POD_SECURITY", Level.RESTRICTED),
+        help="the Pod Security level a SchemaMigration's pod may ask for: a spec asking for more is refused "
+        "(default: $LOCKGATE_POD_SECURITY, else restricted)",
+    )
     run.add_argument("--verbose", action="store_true", help="also kopf's per-handler logs")
     wait = _subcommand(commands, "wait", cmd_wait, "block until a SchemaMigration expanded a version (init container)")
     wait.add_argument(

@@ -19,9 +19,10 @@ from typing import Any
 from .background import PROGRESS_REFRESH, may_start, progress_pods, to_suspend
 from .diagnosis import event_subjects
 from .events import Event, events_for
-from .gate import GatePatch, gate_patches
-from .ledger import Entry, JobRef, JobRequest, Ledger
-from .observed import ACTIVE, JobView, Observed, iso
+from .gate import GatePatch, gate_patches, held_pods
+from .history_entry import HistoryEntry, Result
+from .ledger import JobRef, JobRequest, Ledger
+from .observed import JobView, Observed, PodView
 from .phase_plan import blocked, plan_for
 from .status import status_of
 
@@ -41,7 +42,8 @@ class Decision:
     release: tuple[str, ...] = ()  # Jobs whose result finalizer may go once the status is written
     events: tuple[Event, ...] = ()
     requeue_after: float | None = None
-    finished: tuple[Entry, ...] = ()  # history entries this decision completes
+    finished: tuple[HistoryEntry, ...] = ()  # history entries this decision completes
+    held: tuple[PodView, ...] = ()  # pods the gate holds after this decision, for the metrics
 
 
 def decide(observed: Observed) -> Decision:
@@ -54,12 +56,12 @@ def decide(observed: Observed) -> Decision:
     ledger = Ledger.from_status(migration.status)
     lost = ledger.record_lost(observed)
     finished, report_retry = ledger.record_finished(observed)
-    binding = ledger.bind(ours, iso(observed.now))
+    binding = ledger.bind(ours, observed.now)
     plan = plan_for(migration, ledger, observed)
     if observed.error:
         plan = blocked(plan, observed.error)
     if plan.request:
-        ledger.claim(plan.request, iso(observed.now))
+        ledger.claim(plan.request, observed.now)
     status = status_of(migration, ledger, plan, observed)
     recorded = tuple(j.name for j in ours if j.has_finalizer and _result_kept(j, ledger))
     return Decision(
@@ -70,11 +72,12 @@ def decide(observed: Observed) -> Decision:
         progress=status.get("progress"),
         delete=binding.delete,
         gates=gate_patches(observed, ledger.expanded),
+        held=held_pods(observed, ledger.expanded),
         release=foreign + recorded,
         events=events_for(migration.status, status, plan.request, lost + finished),
         requeue_after=min(filter(None, (plan.requeue_after, report_retry, _recheck(observed))), default=None),
         finished=tuple(lost + finished),
-        lost=tuple(e["job"] for e in lost),
+        lost=tuple(e.job for e in lost),
     )
 
 
@@ -91,10 +94,12 @@ def _result_kept(job: JobView, ledger: Ledger) -> bool:
     being deleted (no claim is bound to it: there is no result to keep)."""
     if job.deleting and ledger.late(job):
         return True
-    return (job.state != ACTIVE or job.deleting) and ledger.is_recorded(job.name)
+    return (job.state != Result.RUNNING or job.deleting) and ledger.is_recorded(job.name)
 
 
 def _without_migration(observed: Observed, deleting: bool) -> Decision:
     """The SchemaMigration is gone or going: let go of its Jobs; hold only new pods at the gate."""
     release = tuple(j.name for j in observed.jobs if j.has_finalizer)
-    return Decision(gates=() if deleting else gate_patches(observed, None), release=release)
+    if deleting:
+        return Decision(release=release)
+    return Decision(gates=gate_patches(observed, None), release=release, held=held_pods(observed, None))

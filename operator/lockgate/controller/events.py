@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .conditions import ConditionType, Reason, StatusPhase, became_true, find
-from .ledger import Entry, JobRequest, Result
+from .history_entry import HistoryEntry, Result
+from .ledger import JobRequest
 
 # Phases worth an Event when entered, and the condition whose message explains them.
 ANNOUNCED = {
@@ -28,7 +29,7 @@ class Event:
 
 
 def events_for(
-    old_status: dict[str, Any], status: dict[str, Any], claim: JobRequest | None, finished: list[Entry]
+    old_status: dict[str, Any], status: dict[str, Any], claim: JobRequest | None, finished: list[HistoryEntry]
 ) -> tuple[Event, ...]:
     events = [_finished_event(e) for e in finished]
     if claim and (old_status.get("jobs") or {}).get(claim.phase) != claim.name:
@@ -47,17 +48,17 @@ def events_for(
     return tuple(events)
 
 
-def _finished_event(entry: Entry) -> Event:
-    phase = entry["phase"]
-    if entry["result"] == Result.SUCCEEDED:
-        applied = f": {entry['applied']} migration(s) applied" if entry.get("applied") is not None else ""
+def _finished_event(entry: HistoryEntry) -> Event:
+    phase = entry.phase
+    if entry.result == Result.SUCCEEDED:
+        applied = f": {entry.applied} migration(s) applied" if entry.applied is not None else ""
         return Event(
             "Normal",
             f"{phase.capitalize()}Succeeded",
-            f"{phase} Job {entry['job']} for version {entry['version']} succeeded{applied}",
+            f"{phase} Job {entry.job} for version {entry.version} succeeded{applied}",
         )
     return Event(
         "Warning",
         f"{phase.capitalize()}Failed",
-        f"{phase} Job {entry['job']} for version {entry['version']} failed: {entry.get('error')}",
+        f"{phase} Job {entry.job} for version {entry.version} failed: {entry.error}",
     )

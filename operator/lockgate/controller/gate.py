@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..shared.timestamps import parse_time
 from ..shared.versions import Version
 from .conditions import Condition, Reason
-from .observed import Observed, PodView, parse_time, parse_version
+from .observed import Observed, PodView
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,11 @@ def gate_patches(observed: Observed, expanded: Version | None) -> tuple[GatePatc
     return tuple(patches)
 
 
+def held_pods(observed: Observed, expanded: Version | None) -> tuple[PodView, ...]:
+    """The pods the gate holds now (for the metrics: how many, and since when)."""
+    return tuple(p for p in observed.pods if not p.deleting and not gate_for(p, observed, expanded).status)
+
+
 def gate_for(pod: PodView, observed: Observed, expanded: Version | None) -> Condition:
     """Open once the version the pod requires is expanded; closed, with the reason, before."""
     if observed.migration is None:
@@ -43,18 +49,18 @@ def gate_for(pod: PodView, observed: Observed, expanded: Version | None) -> Cond
             Reason.SCHEMA_MIGRATION_NOT_FOUND,
             f"no SchemaMigration {observed.name} in namespace {observed.namespace}",
         )
-    if not pod.required:
+    if pod.unreadable is not None:
+        return Condition(
+            False,
+            Reason.INVALID_REQUIRED_VERSION,
+            f"lockgate.dev/requires-version {pod.unreadable!r} is not a dotted version such as 3 or 1.10",
+        )
+    required = pod.required
+    if required is None:
         return Condition(
             False,
             Reason.MISSING_REQUIRED_VERSION,
             "set the pod template annotation lockgate.dev/requires-version to the schema version this code needs",
-        )
-    required = parse_version(pod.required)
-    if required is None:
-        return Condition(
-            False,
-            Reason.INVALID_REQUIRED_VERSION,
-            f"lockgate.dev/requires-version {pod.required!r} is not a dotted version such as 3 or 1.10",
         )
     if expanded is not None and required <= expanded:
         return Condition(

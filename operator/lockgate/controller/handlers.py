@@ -12,9 +12,9 @@ from typing import Any
 
 import kopf
 
-from ..shared import redaction
-from .kube import Kube
+from .kube import KubeApi
 from .observed import Observed, job_pod_view, job_view, pod_view, workload_view
+from .pod_security import Level
 from .reconciler import Key, Reconciler
 from .spec import GROUP, OWNER_ANNOTATION, OWNER_LABEL, PLURAL, SCHEMA_LABEL, VERSION, parse_migration
 
@@ -30,18 +30,19 @@ class Operator:
     def __init__(self) -> None:
         self.indexes: dict[str, kopf.Index[Any, Any]] = {}
         self.reconciler: Reconciler | None = None
+        self.pod_security = Level.RESTRICTED  # set by run_operator before kopf starts
 
     def trigger(self, key: Key, kwargs: Mapping[str, Any]) -> None:
         if self.reconciler is None:
             self.indexes = {name: kwargs[name] for name in INDEXES}
-            self.reconciler = Reconciler(Kube(), self.observe)
+            self.reconciler = Reconciler(KubeApi(), self.observe, self.pod_security)
         self.reconciler.request(key)
 
     def observe(self, key: Key) -> Observed:
         namespace, name = key
         bodies = _values(self.indexes["migration_idx"], key)
         return Observed(
-            migration=parse_migration(bodies[0]) if bodies else None,
+            migration=parse_migration(bodies[0], self.pod_security) if bodies else None,
             namespace=namespace,
             name=name,
             jobs=tuple(_values(self.indexes["job_idx"], key)),
@@ -94,8 +95,6 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10]
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(redaction.RedactingFilter())
 
 
 # indexes

@@ -13,11 +13,12 @@ from kubernetes.client.exceptions import ApiException
 
 from ..shared import redaction
 from ..shared.errors import UsageError
+from ..shared.timestamps import iso
 from .events import Event
 from .gate import GatePatch
 from .ledger import JobRef
 from .manifests import CONTAINER
-from .observed import WarningView, iso
+from .observed import WarningView
 from .spec import GATE_CONDITION, GROUP, KIND, PLURAL, RESULT_FINALIZER, VERSION
 
 log = logging.getLogger("lockgate.kube")
@@ -69,7 +70,9 @@ def _when(event: client.CoreV1Event) -> datetime:
     return event.last_timestamp or event.event_time or datetime.min.replace(tzinfo=timezone.utc)
 
 
-class Kube:
+class KubeApi:
+    """The calls the operator makes, on one API client (a test passes its own)."""
+
     def __init__(self, api_client: client.ApiClient | None = None) -> None:
         self.api = api_client or client.ApiClient()
         self.core = client.CoreV1Api(self.api)

@@ -14,18 +14,18 @@ Exactly once rests on three rules the shell enforces:
 
 from __future__ import annotations
 
-import copy
-import enum
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from ..shared.phases import UNDO, Phase, lane
 from ..shared.report import RunnerReport
+from ..shared.timestamps import parse_time
 from ..shared.versions import Version
-from .observed import ACTIVE, FAILED, SUCCEEDED, JobPodView, JobView, Observed, iso, parse_time, parse_version
+from .history_entry import FINAL, HistoryEntry, Result
+from .observed import JobPodView, JobView, Observed
 from .spec import Migration
 
 HISTORY_LIMIT = 20
@@ -41,26 +41,13 @@ REPORT_GRACE = timedelta(seconds=5)
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 VERSION_IN_NAME = 20  # characters of a version's numbers a Job name keeps when it must be cut
 
-Entry = dict[str, Any]  # one status.history entry, as the API stores it
-
-
-class Result(enum.StrEnum):
-    RUNNING = "Running"  # claimed: the Job is (about to be) running
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-
-
-FINAL = (Result.SUCCEEDED, Result.FAILED)
-RESULT_OF_STATE = {SUCCEEDED: Result.SUCCEEDED, FAILED: Result.FAILED}
-
 
 @dataclass(frozen=True)
 class JobRequest:
     """A claimed Job: what to create once the claim is written."""
 
     phase: str
-    version: str  # what the Job is for (its label)
-    target: str  # --target for migrate, --to for undo
+    version: Version  # what the Job is for: --target for migrate, --to for undo
     attempt: str
     name: str
     image: str
@@ -83,11 +70,11 @@ class Binding:
 
 
 @dataclass(frozen=True)
-class Step:
-    """What to do about the one Job of a (phase, version): claim it, wait, or report its failure."""
+class JobVerdict:
+    """Where the one Job of a (phase, version) stands: claim it, wait for it, or report its failure."""
 
     request: JobRequest | None = None
-    failed: Entry | None = None
+    failed: HistoryEntry | None = None
     waiting: str = ""  # what the status says while the Job is claimed or running
     requeue_after: float | None = None
     running: JobView | None = None  # the Job of this lane that runs now, if one does
@@ -95,18 +82,19 @@ class Step:
 
 @dataclass
 class Ledger:
-    history: list[Entry]
+    history: list[HistoryEntry]
     expanded: Version | None
     background: Version | None
     contracted: Version | None
 
     @classmethod
     def from_status(cls, status: dict[str, Any]) -> Ledger:
+        """The ledger as status stores it; status.status_of writes it back (HistoryEntry.to_api)."""
         return cls(
-            copy.deepcopy(status.get("history") or []),
-            parse_version(status.get("appliedVersion")),
-            parse_version(status.get("backgroundVersion")),
-            parse_version(status.get("contractedVersion")),
+            [HistoryEntry.from_api(e) for e in status.get("history") or []],
+            Version.parse_or_none(status.get("appliedVersion")),
+            Version.parse_or_none(status.get("backgroundVersion")),
+            Version.parse_or_none(status.get("contractedVersion")),
         )
 
     def reached(self, phase: Phase, version: Version) -> bool:
@@ -114,45 +102,37 @@ class Ledger:
         done = {Phase.EXPAND: self.expanded, Phase.BACKGROUND: self.background, Phase.CONTRACT: self.contracted}[phase]
         return done is not None and done >= version
 
-    def latest(self, phase: str, version: Version) -> Entry | None:
-        return next(
-            (e for e in reversed(self.history) if e["phase"] == phase and parse_version(e["version"]) == version), None
-        )
+    def latest(self, phase: str, version: Version) -> HistoryEntry | None:
+        return next((e for e in reversed(self.history) if e.phase == phase and e.version == version), None)
 
-    def by_job(self, name: str) -> Entry | None:
-        return next((e for e in self.history if e["job"] == name), None)
+    def by_job(self, name: str) -> HistoryEntry | None:
+        return next((e for e in self.history if e.job == name), None)
 
     def is_recorded(self, job: str) -> bool:
         entry = self.by_job(job)
-        return entry is not None and entry["result"] in FINAL
+        return entry is not None and entry.result in FINAL
 
     def image_of(self, version: Version) -> str | None:
         """The image that expanded `version`: it carries that version's undo scripts."""
         return next(
             (
-                e["image"]
+                e.image
                 for e in reversed(self.history)
-                if e["phase"] == Phase.EXPAND
-                and e["result"] == Result.SUCCEEDED
-                and parse_version(e["version"]) == version
+                if e.phase == Phase.EXPAND and e.result == Result.SUCCEEDED and e.version == version
             ),
             None,
         )
 
-    def claim(self, request: JobRequest, now: str) -> None:
+    def claim(self, request: JobRequest, now: datetime) -> None:
         """Record the claim; written with the status, so it is always guarded by resourceVersion."""
         entry = self.by_job(request.name)
         if entry is None:
-            entry = {
-                "version": request.version,
-                "phase": request.phase,
-                "job": request.name,
-                "attempt": request.attempt,
-                "image": request.image,
-                "result": Result.RUNNING.value,
-            }
-            self.history.append(entry)
-        entry["claimedAt"] = now
+            claimed = HistoryEntry(
+                request.version, request.phase, request.name, request.attempt, request.image, Result.RUNNING, now
+            )
+            self.history.append(claimed)
+        else:
+            self._put(entry, replace(entry, claimed_at=now))
 
     def late(self, job: JobView) -> bool:
         """Whether the Job is a create that landed after its claim was settled: its claim is bound
@@ -160,10 +140,10 @@ class Ledger:
         entry = self.by_job(job.name)
         if entry is None:
             return job.suspended
-        bound = entry.get("jobUid")
-        return bound not in (None, job.uid) or (bound is None and entry["result"] in FINAL and job.suspended)
+        bound = entry.job_uid
+        return bound not in (None, job.uid) or (bound is None and entry.result in FINAL and job.suspended)
 
-    def bind(self, jobs: tuple[JobView, ...], now: str) -> Binding:
+    def bind(self, jobs: tuple[JobView, ...], now: datetime) -> Binding:
         """Bind each suspended Job to its running claim (once) and start it; delete late creates unrun."""
         start, delete = [], []
         for job in jobs:
@@ -172,78 +152,85 @@ class Ledger:
             entry = self.by_job(job.name)
             if self.late(job):
                 delete.append(JobRef(job.name, job.uid))
-            elif entry is not None and entry["result"] == Result.RUNNING:
-                if entry.get("jobUid") is None:
-                    entry.update(jobUid=job.uid, boundAt=now)
+            elif entry is not None and entry.result == Result.RUNNING:
+                if entry.job_uid is None:
+                    self._put(entry, replace(entry, job_uid=job.uid, bound_at=now))
                 start.append(JobRef(job.name, job.uid))
         return Binding(tuple(start), tuple(delete))
 
-    def record_finished(self, observed: Observed) -> tuple[list[Entry], float | None]:
+    def record_finished(self, observed: Observed) -> tuple[list[HistoryEntry], float | None]:
         """Write each finished Job's result into its history entry (once) and advance the versions.
         Also returns when to look again for a result still waiting for its pod's report."""
-        done: list[Entry] = []
+        done: list[HistoryEntry] = []
         retry = None
         for job in sorted(observed.jobs, key=lambda j: j.start or ""):
             entry = self.by_job(job.name)
-            version = parse_version(job.version)
-            if version is None or self.late(job) or (entry and entry["result"] in FINAL):
+            version = job.version
+            if version is None or self.late(job) or (entry and entry.result in FINAL):
                 continue
             if job.live:
                 continue
             report = _report(observed.job_pods, job.name)
             waited = observed.now - (parse_time(job.finished) or observed.now)
-            if report is None and job.state != ACTIVE and waited < REPORT_GRACE:
+            if report is None and job.state != Result.RUNNING and waited < REPORT_GRACE:
                 retry = 1.0
                 continue
-            entry = self._finish(job, entry, report, observed.now)
-            if entry["result"] == Result.SUCCEEDED:
+            finished = self._finish(job, version, entry, report, observed.now)
+            if finished.result == Result.SUCCEEDED:
                 self._advance(job.phase, version)
-            done.append(entry)
+            done.append(finished)
         return done, retry
 
-    def record_lost(self, observed: Observed) -> list[Entry]:
+    def record_lost(self, observed: Observed) -> list[HistoryEntry]:
         """Bound claims whose Job is gone without a result (its finalizer was removed by hand):
         failed, since whether it ran is unknown; never claimed again under the same name."""
         present = {j.name for j in observed.jobs}
         lost = [
             e
             for e in self.history
-            if e["result"] == Result.RUNNING
-            and e["job"] not in present
-            and observed.now - (parse_time(e.get("boundAt")) or observed.now) > LOST_GRACE
+            if e.result == Result.RUNNING
+            and e.job not in present
+            and observed.now - (e.bound_at or observed.now) > LOST_GRACE
         ]
-        for entry in lost:
-            entry.pop("claimedAt", None)
-            entry.pop("boundAt", None)
-            entry.update(
-                result=Result.FAILED.value,
-                completionTime=iso(observed.now),
-                error=f"the Job {entry['job']} was deleted before its result was recorded: check whether it ran",
+        return [
+            self._put(
+                entry,
+                replace(
+                    entry,
+                    result=Result.FAILED,
+                    claimed_at=None,
+                    bound_at=None,
+                    completion_time=observed.now,
+                    error=f"the Job {entry.job} was deleted before its result was recorded: check whether it ran",
+                ),
             )
-        return lost
+            for entry in lost
+        ]
 
-    def _finish(self, job: JobView, entry: Entry | None, report: RunnerReport | None, now: datetime) -> Entry:
+    def _finish(
+        self, job: JobView, version: Version, entry: HistoryEntry | None, report: RunnerReport | None, now: datetime
+    ) -> HistoryEntry:
         if entry is None:  # a Job we did not claim (history trimmed, or status lost): adopt its result
-            entry = {
-                "version": job.version,
-                "phase": job.phase,
-                "job": job.name,
-                "attempt": job.attempt,
-                "image": job.image,
-            }
+            entry = HistoryEntry(version, job.phase, job.name, job.attempt, job.image, None)
             self.history.append(entry)
-        deleted_early = job.state == ACTIVE
-        entry.pop("claimedAt", None)
-        entry.pop("boundAt", None)
-        entry.update(
-            result=(Result.FAILED if deleted_early else RESULT_OF_STATE[job.state]).value,
-            startTime=job.start,
-            completionTime=job.finished or iso(now),
+        deleted_early = job.state == Result.RUNNING
+        finished = replace(
+            entry,
+            result=Result.FAILED if deleted_early else job.state,
+            claimed_at=None,
+            bound_at=None,
+            start_time=parse_time(job.start),
+            completion_time=parse_time(job.finished) or now,
             applied=report.applied if report else None,
-            schemaVersion=report.schema_version if report else None,
+            schema_version=report.schema_version if report else None,
             error="the Job was deleted before it finished" if deleted_early else _error(job, report),
         )
-        return entry
+        return self._put(entry, finished)
+
+    def _put(self, old: HistoryEntry, new: HistoryEntry) -> HistoryEntry:
+        """Replace `old` (the very object, not an equal one) with `new` where it stands."""
+        self.history[next(i for i, e in enumerate(self.history) if e is old)] = new
+        return new
 
     def _advance(self, phase: str, version: Version) -> None:
         if phase == Phase.EXPAND:
@@ -256,45 +243,45 @@ class Ledger:
             self.expanded = version
             self.background = min(self.background, version) if self.background else None
 
-    def bounded_history(self) -> list[Entry]:
+    def bounded_history(self) -> list[HistoryEntry]:
         """The newest entries; claims still running are never dropped."""
         keep = self.history[-HISTORY_LIMIT:]
-        running = [e for e in self.history[:-HISTORY_LIMIT] if e["result"] == Result.RUNNING]
+        running = [e for e in self.history[:-HISTORY_LIMIT] if e.result == Result.RUNNING]
         return running + keep
 
 
 def next_job(
     ledger: Ledger, observed: Observed, migration: Migration, phase: str, version: Version, image: str
-) -> Step:
+) -> JobVerdict:
     """Wait for, retry or claim the one Job of (phase, version): the exactly-once rule.
 
     One Job at a time per lane; a failed attempt is final until the attempt key changes;
     a fresh claim is left to its Job; a stale one is claimed again under the same name."""
     busy = [j for j in observed.jobs if lane(j.phase) == lane(phase) and j.live]
     if busy:
-        return Step(
+        return JobVerdict(
             waiting=f"{busy[0].phase} Job {busy[0].name} (version {busy[0].version}) is running", running=busy[0]
         )
     attempt = attempt_key(migration)
     latest = ledger.latest(phase, version)
-    if latest and latest["result"] == Result.FAILED and latest.get("attempt") == attempt:
-        return Step(failed=latest)
+    if latest and latest.result == Result.FAILED and latest.attempt == attempt:
+        return JobVerdict(failed=latest)
     name = job_name(migration, phase, version, attempt)
-    if latest and latest["result"] == Result.RUNNING and latest.get("jobUid"):
+    if latest and latest.result == Result.RUNNING and latest.job_uid:
         # Its Job was created and bound, so it is never created again: wait for the watch, or for
         # record_finished to call it lost.
-        bound = observed.now - (parse_time(latest.get("boundAt")) or observed.now)
+        bound = observed.now - (latest.bound_at or observed.now)
         recheck = max(1.0, (LOST_GRACE - bound).total_seconds())  # never a busy loop once the grace is over
-        return Step(waiting=f"waiting for {phase} Job {latest['job']}", requeue_after=recheck)
-    if latest and latest["result"] == Result.RUNNING:
-        age = observed.now - (parse_time(latest.get("claimedAt")) or observed.now)
+        return JobVerdict(waiting=f"waiting for {phase} Job {latest.job}", requeue_after=recheck)
+    if latest and latest.result == Result.RUNNING:
+        age = observed.now - (latest.claimed_at or observed.now)
         if age < CLAIM_GRACE:
-            return Step(
-                waiting=f"starting {phase} Job {latest['job']}", requeue_after=(CLAIM_GRACE - age).total_seconds()
+            return JobVerdict(
+                waiting=f"starting {phase} Job {latest.job}", requeue_after=(CLAIM_GRACE - age).total_seconds()
             )
-        attempt, name = latest.get("attempt", attempt), latest["job"]
-    request = JobRequest(phase, str(version), str(version), attempt, name, image)
-    return Step(request=request, waiting=f"starting {phase} Job {name}")
+        attempt, name = latest.attempt if latest.attempt is not None else attempt, latest.job
+    request = JobRequest(phase, version, attempt, name, image)
+    return JobVerdict(request=request, waiting=f"starting {phase} Job {name}")
 
 
 def attempt_key(migration: Migration) -> str:
@@ -333,7 +320,7 @@ def _error(job: JobView, report: RunnerReport | None) -> str | None:
     """Why a finished Job failed: the deadline first (the runner's last words then are only where
     it was stopped), then the runner's own error, then what Kubernetes says."""
     said = report.error if report else None
-    if job.state != FAILED:
+    if job.state != Result.FAILED:
         return said
     if job.failed_reason == "DeadlineExceeded":
         where = f" (its last output: {said})" if said else ""

@@ -24,12 +24,14 @@ from .spec import (
 
 CONTAINER = "migrate"
 MIGRATIONS_VOLUME = "migrations"
-# Applied where the spec says nothing: the runner needs no privileges at all.
+# Applied to each field the spec leaves unset: the runner needs no privileges at all.
 RESTRICTED_CONTAINER = {
     "allowPrivilegeEscalation": False,
     "capabilities": {"drop": ["ALL"]},
     "seccompProfile": {"type": "RuntimeDefault"},
 }
+# Kubernetes refuses allowPrivilegeEscalation false beside these (an install that allows them).
+ESCALATING_CAPABILITIES = frozenset({"SYS_ADMIN", "CAP_SYS_ADMIN"})
 
 
 def job_manifest(migration: Migration, request: JobRequest) -> dict[str, Any]:
@@ -38,7 +40,7 @@ def job_manifest(migration: Migration, request: JobRequest) -> dict[str, Any]:
         MANAGED_BY[0]: MANAGED_BY[1],
         OWNER_LABEL: owner_label(migration.name),
         PHASE_LABEL: request.phase,
-        VERSION_LABEL: request.version,
+        VERSION_LABEL: str(request.version),
         ATTEMPT_LABEL: request.attempt,
     }
     job_spec: dict[str, Any] = {
@@ -70,8 +72,7 @@ def job_manifest(migration: Migration, request: JobRequest) -> dict[str, Any]:
             "namespace": migration.namespace,
             "labels": labels,
             "annotations": {
-                VERSION_LABEL: request.version,
-                "lockgate.dev/target": request.target,
+                VERSION_LABEL: str(request.version),
                 OWNER_ANNOTATION: migration.name,
             },
             "finalizers": [RESULT_FINALIZER],
@@ -132,7 +133,7 @@ def _container(migration: Migration, request: JobRequest) -> dict[str, Any]:
         "terminationMessagePath": TERMINATION_LOG,
         # Tools other than lockgate write no summary: their log tail explains a failure instead.
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": template.get("securityContext") or RESTRICTED_CONTAINER,
+        "securityContext": _security_context(template),
     }
     container.update(_command(migration, request))
     if spec.image_pull_policy:
@@ -144,14 +145,28 @@ def _container(migration: Migration, request: JobRequest) -> dict[str, Any]:
     return container
 
 
+def _security_context(template: dict[str, Any]) -> dict[str, Any]:
+    """The spec's container securityContext over RESTRICTED_CONTAINER, field by field: setting
+    runAsUser does not bring privilege escalation back (pod_security.py refuses what is asked)."""
+    asked = template.get("securityContext") or {}
+    capabilities = asked.get("capabilities") or {}
+    context: dict[str, Any] = {**RESTRICTED_CONTAINER, **asked, "capabilities": {"drop": ["ALL"], **capabilities}}
+    escalating = asked.get("privileged") or ESCALATING_CAPABILITIES & set(capabilities.get("add") or [])
+    if escalating and "allowPrivilegeEscalation" not in asked:
+        del context["allowPrivilegeEscalation"]
+    if "seccompProfile" not in asked and (template.get("podSecurityContext") or {}).get("seccompProfile"):
+        del context["seccompProfile"]  # the pod's profile applies
+    return context
+
+
 def _command(migration: Migration, request: JobRequest) -> dict[str, list[str]]:
     """The phase's override, or `lockgate migrate --phase P --target V` (`lockgate undo --to V`)."""
     override = migration.spec.phase("rollback" if request.phase == UNDO else request.phase)
     if override.command or override.args:
         return {k: v for k, v in (("command", override.command), ("args", override.args)) if v}
     if request.phase == UNDO:
-        return {"command": ["lockgate"], "args": ["undo", "--to", request.target]}
-    return {"command": ["lockgate"], "args": ["migrate", "--phase", request.phase, "--target", request.target]}
+        return {"command": ["lockgate"], "args": ["undo", "--to", str(request.version)]}
+    return {"command": ["lockgate"], "args": ["migrate", "--phase", request.phase, "--target", str(request.version)]}
 
 
 def _env(migration: Migration, request: JobRequest) -> list[dict[str, Any]]:
@@ -165,7 +180,7 @@ def _env(migration: Migration, request: JobRequest) -> list[dict[str, Any]]:
         {"name": "LOCKGATE_MIGRATIONS_DIR", "value": spec.migrations_path},
         {"name": "LOCKGATE_SUMMARY_FILE", "value": TERMINATION_LOG},
         {"name": "LOCKGATE_PHASE", "value": request.phase},
-        {"name": "LOCKGATE_TARGET_VERSION", "value": request.target},
+        {"name": "LOCKGATE_TARGET_VERSION", "value": str(request.version)},
         {"name": "LOCKGATE_SCHEMAMIGRATION", "value": migration.name},
     ]
     if spec.history_table:

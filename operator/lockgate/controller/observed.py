@@ -14,6 +14,7 @@ from ..shared.progress import Progress
 from ..shared.report import RunnerReport, parse_report
 from ..shared.versions import Version
 from .conditions import find
+from .history_entry import Result
 from .spec import (
     ATTEMPT_LABEL,
     GATE_CONDITION,
@@ -24,17 +25,15 @@ from .spec import (
     Migration,
 )
 
-ACTIVE, SUCCEEDED, FAILED = "active", "succeeded", "failed"
-
 
 @dataclass(frozen=True)
 class JobView:
     name: str
     phase: str
-    version: str
+    version: Version | None  # None: no readable version label (not a Job lockgate made)
     attempt: str
     image: str
-    state: str
+    state: Result  # RUNNING until Kubernetes says Complete (SUCCEEDED) or Failed
     start: str | None
     finished: str | None
     has_finalizer: bool
@@ -42,16 +41,15 @@ class JobView:
     owner_uid: str | None
     uid: str = ""
     suspended: bool = False  # not bound to its claim yet (ledger.bind), or paused (background.py)
-
-    @property
-    def live(self) -> bool:
-        """Neither finished nor being deleted: it holds its lane."""
-        return self.state == ACTIVE and not self.deleting
-
     failed_reason: str = ""  # the Failed condition's reason: DeadlineExceeded, BackoffLimitExceeded, ...
     failed_message: str = ""
     deadline: int | None = None  # spec.activeDeadlineSeconds
     failed_pods: int = 0
+
+    @property
+    def live(self) -> bool:
+        """Neither finished nor being deleted: it holds its lane."""
+        return self.state == Result.RUNNING and not self.deleting
 
 
 @dataclass(frozen=True)
@@ -82,22 +80,21 @@ class PodView:
     """A gated application pod."""
 
     name: str
-    uid: str
-    required: str | None
+    required: Version | None
     gate: tuple[str, str] | None  # (status, reason) of the gate condition, if set
     created: str | None
     deleting: bool
+    unreadable: str | None = None  # the requires-version annotation, when it is not a version
 
 
 @dataclass(frozen=True)
 class WorkloadView:
     kind: str
     name: str
-    required: str | None
+    required: Version | None
     desired: int
     updated: int
     available: int
-    total: int
     rolled_out: bool
 
 
@@ -127,7 +124,7 @@ def job_view(body: dict[str, Any]) -> JobView:
     return JobView(
         name=meta["name"],
         phase=labels.get(PHASE_LABEL, ""),
-        version=(meta.get("annotations") or {}).get(VERSION_LABEL, labels.get(VERSION_LABEL, "")),
+        version=Version.parse_or_none((meta.get("annotations") or {}).get(VERSION_LABEL, labels.get(VERSION_LABEL))),
         attempt=labels.get(ATTEMPT_LABEL, ""),
         image=containers[0].get("image", ""),
         state=job_state(status),
@@ -145,11 +142,11 @@ def job_view(body: dict[str, Any]) -> JobView:
     )
 
 
-def job_state(status: dict[str, Any]) -> str:
+def job_state(status: dict[str, Any]) -> Result:
     for condition in status.get("conditions") or []:
         if condition.get("status") == "True" and condition.get("type") in ("Complete", "Failed"):
-            return SUCCEEDED if condition["type"] == "Complete" else FAILED
-    return ACTIVE
+            return Result.SUCCEEDED if condition["type"] == "Complete" else Result.FAILED
+    return Result.RUNNING
 
 
 def job_pod_view(body: dict[str, Any]) -> JobPodView:
@@ -203,13 +200,15 @@ def pod_view(body: dict[str, Any]) -> PodView:
         ),
         None,
     )
+    text = (meta.get("annotations") or {}).get(REQUIRES_ANNOTATION)
+    required = Version.parse_or_none(text)
     return PodView(
         name=meta["name"],
-        uid=meta.get("uid", ""),
-        required=(meta.get("annotations") or {}).get(REQUIRES_ANNOTATION),
+        required=required,
         gate=gate,
         created=meta.get("creationTimestamp"),
         deleting=bool(meta.get("deletionTimestamp")),
+        unreadable=text if text and required is None else None,
     )
 
 
@@ -220,7 +219,7 @@ def workload_view(body: dict[str, Any]) -> WorkloadView:
     current = status.get("observedGeneration", 0) >= meta.get("generation", 0)
     if kind == "DaemonSet":
         desired, updated = status.get("desiredNumberScheduled", 0), status.get("updatedNumberScheduled", 0)
-        available, total = status.get("numberAvailable", 0), status.get("currentNumberScheduled", 0)
+        available = status.get("numberAvailable", 0)
         done = current and updated == desired and available == desired
     else:
         desired, updated = spec.get("replicas", 1), status.get("updatedReplicas", 0)
@@ -229,25 +228,8 @@ def workload_view(body: dict[str, Any]) -> WorkloadView:
         done = current and updated == desired and total == desired and available == desired
         if kind == "StatefulSet":
             done = done and status.get("currentRevision") == status.get("updateRevision")
-    return WorkloadView(
-        kind, meta["name"], template_annotations.get(REQUIRES_ANNOTATION), desired, updated, available, total, done
-    )
-
-
-def parse_version(text: str | None) -> Version | None:
-    try:
-        return Version.parse(text) if text else None
-    except ValueError:
-        return None
-
-
-def parse_time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-
-
-def iso(moment: datetime) -> str:
-    """A Kubernetes timestamp: UTC, seconds, Z."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    required = Version.parse_or_none(template_annotations.get(REQUIRES_ANNOTATION))
+    return WorkloadView(kind, meta["name"], required, desired, updated, available, done)
 
 
 def _failed(status: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from ..shared.phases import UNDO, Phase
 from ..shared.versions import Version
 from .conditions import Condition, Reason, StatusPhase
 from .diagnosis import cannot_start
-from .ledger import Entry, JobRequest, Ledger, Step, next_job
+from .history_entry import HistoryEntry
+from .ledger import JobRequest, JobVerdict, Ledger, next_job
 from .observed import Observed
 from .rollout import WAITING_FOR_ROLLOUT, contract_verdict, rollout
 from .spec import Migration
@@ -29,7 +30,7 @@ PAUSED_CONTRACT = Condition(False, Reason.PAUSED, "contract waits for the paused
 
 
 @dataclass(frozen=True)
-class Plan:
+class PhasePlan:
     phase: StatusPhase
     ready: Condition
     reconciling: Condition
@@ -40,7 +41,7 @@ class Plan:
     requeue_after: float | None = None
 
 
-def plan_for(m: Migration, ledger: Ledger, observed: Observed) -> Plan:
+def plan_for(m: Migration, ledger: Ledger, observed: Observed) -> PhasePlan:
     if m.spec.problems:
         return _invalid(m.spec.problems)
     expanded = ledger.expanded
@@ -51,9 +52,9 @@ def plan_for(m: Migration, ledger: Ledger, observed: Observed) -> Plan:
     return _after_expand(m, ledger, observed)
 
 
-def _expanding(m: Migration, ledger: Ledger, observed: Observed) -> Plan:
+def _expanding(m: Migration, ledger: Ledger, observed: Observed) -> PhasePlan:
     v = m.spec.version
-    plan = Plan(
+    plan = PhasePlan(
         phase=StatusPhase.EXPANDING,
         ready=Condition(False, Reason.EXPANDING, f"expanding the schema to {v}: pods requiring it wait at the gate"),
         reconciling=Condition(True, Reason.EXPANDING),
@@ -61,14 +62,16 @@ def _expanding(m: Migration, ledger: Ledger, observed: Observed) -> Plan:
         rolled_out=Condition(False, Reason.ROLLOUT_WAITING, "waiting for the expand phase"),
         contracted=Condition(False, Reason.WAITING_FOR_EXPAND, "contract runs after expand and the rollout"),
     )
-    step = next_job(ledger, observed, m, Phase.EXPAND, v, m.spec.image)
-    return _with_step(replace(plan, reconciling=Condition(True, Reason.EXPANDING, step.waiting)), step, observed)
+    verdict = next_job(ledger, observed, m, Phase.EXPAND, v, m.spec.image)
+    return _with_verdict(
+        replace(plan, reconciling=Condition(True, Reason.EXPANDING, verdict.waiting)), verdict, observed
+    )
 
 
-def _after_expand(m: Migration, ledger: Ledger, observed: Observed) -> Plan:
+def _after_expand(m: Migration, ledger: Ledger, observed: Observed) -> PhasePlan:
     v = m.spec.version
     rolled_out = rollout(observed, v, m.spec.gate_kinds)
-    plan = Plan(
+    plan = PhasePlan(
         phase=StatusPhase.ROLLING_OUT,
         ready=Condition(True, Reason.SCHEMA_EXPANDED, f"schema {v} is expanded: pods requiring it pass the gate"),
         reconciling=Condition(
@@ -79,26 +82,26 @@ def _after_expand(m: Migration, ledger: Ledger, observed: Observed) -> Plan:
         contracted=WAITING_FOR_ROLLOUT,
     )
     if m.spec.phase(Phase.BACKGROUND).enabled and not ledger.reached(Phase.BACKGROUND, v):
-        step = next_job(ledger, observed, m, Phase.BACKGROUND, v, m.spec.image)
-        if m.paused and not step.failed:  # a failed phase stays Stalled: pausing it changes nothing
+        verdict = next_job(ledger, observed, m, Phase.BACKGROUND, v, m.spec.image)
+        if m.paused and not verdict.failed:  # a failed phase stays Stalled: pausing it changes nothing
             return replace(plan, phase=StatusPhase.PAUSED, reconciling=PAUSED, contracted=PAUSED_CONTRACT)
-        return _with_step(replace(plan, phase=StatusPhase.BACKFILLING), step, observed)
-    verdict = contract_verdict(m, ledger, rolled_out, observed)
-    if not verdict.may_run:
-        return replace(plan, phase=verdict.phase, contracted=verdict.contracted, requeue_after=verdict.requeue_after)
-    step = next_job(ledger, observed, m, Phase.CONTRACT, v, m.spec.image)
-    if step.failed:
-        return job_failed(plan, step.failed)
-    contracting = Condition(False, Reason.CONTRACTING, step.waiting)
-    return _with_step(replace(plan, phase=StatusPhase.CONTRACTING, contracted=contracting), step, observed)
+        return _with_verdict(replace(plan, phase=StatusPhase.BACKFILLING), verdict, observed)
+    contract = contract_verdict(m, ledger, rolled_out, observed)
+    if not contract.may_run:
+        return replace(plan, phase=contract.phase, contracted=contract.contracted, requeue_after=contract.requeue_after)
+    verdict = next_job(ledger, observed, m, Phase.CONTRACT, v, m.spec.image)
+    if verdict.failed:
+        return job_failed(plan, verdict.failed)
+    contracting = Condition(False, Reason.CONTRACTING, verdict.waiting)
+    return _with_verdict(replace(plan, phase=StatusPhase.CONTRACTING, contracted=contracting), verdict, observed)
 
 
-def _lowered(m: Migration, ledger: Ledger, observed: Observed, expanded: Version) -> Plan:
+def _lowered(m: Migration, ledger: Ledger, observed: Observed, expanded: Version) -> PhasePlan:
     v = m.spec.version
     if m.spec.rollback_policy != "Undo":
         message = f"spec.version {v} is below the expanded {expanded}; rollback.policy Never keeps the newer schema (expand is additive), so nothing runs and pods requiring <= {expanded} pass the gate"
         return _at_rest(StatusPhase.NEWER_SCHEMA_KEPT, Reason.NEWER_SCHEMA_KEPT, message, ready=True)
-    plan = Plan(
+    plan = PhasePlan(
         phase=StatusPhase.ROLLING_BACK,
         ready=Condition(False, Reason.ROLLING_BACK, f"undoing the schema from {expanded} to {v}"),
         reconciling=Condition(True, Reason.ROLLING_BACK, f"undo Job to {v} is running"),
@@ -114,19 +117,19 @@ def _lowered(m: Migration, ledger: Ledger, observed: Observed, expanded: Version
             phase=StatusPhase.FAILED,
             stalled=Condition(True, Reason.NO_UNDO_IMAGE, message),
         )
-    return _with_step(plan, next_job(ledger, observed, m, UNDO, v, image), observed)
+    return _with_verdict(plan, next_job(ledger, observed, m, UNDO, v, image), observed)
 
 
-def _invalid(problems: tuple[str, ...]) -> Plan:
+def _invalid(problems: tuple[str, ...]) -> PhasePlan:
     """A spec lockgate cannot use (accepted by an older CRD): nothing runs until it is fixed."""
     message = f"the spec cannot be used: {'; '.join(problems)}"
     return _at_rest(StatusPhase.FAILED, Reason.INVALID_SPEC, message, ready=False)
 
 
-def _at_rest(phase: StatusPhase, reason: Reason, message: str, ready: bool) -> Plan:
+def _at_rest(phase: StatusPhase, reason: Reason, message: str, ready: bool) -> PhasePlan:
     """Nothing runs, and every condition gives the same reason: ready and settled (a newer schema
     kept), or stalled until the spec changes."""
-    return Plan(
+    return PhasePlan(
         phase,
         ready=Condition(ready, reason, message),
         reconciling=Condition(False, reason, message),
@@ -136,20 +139,22 @@ def _at_rest(phase: StatusPhase, reason: Reason, message: str, ready: bool) -> P
     )
 
 
-def _with_step(plan: Plan, step: Step, observed: Observed) -> Plan:
-    """The plan with the step's claim, or failed with the step's failed Job, or stalled while
-    the running Job cannot start its container (until that is fixed)."""
-    if step.failed:
-        return job_failed(plan, step.failed)
-    cause = cannot_start(step.running, observed) if step.running else None
-    if cause:
-        stalled = Condition(True, Reason.JOB_CANNOT_START, cause)
+def _with_verdict(plan: PhasePlan, verdict: JobVerdict, observed: Observed) -> PhasePlan:
+    """The plan with the verdict's claim, or failed with the verdict's failed Job, or stalled while
+    the running Job cannot start its container (until that is fixed). A passing cause (the API
+    server did not answer the kubelet) only says so in Reconciling: Ready and Stalled keep still."""
+    if verdict.failed:
+        return job_failed(plan, verdict.failed)
+    cause = cannot_start(verdict.running, observed) if verdict.running else None
+    if cause and not cause.passing:
+        stalled = Condition(True, Reason.JOB_CANNOT_START, cause.message)
         return replace(plan, stalled=stalled, ready=replace(stalled, status=False))
-    return replace(plan, request=step.request, requeue_after=step.requeue_after)
+    plan = replace(plan, request=verdict.request, requeue_after=verdict.requeue_after)
+    return replace(plan, reconciling=replace(plan.reconciling, message=cause.message)) if cause else plan
 
 
-def job_failed(plan: Plan, entry: Entry) -> Plan:
-    message = f"{entry['phase']} Job {entry['job']} failed: {entry.get('error') or 'see its logs'}; fix the cause, then change the spec or set the lockgate.dev/retry annotation to retry"
+def job_failed(plan: PhasePlan, entry: HistoryEntry) -> PhasePlan:
+    message = f"{entry.phase} Job {entry.job} failed: {entry.error or 'see its logs'}; fix the cause, then change the spec or set the lockgate.dev/retry annotation to retry"
     return replace(
         plan,
         phase=StatusPhase.FAILED,
@@ -159,7 +164,7 @@ def job_failed(plan: Plan, entry: Entry) -> Plan:
     )
 
 
-def blocked(plan: Plan, error: str) -> Plan:
+def blocked(plan: PhasePlan, error: str) -> PhasePlan:
     """The operator itself cannot act (RBAC, API errors): say so where users look (status_of then
     clears Reconciling, as for every Stalled plan)."""
     message = f"the operator cannot act: {error}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import enum
 import logging
 import time
 from collections.abc import Callable
@@ -18,10 +19,11 @@ from . import metrics
 from .background import progress_pods
 from .decide import Decision, decide
 from .diagnosis import event_subjects
-from .kube import Kube, describe_error, is_transient
+from .kube import KubeApi, describe_error, is_transient
 from .ledger import JobRequest
 from .manifests import job_manifest
 from .observed import Observed
+from .pod_security import Level
 from .spec import Migration, parse_migration
 from .status import merge_patch
 
@@ -33,17 +35,29 @@ MAX_CONFLICTS = 5
 TRANSIENT_GRACE = 60.0
 
 
+class Action(enum.StrEnum):
+    """What a pass carries out, in order; the last one begun is the one that failed."""
+
+    OBSERVE = "observe"
+    STATUS = "status"
+    CREATE = "create"
+    BIND = "bind"
+    GATES = "gates"
+    RELEASE = "release"
+    EVENTS = "events"
+
+
 class StaleView(Exception):
     """This replica's watches are behind the API server: retry the pass later."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Failure:
-    """The last failure to act on a SchemaMigration: shown in its status until `step` succeeds."""
+    """The last failure to act on a SchemaMigration: shown in its status until `action` succeeds."""
 
     message: str
     count: int  # in a row: the backoff grows with it
-    step: str  # what failed: "observe", "status", "create", "bind", "gates", "release" or "events"
+    action: Action  # what failed
     since: float  # monotonic time of the first failure in a row
     transient: bool  # an outage (connection, 5xx): shown only once it lasts TRANSIENT_GRACE
 
@@ -56,16 +70,19 @@ class Failure:
         return min(cap, first * 2.0 ** (self.count - 1))
 
 
-def next_failure(previous: Failure | None, message: str, step: str, transient: bool, now: float) -> Failure:
+def next_failure(previous: Failure | None, message: str, action: Action, transient: bool, now: float) -> Failure:
     if previous is None or previous.transient != transient:  # an outage after a refusal starts its own clock
-        return Failure(message, 1, step, now, transient)
-    return Failure(message, previous.count + 1, step, previous.since, transient)
+        return Failure(message, 1, action, now, transient)
+    return Failure(message, previous.count + 1, action, previous.since, transient)
 
 
 class Reconciler:
-    def __init__(self, kube: Kube, observe: Callable[[Key], Observed]) -> None:
+    def __init__(
+        self, kube: KubeApi, observe: Callable[[Key], Observed], pod_security: Level = Level.RESTRICTED
+    ) -> None:
         self.kube = kube
         self.observe = observe  # reads the kopf indexes: no API calls
+        self.pod_security = pod_security  # what a spec may ask for its pods (pod_security.py)
         self._running: dict[Key, asyncio.Task[None]] = {}
         self._dirty: set[Key] = set()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
@@ -92,27 +109,28 @@ class Reconciler:
     async def reconcile(self, key: Key) -> None:
         """One pass, now; a failure is logged, shown in the status and retried with backoff."""
         started = time.monotonic()
-        steps: list[str] = []  # what this pass carried out, in order: on an error, the last one failed
+        done: list[Action] = []  # what this pass carried out, in order: on an error, the last one failed
         try:
-            await self._reconcile_once(key, steps)
+            await self._reconcile_once(key, done)
         except Exception as exc:  # one bad object must not stop the others: retry it later, with backoff
-            step, transient = (steps or ["observe"])[-1], isinstance(exc, StaleView) or is_transient(exc)
-            failure = next_failure(self._errors.get(key), describe_error(exc), step, transient, time.monotonic())
+            action, transient = (done or [Action.OBSERVE])[-1], isinstance(exc, StaleView) or is_transient(exc)
+            failure = next_failure(self._errors.get(key), describe_error(exc), action, transient, time.monotonic())
             self._errors[key] = failure
+            metrics.RECONCILE_ERRORS.labels(action.value, str(transient).lower()).inc()
             level = logging.WARNING if transient else logging.ERROR
             log.log(level, "%s/%s: %s (attempt %d; retrying)", key[0], key[1], failure.message, failure.count)
             self._schedule(key, failure.backoff())
         else:
             # Only a pass that carried out what failed clears it: one with nothing to retry yet (a
             # fresh claim, say) would otherwise clear Stalled for a moment and reset the backoff.
-            if (pending := self._errors.get(key)) is not None and pending.step in steps:
+            if (pending := self._errors.get(key)) is not None and pending.action in done:
                 del self._errors[key]
                 self.request(key)  # clear the error from the status
         finally:
             metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
 
-    async def _reconcile_once(self, key: Key, steps: list[str]) -> None:
-        steps.append("observe")
+    async def _reconcile_once(self, key: Key, done: list[Action]) -> None:
+        done.append(Action.OBSERVE)
         failure = self._errors.get(key)
         shown = failure is not None and failure.shown(time.monotonic())
         observed = dataclasses.replace(self.observe(key), error=failure.message if failure and shown else None)
@@ -120,13 +138,15 @@ class Reconciler:
         for _ in range(MAX_CONFLICTS):
             decision = decide(observed)
             if decision.status is not None:
-                steps.append("status")
+                done.append(Action.STATUS)
             if await self._confirmed(observed, decision):
-                await self._act(observed, decision, steps)
+                await self._act(observed, decision, done)
                 return
             metrics.STATUS_CONFLICTS.inc()
             fresh = await asyncio.to_thread(self.kube.get_migration, *key)
-            observed = dataclasses.replace(observed, migration=parse_migration(fresh) if fresh else None)
+            observed = dataclasses.replace(
+                observed, migration=parse_migration(fresh, self.pod_security) if fresh else None
+            )
         self._schedule(key, 1.0)
 
     async def _with_warnings(self, observed: Observed) -> Observed:
@@ -175,29 +195,33 @@ class Reconciler:
         written = await asyncio.to_thread(self.kube.write_status, m.namespace, m.name, m.resource_version, patch)
         return written is not None
 
-    async def _act(self, observed: Observed, decision: Decision, steps: list[str]) -> None:
+    async def _act(self, observed: Observed, decision: Decision, done: list[Action]) -> None:
         """Everything after the status write: it has been accepted, so these are safe to do."""
         namespace, where = observed.namespace, f"{observed.namespace}/{observed.name}"
         _log_recorded(where, decision)
+        # The gauges follow the status just written, even if a later step fails (as a refused create does).
+        metrics.show_progress(namespace, observed.name, decision.progress)
+        m = observed.migration
+        status = decision.status if decision.status is not None else m.status if m is not None else None
+        metrics.MIGRATIONS.update(namespace, observed.name, status, decision.held)
         if decision.create and observed.migration is not None:
-            steps.append("create")
+            done.append(Action.CREATE)
             await self._create(where, observed.migration, decision.create)
-        await self._bind(where, namespace, decision, steps)
+        await self._bind(where, namespace, decision, done)
         if decision.gates:
-            steps.append("gates")
+            done.append(Action.GATES)
         await asyncio.gather(*(asyncio.to_thread(self.kube.patch_gate, namespace, gate) for gate in decision.gates))
         for gate in decision.gates:
             log.info("%s: gate %s for pod %s (%s)", where, "open" if gate.ready else "closed", gate.pod, gate.reason)
         if decision.release:
-            steps.append("release")
+            done.append(Action.RELEASE)
         await asyncio.gather(*(asyncio.to_thread(self.kube.release_job, namespace, job) for job in decision.release))
         if observed.migration is not None and decision.events:
-            steps.append("events")
+            done.append(Action.EVENTS)
             target = _event_target(observed.migration)
             for event in decision.events:
                 await asyncio.to_thread(self.kube.post_event, target, event)
         metrics.observe(decision)
-        metrics.show_progress(namespace, observed.name, decision.progress)
         if decision.requeue_after is not None:
             self._schedule((namespace, observed.name), decision.requeue_after)
 
@@ -211,10 +235,10 @@ class Reconciler:
         how = "adopted" if owner else "created"
         log.info("%s: %s Job %s for version %s %s", where, request.phase, request.name, request.version, how)
 
-    async def _bind(self, where: str, namespace: str, decision: Decision, steps: list[str]) -> None:
+    async def _bind(self, where: str, namespace: str, decision: Decision, done: list[Action]) -> None:
         """Start the Jobs bound to their claims; delete the late creates no claim is bound to."""
         if decision.start or decision.suspend or decision.delete:
-            steps.append("bind")
+            done.append(Action.BIND)
         for job in decision.start:
             await asyncio.to_thread(self.kube.start_job, namespace, job)
             log.info("%s: Job %s started (uid %s bound to its claim)", where, job.name, job.uid)
@@ -245,7 +269,7 @@ def _log_recorded(where: str, decision: Decision) -> None:
     if decision.status is not None:
         log.info("%s: status written, phase %s", where, decision.status.get("phase"))
     for e in decision.finished:
-        log.info("%s: %s Job %s for version %s %s", where, e["phase"], e["job"], e["version"], e["result"].lower())
+        log.info("%s: %s Job %s for version %s %s", where, e.phase, e.job, e.version, str(e.result).lower())
 
 
 def _event_target(m: Migration) -> dict[str, Any]:

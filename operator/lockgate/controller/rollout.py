@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..shared.phases import Phase
+from ..shared.timestamps import parse_time
 from ..shared.versions import Version
 from .conditions import Condition, ConditionType, Reason, StatusPhase, find
 from .ledger import Ledger
-from .observed import Observed, parse_time, parse_version
+from .observed import Observed
 from .spec import Migration
 
 NO_VERSION = Version((0,))
@@ -34,13 +35,9 @@ class ContractVerdict:
 
 def rollout(observed: Observed, target: Version, kinds: tuple[str, ...]) -> Condition:
     """Whether every gated workload finished its rollout and no pod still needs an older schema."""
-    old_pods = [p.name for p in observed.pods if (parse_version(p.required) or NO_VERSION) < target]
+    old_pods = [p.name for p in observed.pods if (p.required or NO_VERSION) < target]
     workloads = [w for w in observed.workloads if w.kind in kinds]
-    pending = [
-        f"{w.kind}/{w.name}"
-        for w in workloads
-        if not w.rolled_out or (parse_version(w.required) or NO_VERSION) < target
-    ]
+    pending = [f"{w.kind}/{w.name}" for w in workloads if not w.rolled_out or (w.required or NO_VERSION) < target]
     if pending or old_pods:
         waiting = ", ".join((pending + [f"pod/{p}" for p in old_pods])[:3])
         more = len(pending) + len(old_pods) - 3

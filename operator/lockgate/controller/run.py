@@ -9,17 +9,30 @@ from prometheus_client import start_http_server
 
 from ..shared import redaction
 from .kube import load_config
+from .pod_security import Level
+
+log = logging.getLogger("lockgate.operator")
 
 
-def run_operator(namespaces: list[str], health_port: int, metrics_port: int, log_format: str, verbose: bool) -> int:
-    from . import handlers  # noqa: F401  (importing registers the kopf handlers)
+def run_operator(
+    namespaces: list[str],
+    health_port: int,
+    metrics_port: int,
+    log_format: str,
+    verbose: bool,
+    pod_security: Level = Level.RESTRICTED,
+) -> int:
+    from . import handlers  # importing registers the kopf handlers
+
+    handlers.OPERATOR.pod_security = pod_security
 
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL)
-    for handler in logging.getLogger().handlers:
+    for handler in logging.getLogger().handlers:  # once, on the handlers kopf.configure just set up
         handler.addFilter(redaction.RedactingFilter())
     if not verbose:  # kopf logs every handler call at INFO; lockgate logs what it does instead
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     load_config()
+    log.info("SchemaMigration pods may ask for what Pod Security level %s allows", pod_security)
     if metrics_port:
         start_http_server(metrics_port)
     kopf.run(

@@ -2,7 +2,8 @@
 
 The CRD's OpenAPI schema and CEL rules reject malformed objects before they get here;
 this module applies defaults, turns strings into types, and checks again the bounds an
-older CRD did not have (MigrationSpec.problems): such a spec runs nothing and is Stalled.
+older CRD did not have, and what the operator's Pod Security level refuses (pod_security.py):
+such a spec runs nothing and is Stalled (MigrationSpec.problems).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 
 from ..shared.phases import Phase
 from ..shared.versions import Version
+from .pod_security import Level, violations
 
 GROUP, VERSION, PLURAL, KIND = "lockgate.dev", "v1alpha1", "schemamigrations", "SchemaMigration"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -42,6 +44,10 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 MAX_CONTRACT_DELAY = timedelta(hours=8760)
 MAX_INT32 = 2**31 - 1  # Kubernetes' bound on a Job's ttlSecondsAfterFinished
 LABEL_VALUE_MAX = 63
+POD_SECURITY_NOTE = (
+    "refused by this operator's Pod Security level, {level}: a SchemaMigration's pod is made by the operator's "
+    "ServiceAccount and may ask only for what that level allows; an install may allow more, see docs/helm.md#security"
+)
 T = TypeVar("T")
 F = TypeVar("F")
 
@@ -140,7 +146,7 @@ def parse_ttl(value: Any) -> int:
     return value
 
 
-def parse_migration(body: dict[str, Any]) -> Migration:
+def parse_migration(body: dict[str, Any], pod_security: Level = Level.RESTRICTED) -> Migration:
     meta, spec = body["metadata"], body.get("spec", {})
     return Migration(
         namespace=meta["namespace"],
@@ -148,16 +154,17 @@ def parse_migration(body: dict[str, Any]) -> Migration:
         uid=meta["uid"],
         generation=int(meta.get("generation", 1)),
         resource_version=meta.get("resourceVersion", ""),
-        spec=parse_spec(spec),
+        spec=parse_spec(spec, pod_security),
         status=body.get("status") or {},
         annotations=meta.get("annotations") or {},
         deleting=bool(meta.get("deletionTimestamp")),
     )
 
 
-def parse_spec(spec: dict[str, Any]) -> MigrationSpec:
+def parse_spec(spec: dict[str, Any], pod_security: Level = Level.RESTRICTED) -> MigrationSpec:
     """The API server applies the CRD's defaults; the same ones apply here to bodies that did not
-    pass through it (unit tests, the CLI). tests/test_spec_defaults.py keeps the two equal."""
+    pass through it (unit tests, the CLI). tests/unit/test_spec.py keeps the two equal.
+    `pod_security` is the operator's level (lockgate run --pod-security)."""
     secret = spec["database"]["urlFrom"]["secretKeyRef"]
     migrations = spec.get("migrations") or {}
     contract = spec.get("contract") or {}
@@ -167,6 +174,9 @@ def parse_spec(spec: dict[str, Any]) -> MigrationSpec:
     ttl = _checked(
         problems, "spec.ttlSecondsAfterFinished", parse_ttl, spec.get("ttlSecondsAfterFinished", 86400), None
     )
+    pod_template = dict(spec.get("podTemplate") or {})
+    if refused := violations(pod_template, pod_security):
+        problems.append(f"{'; '.join(refused)} ({POD_SECURITY_NOTE.format(level=pod_security)})")
     return MigrationSpec(
         version=Version.parse(str(spec["version"])),
         image=spec["image"],
@@ -181,7 +191,7 @@ def parse_spec(spec: dict[str, Any]) -> MigrationSpec:
         contract_requires_approval=bool(contract.get("requireApproval", False)),
         rollback_policy=(spec.get("rollback") or {}).get("policy", "Never"),
         env=list(spec.get("env") or []),
-        pod_template=dict(spec.get("podTemplate") or {}),
+        pod_template=pod_template,
         backoff_limit=int(spec.get("backoffLimit", 2)),
         active_deadline_seconds=spec.get("activeDeadlineSeconds"),
         ttl_seconds_after_finished=ttl,

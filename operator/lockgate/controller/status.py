@@ -5,17 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from ..shared.progress import Progress
+from ..shared.timestamps import iso
 from ..shared.versions import Version
 from .background import progress_status
 from .conditions import Condition, ConditionType, Reason, StatusPhase, condition
 from .gate import gate_for
 from .ledger import Ledger
-from .observed import Observed, iso
-from .phase_plan import Plan
+from .observed import Observed
+from .phase_plan import PhasePlan
 from .spec import Migration
 
 
-def status_of(m: Migration, ledger: Ledger, plan: Plan, observed: Observed) -> dict[str, Any]:
+def status_of(m: Migration, ledger: Ledger, plan: PhasePlan, observed: Observed) -> dict[str, Any]:
     """The whole status: versions, conditions, the bounded history and the gate's view."""
     history = ledger.bounded_history()
     status: dict[str, Any] = without_nulls(
@@ -27,8 +28,8 @@ def status_of(m: Migration, ledger: Ledger, plan: Plan, observed: Observed) -> d
             "backgroundVersion": _str(ledger.background),
             "contractedVersion": _str(ledger.contracted),
             "conditions": _conditions(m, ledger, plan, iso(observed.now)),
-            "jobs": {e["phase"]: e["job"] for e in history},
-            "history": history,
+            "jobs": {e.phase: e.job for e in history},
+            "history": [e.to_api() for e in history],
             "gate": _gate(ledger, observed),
             "progress": _progress(m, plan, observed),
         }
@@ -36,7 +37,7 @@ def status_of(m: Migration, ledger: Ledger, plan: Plan, observed: Observed) -> d
     return status
 
 
-def _progress(m: Migration, plan: Plan, observed: Observed) -> dict[str, Any] | None:
+def _progress(m: Migration, plan: PhasePlan, observed: Observed) -> dict[str, Any] | None:
     """The background phase's progress while it runs; the last one seen while it is paused."""
     last: dict[str, Any] | None = m.status.get("progress")
     if last and not any(j.name == last.get("job") for j in observed.jobs):
@@ -49,7 +50,7 @@ def _progress(m: Migration, plan: Plan, observed: Observed) -> dict[str, Any] | 
     return None
 
 
-def _conditions(m: Migration, ledger: Ledger, plan: Plan, now: str) -> list[dict[str, Any]]:
+def _conditions(m: Migration, ledger: Ledger, plan: PhasePlan, now: str) -> list[dict[str, Any]]:
     old = m.status.get("conditions") or []
     values = {
         ConditionType.READY: plan.ready,
@@ -62,7 +63,7 @@ def _conditions(m: Migration, ledger: Ledger, plan: Plan, now: str) -> list[dict
     return [condition(old, kind, values[kind], now, m.generation) for kind in ConditionType]
 
 
-def _reconciling(plan: Plan) -> Condition:
+def _reconciling(plan: PhasePlan) -> Condition:
     """Never Reconciling while Stalled (Flux's convention): kstatus reads the first abnormal True
     condition, so both True reads InProgress and `helm --wait` sits out its timeout."""
     if plan.stalled.status:
@@ -84,7 +85,7 @@ def _gate(ledger: Ledger, observed: Observed) -> dict[str, Any]:
             {
                 "kind": w.kind,
                 "name": w.name,
-                "requiresVersion": w.required,
+                "requiresVersion": _str(w.required),
                 "updated": w.updated,
                 "available": w.available,
                 "desired": w.desired,

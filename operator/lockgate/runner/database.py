@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import hashlib
 import itertools
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import sqlalchemy as sa
@@ -21,11 +22,12 @@ from sqlalchemy.engine import Connection, make_url
 
 from ..shared import redaction
 from ..shared.errors import LockgateError, UsageError
-from ..shared.phases import EXEC
+from ..shared.phases import CREATE_TABLES, EXEC
 from ..shared.versions import Version
 from .history import HistoryRow
-from .lock import advisory_key
-from .statements import Statement, split_postgres, split_sqlite
+
+if TYPE_CHECKING:
+    from .statements import Statement
 
 _DRIVERS = {
     "postgres": "postgresql+psycopg",
@@ -33,7 +35,6 @@ _DRIVERS = {
     "postgresql+psycopg": "postgresql+psycopg",
     "sqlite": "sqlite",
 }
-DEFAULT_HISTORY_TABLE = "lockgate_schema_history"
 PIPELINE_DEPTH = 1000  # statements sent before waiting for their replies
 _TABLE_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -79,6 +80,18 @@ def history_table(table: str, schema: str | None) -> sa.Table:
     )
 
 
+def advisory_key(table_name: str, lane: str) -> int:
+    """A stable signed 64-bit key per history table and lane: separate apps in one database do not
+    block each other, and a long background backfill does not block the next version's expand."""
+    digest = hashlib.sha256(f"lockgate:{table_name}:{lane}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def advisory_ids(key: int) -> tuple[int, int]:
+    """(classid, objid): how pg_locks shows the advisory lock on a 64-bit key."""
+    return (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
+
+
 def create_engine(url: str) -> sa.Engine:
     """An engine for a postgresql:// or sqlite:/// URL; the URL never appears in an error."""
     redaction.register(url)
@@ -92,9 +105,10 @@ def create_engine(url: str) -> sa.Engine:
     driver = _DRIVERS.get(parsed.drivername)
     if driver is None:
         raise UsageError(f"unsupported database {parsed.drivername!r}: use a postgresql:// or sqlite:/// URL")
-    connect_args: dict[str, Any] = (
-        {"application_name": "lockgate", "connect_timeout": 10} if driver != "sqlite" else {"timeout": 30}
-    )
+    # No automatic prepared statements: a statement repeated five times (a lock poll, a batch)
+    # would be prepared on one server session and executed on another behind a pooler.
+    postgres = {"application_name": "lockgate", "connect_timeout": 10, "prepare_threshold": None}
+    connect_args: dict[str, Any] = postgres if driver != "sqlite" else {"timeout": 30}
     return sa.create_engine(parsed.set(drivername=driver), poolclass=sa.pool.NullPool, connect_args=connect_args)
 
 
@@ -153,6 +167,9 @@ class Database:
     # statements and transactions
 
     def split(self, sql: str) -> list[Statement]:
+        # Imported here: the SQL parser is slow to load, and `lockgate exec` never splits SQL.
+        from .statements import split_postgres, split_sqlite
+
         return split_postgres(sql) if self.is_postgres else split_sqlite(sql)
 
     def execute(self, sql: str) -> None:
@@ -269,14 +286,18 @@ class Database:
         self._require_schema()
         self.begin()
         try:
-            if self.is_postgres:
-                self.execute(f"SELECT pg_advisory_xact_lock({advisory_key(self.table_name, 'create')})")
+            self.lock_table_creation()
             if not self.history_exists():
                 self.table.create(self.conn)
             self.commit()
         except BaseException:
             self.rollback()
             raise
+
+    def lock_table_creation(self) -> None:
+        """In the open transaction, wait for any other runner creating lockgate's tables (PostgreSQL)."""
+        if self.is_postgres:
+            self.execute(f"SELECT pg_advisory_xact_lock({advisory_key(self.table_name, CREATE_TABLES)})")
 
     def _require_schema(self) -> None:
         if not self.is_postgres:
@@ -291,8 +312,14 @@ class Database:
         rows = self.conn.execute(sa.select(self.table).order_by(self.table.c.installed_rank))
         return [_history_row(r._mapping) for r in rows]
 
-    def record(self, **values: Any) -> None:
-        self.conn.execute(self.table.insert().values(**values))
+    def record(self, **values: Any) -> int:
+        """Insert a row; its installed_rank."""
+        inserted = self.conn.execute(self.table.insert().values(**values)).inserted_primary_key
+        assert inserted is not None  # an INSERT of one row has one key
+        return int(inserted[0])
+
+    def update_row(self, rank: int, **values: Any) -> None:
+        self.conn.execute(self.table.update().where(self.table.c.installed_rank == rank).values(**values))
 
     def delete_failed(self) -> int:
         """Failed migrations go; failed `lockgate exec` runs stay: they are the audit trail."""

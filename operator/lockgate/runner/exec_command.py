@@ -17,11 +17,12 @@ import time
 from types import FrameType
 from typing import Any
 
-from ..shared.errors import CommandFailed, UsageError
+from ..shared.errors import CommandFailed, LockgateError, UsageError
 from ..shared.phases import EXEC, lane
 from .database import Database, unexpected
-from .execute import outcome
-from .lock import Progress, migration_lock
+from .lock import migration_lock
+from .outcome import outcome
+from .say import Say
 from .summary import Summary
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
@@ -39,52 +40,77 @@ def should_forward(signum: int, child_told_by_terminal: bool) -> bool:
     return not (child_told_by_terminal and signum in FROM_TERMINAL)
 
 
-def run_description(label: str | None, code: int, host: str) -> str:
+def run_description(label: str | None, code: int | None, host: str) -> str:
     """The history row's description: what ran, how it ended, where (the command line itself is
-    not kept: arguments may hold passwords)."""
-    return f"{label + ': ' if label else ''}exit {code} on {host}"
+    not kept: arguments may hold passwords). `code` None: the row written before the command
+    starts, which stays so if lockgate is killed before it can record the end."""
+    ended = f"exit {code}" if code is not None else "started, no end recorded"
+    return f"{label + ': ' if label else ''}{ended} on {host}"
 
 
-def exec_command(db: Database, argv: list[str], label: str | None, lock_wait: float, progress: Progress) -> Summary:
+def exec_command(db: Database, argv: list[str], label: str | None, lock_wait: float, progress: Say) -> Summary:
     summary = Summary("exec", EXEC, label)
     with outcome(summary):
         _run_locked(db, argv, label, lock_wait, progress)
     return summary
 
 
-def _run_locked(db: Database, argv: list[str], label: str | None, lock_wait: float, progress: Progress) -> None:
+def _run_locked(db: Database, argv: list[str], label: str | None, lock_wait: float, progress: Say) -> None:
     tool = os.path.basename(argv[0])
     if shutil.which(argv[0]) is None:
         raise UsageError(f"command not found or not executable: {argv[0]}")
     with migration_lock(db, lane(EXEC), lock_wait, progress):
         db.ensure_history()
-        progress(f"lockgate exec: holding the migration lock; running {tool}")
         with _SignalForwarding() as signals:  # until the run is recorded: a SIGTERM must not skip that
-            started = time.monotonic()
-            code = signals.run(argv)
-            ms = int((time.monotonic() - started) * 1000)
-            _record(db, tool, label, code, ms)
+            code, ms = _run_recorded(db, signals, argv, label, progress)
     where = f"after {ms} ms (recorded in {db.table.schema or 'main'}.{db.table.name})"
     if code != 0:
         raise CommandFailed(f"{tool} exited {code} {where}", code)
     progress(f"lockgate exec: {tool} exited 0 {where}")
 
 
-def _record(db: Database, tool: str, label: str | None, code: int, ms: int) -> None:
+def _run_recorded(
+    db: Database, signals: _SignalForwarding, argv: list[str], label: str | None, progress: Say
+) -> tuple[int, int]:
+    """Run the command between its two history writes; its exit status and duration (ms)."""
+    tool = os.path.basename(argv[0])
+    rank = _record_start(db, tool, label)
+    progress(f"lockgate exec: holding the migration lock; running {tool}")
+    started = time.monotonic()
     try:
-        db.record(
-            version=None,
-            phase=EXEC,
-            description=run_description(label, code, socket.gethostname()),
-            script=tool,
-            checksum=None,
-            installed_by=db.installed_by(),
-            execution_ms=ms,
-            success=code == 0,
+        code = signals.run(argv)
+    except LockgateError as exc:  # it never started: a signal came first, or it cannot be run
+        _record_end(db, rank, tool, label, exc.exit_code, 0)
+        raise
+    ms = int((time.monotonic() - started) * 1000)
+    _record_end(db, rank, tool, label, code, ms)
+    return code, ms
+
+
+def _record_start(db: Database, tool: str, label: str | None) -> int:
+    """The run's row, committed before the command starts, so that a lockgate killed with SIGKILL
+    still leaves its trace. Unsuccessful until the end is recorded: an audit row only, it blocks
+    nothing and no reader takes it for an applied migration."""
+    return db.record(
+        version=None,
+        phase=EXEC,
+        description=run_description(label, None, socket.gethostname()),
+        script=tool,
+        checksum=None,
+        installed_by=db.installed_by(),
+        execution_ms=0,
+        success=False,
+    )
+
+
+def _record_end(db: Database, rank: int, tool: str, label: str | None, code: int, ms: int) -> None:
+    try:
+        db.update_row(
+            rank, description=run_description(label, code, socket.gethostname()), execution_ms=ms, success=code == 0
         )
     except Exception as exc:
         raise CommandFailed(
-            f"{tool} exited {code}, but the run could not be recorded: {unexpected(exc)}", code or 1
+            f"{tool} exited {code}, but the end of the run could not be recorded: {unexpected(exc)}", code or 1
         ) from None
 
 

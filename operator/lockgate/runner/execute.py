@@ -8,40 +8,27 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 
 from ..shared.errors import LockgateError, MigrationFailed, ValidationRefused
-from ..shared.phases import BASELINE, REPAIR, UNDO, Phase, lane
+from ..shared.phases import BASELINE, REPAIR, UNDO, lane
 from ..shared.versions import Version
-from . import backfill, batch
-from .database import Database, StatementFailed, unexpected
+from .batched import header, walk
+from .database import Database, StatementFailed
 from .heartbeat import Heartbeat
 from .history import SchemaState, derive_state
 from .invalid_indexes import IndexBuild
-from .lock import LOCK_NOT_AVAILABLE, Progress, migration_lock
+from .inventory import Inventory, inventory
+from .lock import LOCK_NOT_AVAILABLE, migration_lock
+from .options import Options
+from .outcome import outcome
 from .plan import Plan, plan_baseline, plan_migrate, plan_undo
-from .pressure import Limits
+from .say import Say
 from .scripts import Script
 from .statements import ScriptRefused, ScriptSyntaxError, Statement, line_of
 from .summary import MigrationError, Summary, applied_entry, pending_entry, phase_of
-
-
-@dataclass(frozen=True)
-class Options:
-    """How a command runs; these defaults are the CLI's defaults too."""
-
-    phase: Phase = Phase.EXPAND
-    target: Version | None = None
-    single_transaction: bool = False
-    lock_wait: float = 300.0
-    lock_timeout_ms: int = 3000
-    lock_retries: int = 5
-    statement_timeout: float = 0.0
-    out_of_order: bool = False
-    progress_file: str | None = None
-    limits: Limits = field(default_factory=Limits)  # when batches of a batched script wait
 
 
 @dataclass(frozen=True)
@@ -64,7 +51,7 @@ def segments(statements: list[Statement]) -> list[Segment]:
 
 
 class Runner:
-    def __init__(self, db: Database, scripts: list[Script], options: Options, progress: Progress) -> None:
+    def __init__(self, db: Database, scripts: list[Script], options: Options, progress: Say) -> None:
         self.db = db
         self.scripts = scripts
         self.options = options
@@ -130,6 +117,10 @@ class Runner:
             self.progress(summary.notes[0])
         return summary
 
+    def info(self) -> Inventory:
+        """Every script and recorded run with its state, and how far each batched walk has come."""
+        return inventory(self.scripts, derive_state(self.db.read_history()), walk.read_progress(self.db))
+
     def _lock(self, command: str) -> AbstractContextManager[None]:
         return migration_lock(self.db, lane(command), self.options.lock_wait, self.progress)
 
@@ -167,7 +158,7 @@ class Runner:
                 ) from None
             except ScriptRefused as exc:
                 problems.append(f"{script.name} {exc}")
-            except batch.BatchScriptError as exc:
+            except header.BatchScriptError as exc:
                 problems.append(str(exc))
         if self.options.single_transaction:
             problems += [
@@ -179,7 +170,7 @@ class Runner:
             problems += [
                 f"{s.name}: a batched script commits batch by batch: it cannot run inside --single-transaction"
                 for s, _ in prepared
-                if batch.is_batched(s)
+                if header.is_batched(s)
             ]
         if problems:
             raise ValidationRefused(problems)
@@ -188,7 +179,7 @@ class Runner:
     def _statement_counts(self, script: Script) -> dict[str, object]:
         try:
             statements = self._split(script)
-        except (ScriptSyntaxError, ScriptRefused, batch.BatchScriptError) as exc:
+        except (ScriptSyntaxError, ScriptRefused, header.BatchScriptError) as exc:
             return {"statements": None, "parse_error": str(exc)}
         return {
             "statements": len(statements),
@@ -196,11 +187,11 @@ class Runner:
         }
 
     def _split(self, script: Script) -> list[Statement]:
-        if not batch.is_batched(script):
+        if not header.is_batched(script):
             return self.db.split(script.sql)
         if not self.db.is_postgres:
-            raise batch.BatchScriptError(f"{script.name}: batched scripts need PostgreSQL")
-        return [batch.parse(script).statement]
+            raise header.BatchScriptError(f"{script.name}: batched scripts need PostgreSQL")
+        return [header.parse(script).statement]
 
     # execution
 
@@ -222,7 +213,7 @@ class Runner:
     def _apply_one(self, script: Script, statements: list[Statement], installed_by: str) -> dict[str, object]:
         started = time.monotonic()
         self.db.fresh_session(self.options.lock_timeout_ms, self.options.statement_timeout)
-        if batch.is_batched(script):
+        if header.is_batched(script):
             return self._apply_batched(script, installed_by)
         groups = segments(statements)
         for index, group in enumerate(groups):
@@ -244,7 +235,7 @@ class Runner:
         def record(ms: int) -> None:
             self.db.record(**self._script_row(script, ms, installed_by, success=True))
 
-        hooks = backfill.Hooks(
+        hooks = walk.Hooks(
             self._retrying_lock_timeouts,
             StatementFailed,
             record,
@@ -253,12 +244,12 @@ class Runner:
             self.options.limits,
         )
         try:
-            ms = backfill.run(self.db, script, batch.parse(script), hooks)
+            ms = walk.run(self.db, script, header.parse(script), hooks)
         except StatementFailed as failure:
             error = self._failure(script, failure, partial=False)
             detail = error.error if isinstance(error, MigrationFailed) else None
             raise MigrationFailed(f"{error}; earlier batches stay committed: rerun to resume", detail) from None
-        except batch.BatchScriptError as exc:
+        except header.BatchScriptError as exc:
             raise ValidationRefused([str(exc)]) from None
         return applied_entry(script, ms)
 
@@ -380,20 +371,6 @@ class Runner:
             "execution_ms": ms,
             "success": success,
         }
-
-
-@contextmanager
-def outcome(summary: Summary) -> Iterator[None]:
-    """Turn any error into the summary's exit code and one-line message, and time the command."""
-    started = time.monotonic()
-    try:
-        yield
-    except LockgateError as exc:
-        summary.fail(exc)
-    except Exception as exc:
-        summary.fail(unexpected(exc))
-    finally:
-        summary.duration_ms = _ms_since(started)
 
 
 def _label(script: Script) -> str:

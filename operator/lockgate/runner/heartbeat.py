@@ -7,14 +7,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .lock import Progress
+from .say import Say
 
 
 class Heartbeat:
     """One thread for a whole run that says, every `every` seconds, that the current migration
     is still at work; fast migrations cost it nothing."""
 
-    def __init__(self, progress: Progress, every: float = 10.0) -> None:
+    def __init__(self, progress: Say, every: float = 10.0) -> None:
         self.progress, self.every = progress, every
         self._current: tuple[str, float] | None = None
         self._stop = threading.Event()

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from pglast import ast
 
 from .database import Database
-from .lock import Progress
+from .say import Say
 from .statements import Statement
 
 
@@ -20,12 +20,12 @@ class IndexBuild:
     """One statement outside a transaction; `table` is None unless it builds an index concurrently."""
 
     db: Database
-    progress: Progress
+    progress: Say
     table: str | None = None
     invalid_before: set[str] = field(default_factory=set)
 
     @classmethod
-    def start(cls, db: Database, statement: Statement, progress: Progress) -> IndexBuild:
+    def start(cls, db: Database, statement: Statement, progress: Say) -> IndexBuild:
         """Drop what an earlier, killed run of this statement left, and note the INVALID indexes now."""
         build = cls(db, progress, _index_table(db, statement))
         if build.table is not None:

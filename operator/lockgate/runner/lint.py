@@ -18,7 +18,7 @@ from pglast.enums import AlterTableType, ConstrType, DropBehavior, ObjectType
 
 from ..shared.phases import UNDO, Phase
 from ..shared.versions import Version
-from . import batch
+from .batched import header
 from .lint_objects import (
     Columns,
     ColumnType,
@@ -108,7 +108,7 @@ def _lint(script: Script, columns: Columns) -> list[Finding]:
         rule.strip() for match in _ALLOW.finditer(script.sql) for rule in re.split(r"[\s,]+", match[1]) if rule.strip()
     }
     try:
-        statements = split_postgres(batch.parseable(script.sql))  # :start/:end of a batched script as $1/$2
+        statements = split_postgres(header.parseable(script.sql))  # :start/:end of a batched script as $1/$2
     except ScriptSyntaxError as exc:
         return [Finding(script.name, exc.line, ERROR, "syntax", exc.message)]
     except ScriptRefused as exc:
@@ -120,7 +120,7 @@ def _lint(script: Script, columns: Columns) -> list[Finding]:
     findings += _mixed_transactions(script, statements)
     findings += [
         Finding(script.name, line, WARNING, "unbatched-write", advice)
-        for line, advice in batch.unbatched_writes(script, statements)
+        for line, advice in header.unbatched_writes(script, statements)
     ]
     return [f for f in findings if f.rule not in allowed]
 

@@ -1,38 +1,38 @@
 """The runner's exactly-once rule: one runner at a time per history table and lane.
 
-PostgreSQL: a session-level advisory lock on a dedicated connection, polled with a bounded
-wait, freed by the server if the runner dies. SQLite: an flock the kernel frees likewise.
-Which lane a command takes is shared.phases.lane().
+PostgreSQL: an advisory lock on a dedicated connection, polled with a bounded wait, freed by
+the server (or the pooler) if the runner dies. SQLite: an flock the kernel frees likewise.
+Which lane a command takes is shared.phases.lane(); the key each lane locks is database.advisory_key().
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
-import hashlib
+import os
+import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import Any, TextIO
 
+import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from ..shared.errors import LockNotAcquired, UsageError
-from .pooler import pooled_per_transaction, pooler_refusal
+from .database import Database, advisory_ids, advisory_key
+from .pooler import Endpoint, holder_query, pooled_per_transaction, pooler_refusal, proven_direct
+from .say import Say
 
-if TYPE_CHECKING:
-    from .database import Database
-
-Progress = Callable[[str], None]
 LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout expired: a migration's statements retry on it
 POLL_FIRST, POLL_MAX = 0.05, 1.0  # seconds between polls for a held lock: doubling, capped
+SAMPLE_ROUNDS = 8  # statements per connection that must each stay in their own server session
 
 
 @contextmanager
-def migration_lock(db: Database, lane: str, wait_seconds: float, progress: Progress) -> Iterator[None]:
+def migration_lock(db: Database, lane: str, wait_seconds: float, progress: Say) -> Iterator[None]:
     """Hold the lock that makes one runner at a time migrate this lane of this history table."""
     if db.is_postgres:
         with _advisory_lock(db, advisory_key(db.table_name, lane), wait_seconds, progress):
@@ -42,78 +42,140 @@ def migration_lock(db: Database, lane: str, wait_seconds: float, progress: Progr
             yield
 
 
-def advisory_key(table_name: str, lane: str) -> int:
-    """A stable signed 64-bit key per history table and lane: separate apps in one database do not
-    block each other, and a long background backfill does not block the next version's expand."""
-    digest = hashlib.sha256(f"lockgate:{table_name}:{lane}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
 @contextmanager
-def _advisory_lock(db: Database, key: int, wait_seconds: float, progress: Progress) -> Iterator[None]:
-    # A session-level lock on its own connection: migrations commit and roll back on the
-    # other one, and if this process dies the server ends the session and frees the lock.
+def _advisory_lock(db: Database, key: int, wait_seconds: float, progress: Say) -> Iterator[None]:
+    # On sessions proven direct the lock is a session lock, as lockgate always took it: if the
+    # process dies the server ends the session and frees it. Otherwise (a proxy, a session-mode
+    # pool, a Unix socket) it is a transaction lock in a transaction kept open for the run: a
+    # pooler keeps a transaction on one server session and ends it when its client goes, so the
+    # lock cannot stay behind in a server session this runner can no longer reach.
     lock_conn = db.connect()
     try:
-        if not _try_lock(lock_conn, key):
+        session = _sessions_are_direct(lock_conn, db.conn)  # refuses a transaction pooler before any lock
+        if not _try_lock(lock_conn, key, session):
             progress(f"waiting up to {wait_seconds:g}s for the migration lock, held by {_holder(lock_conn, key)}")
-            _wait_for_lock(lock_conn, key, wait_seconds)
-        _refuse_transaction_pooling(lock_conn, db.conn, key)
-        yield
+            _wait_for_lock(lock_conn, key, session, wait_seconds)
+        if session:
+            yield
+            return
+        held_by = _backend_pid(lock_conn)
+        try:
+            _keep_transaction_open(lock_conn)
+            _refuse_transaction_pooling(lock_conn, db.conn)  # once more, now that more traffic went by
+            yield
+        finally:
+            _release(lock_conn, key, held_by, progress)
     finally:
         lock_conn.close()
 
 
-def _refuse_transaction_pooling(lock_conn: Connection, other: Connection, key: int) -> None:
-    """Behind a transaction-mode pooler the lock protects nothing: find out and stop here.
-    Each autocommit statement is a transaction a pooler may give another server session."""
-    lock_pids = [_backend_pid(lock_conn)]
-    other_pids = [_backend_pid(other)]
-    lock_pids.append(_backend_pid(lock_conn))
-    if pooled_per_transaction(lock_pids, other_pids):
-        # Best effort: the lock now sits in a pooled server session that outlives this client
-        # and would hold off every later runner, a correctly configured one included.
-        with contextlib.suppress(DBAPIError):
-            lock_conn.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
-        raise UsageError(pooler_refusal(lock_pids, other_pids))
+def _sessions_are_direct(lock_conn: Connection, other: Connection) -> bool:
+    """True when the server sees both connections come from their own sockets; otherwise, once
+    statements were seen not to wander between server sessions, False."""
+    if all(proven_direct(_local_endpoint(c), _seen_by_server(c)) for c in (lock_conn, other)):
+        return True
+    _refuse_transaction_pooling(lock_conn, other)
+    return False
+
+
+def _refuse_transaction_pooling(lock_conn: Connection, other: Connection) -> None:
+    """Each autocommit statement is a transaction a pooler in transaction mode may give another
+    server session: alternate statements on both connections and compare their backends. Before
+    the lock nothing is held; after it the lock connection is inside its transaction, which the
+    caller rolls back, so a refusal leaves nothing behind either way."""
+    samples: list[list[int]] = [[], []]
+    for _ in range(SAMPLE_ROUNDS):
+        for pids, conn in zip(samples, (lock_conn, other), strict=True):
+            pids.append(_backend_pid(conn))
+        if pooled_per_transaction(samples):
+            raise UsageError(pooler_refusal(samples))
 
 
 def _backend_pid(conn: Connection) -> int:
     return int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() or 0)
 
 
-def _wait_for_lock(lock_conn: Connection, key: int, wait_seconds: float) -> None:
-    """Poll pg_try_advisory_lock with backoff. Never block inside pg_advisory_lock(): a session
-    waiting there is mid-statement, holding a snapshot that a CREATE INDEX CONCURRENTLY in the lock
-    holder must wait for (Flyway fixed the same in its issue 1654). Each poll is its own short
-    autocommit statement, so between polls this session holds nothing."""
+def _seen_by_server(conn: Connection) -> tuple[str | None, int | None]:
+    row = conn.exec_driver_sql("SELECT host(inet_client_addr()), inet_client_port()").one()
+    return row[0], row[1]
+
+
+def _local_endpoint(conn: Connection) -> Endpoint | None:
+    """This end of the connection's socket; None for a Unix socket."""
+    driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
+    with socket.socket(fileno=os.dup(driver.pgconn.socket)) as sock:
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return None
+        host, port = sock.getsockname()[:2]
+    return str(host), int(port)
+
+
+def _keep_transaction_open(lock_conn: Connection) -> None:
+    """The transaction holding the lock idles for the whole run: keep the server from ending it."""
+    lock_conn.exec_driver_sql("SELECT set_config('idle_in_transaction_session_timeout', '0', true)")
+    if int(lock_conn.exec_driver_sql("SHOW server_version_num").scalar() or 0) >= 170000:
+        lock_conn.exec_driver_sql("SELECT set_config('transaction_timeout', '0', true)")
+
+
+def _release(lock_conn: Connection, key: int, held_by: int, progress: Say) -> None:
+    """Roll back the transaction holding the lock: it runs in the one server session holding it."""
+    try:
+        lock_conn.exec_driver_sql("ROLLBACK")
+    except DBAPIError:
+        progress(
+            f"the migration lock may still be held by server backend {held_by} until the server or pooler "
+            f"notices the lost connection; if no lockgate runner is at work, free it with: {holder_query(*advisory_ids(key))}"
+        )
+
+
+def _wait_for_lock(lock_conn: Connection, key: int, session: bool, wait_seconds: float) -> None:
+    """Poll with backoff. Never block inside pg_advisory_lock(): a session waiting there is
+    mid-statement, holding a snapshot that a CREATE INDEX CONCURRENTLY in the lock holder must wait
+    for (Flyway fixed the same in its issue 1654). Each poll is its own short statement or
+    transaction, so between polls this session holds nothing."""
     if wait_seconds <= 0:
-        raise LockNotAcquired("another lockgate runner holds the migration lock; retry later or pass --lock-wait")
+        raise LockNotAcquired(
+            f"another lockgate runner holds the migration lock; retry later or pass --lock-wait. {_stale(key)}"
+        )
     deadline = time.monotonic() + wait_seconds
     delay = POLL_FIRST
-    while not _try_lock(lock_conn, key):
+    while not _try_lock(lock_conn, key, session):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise LockNotAcquired(
                 f"another lockgate runner held the migration lock for more than {wait_seconds:g}s; "
-                "retry later or raise --lock-wait"
+                f"retry later or raise --lock-wait. {_stale(key)}"
             )
         time.sleep(min(delay, remaining))
         delay = min(delay * 2, POLL_MAX)
 
 
-def _try_lock(lock_conn: Connection, key: int) -> bool:
-    return bool(lock_conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({key})").scalar())
+def _stale(key: int) -> str:
+    return (
+        "If no lockgate runner is at work, a pooler's server session may hold it (left by an older "
+        f"runner behind a transaction-mode pool): end that session with {holder_query(*advisory_ids(key))}"
+    )
+
+
+def _try_lock(lock_conn: Connection, key: int, session: bool) -> bool:
+    if session:
+        return bool(lock_conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({key})").scalar())
+    lock_conn.exec_driver_sql("BEGIN")
+    if lock_conn.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock({key})").scalar():
+        return True
+    lock_conn.exec_driver_sql("ROLLBACK")
+    return False
 
 
 def _holder(lock_conn: Connection, key: int) -> str:
+    classid, objid = advisory_ids(key)
     row = lock_conn.execute(
         text(
             "SELECT a.pid, a.application_name, a.client_addr::text, now() - a.backend_start FROM pg_locks l "
             "JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory' AND l.granted "
             "AND l.classid = :classid AND l.objid = :objid AND l.objsubid = 1"
         ),
-        {"classid": (key >> 32) & 0xFFFFFFFF, "objid": key & 0xFFFFFFFF},
+        {"classid": classid, "objid": objid},
     ).first()
     return (
         f"pid {row[0]} ({row[1] or 'no application_name'} from {row[2] or 'local socket'}, connected {row[3]} ago)"
@@ -123,7 +185,7 @@ def _holder(lock_conn: Connection, key: int) -> str:
 
 
 @contextmanager
-def _file_lock(database: str | None, wait_seconds: float, progress: Progress) -> Iterator[None]:
+def _file_lock(database: str | None, wait_seconds: float, progress: Say) -> Iterator[None]:
     """SQLite's stand-in for the advisory lock: an flock the kernel drops if the process dies.
     SQLite allows one writer at a time anyway, so all lanes share it."""
     if not database or database == ":memory:":

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from ..shared.phases import Phase
 from ..shared.versions import Version
-from .history import HistoryRow, SchemaState
+from .history import SchemaState
 from .scripts import KIND_PHASE, PHASE_KIND, Kind, Script
 
 
@@ -127,7 +127,7 @@ def _out_of_order(pending: list[Script], state: SchemaState, phase: Phase, allow
     if allowed or highest is None:
         return []
     return [
-        f"{s.name} is older than the applied {phase.prefix}{highest}: give it a version above {highest}, "
+        f"{s.name} is older than the applied {PHASE_KIND[phase].value}{highest}: give it a version above {highest}, "
         "or pass --out-of-order to apply it anyway"
         for s in pending
         if s.number < highest
@@ -172,71 +172,5 @@ def _highest_any(state: SchemaState) -> Version | None:
     return max([v for (_, v) in state.applied] + ([state.baseline] if state.baseline else []), default=None)
 
 
-def _timestamp(value: object) -> str:
-    return value.isoformat(sep=" ", timespec="seconds") if hasattr(value, "isoformat") else str(value)
-
-
 def _date(value: object) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S %Z").strip() if hasattr(value, "strftime") else "an earlier run"
-
-
-def inventory(scripts: list[Script], state: SchemaState) -> dict[str, list[dict[str, object]]]:
-    """Per phase, every local script and every recorded version with its state, oldest first;
-    then the runs of `lockgate exec`."""
-    listing: dict[str, list[dict[str, object]]] = {}
-    for phase in Phase:
-        local = {s.number: s for s in _of_kind(scripts, PHASE_KIND[phase])}
-        recorded = {v: row for (p, v), row in state.applied.items() if p is phase}
-        entries: list[dict[str, object]] = []
-        for version in sorted(set(local) | set(recorded)):
-            script, row = local.get(version), recorded.get(version)
-            name, description = (
-                (script.name, script.description)
-                if script
-                else (recorded[version].script, recorded[version].description)
-            )
-            entries.append(
-                {
-                    "version": str(version),
-                    "script": name,
-                    "description": description,
-                    "state": _state_of(phase, version, script, row, state),
-                    "installed_on": _timestamp(row.installed_on) if row else None,
-                    "installed_by": row.installed_by if row else None,
-                    "ms": row.execution_ms if row else None,
-                }
-            )
-        listing[phase.value] = entries
-    listing["repeatable"] = [
-        {
-            "version": None,
-            "script": s.name,
-            "description": s.description,
-            "state": "applied" if state.repeatable.get(s.description) == s.checksum else "pending",
-            "installed_on": None,
-            "installed_by": None,
-            "ms": None,
-        }
-        for s in _repeatables(scripts)
-    ]
-    listing["exec"] = [
-        {
-            "version": None,
-            "script": row.script,
-            "description": row.description,
-            "state": row.description,  # label, exit code and host of the run
-            "installed_on": _timestamp(row.installed_on),
-            "installed_by": row.installed_by,
-            "ms": row.execution_ms,
-        }
-        for row in state.exec_runs
-    ]
-    return listing
-
-
-def _state_of(phase: Phase, version: Version, script: Script | None, row: HistoryRow | None, state: SchemaState) -> str:
-    if row is None:
-        return "baseline" if state.is_applied(phase, version) else "pending"
-    if script is None:
-        return "applied (no local script)"
-    return "applied" if row.checksum in (None, script.checksum) else "applied (edited since)"

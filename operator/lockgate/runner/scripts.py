@@ -16,7 +16,7 @@ from ..shared.versions import Version
 
 
 class Kind(enum.StrEnum):
-    """What a script file is; its name's first letter."""
+    """What a script file is; its name's first letter (the one place the letters are spelled)."""
 
     VERSIONED = "V"
     BACKGROUND = "A"

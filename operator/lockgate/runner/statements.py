@@ -1,4 +1,4 @@
-"""Splitting a script into statements, and which of them cannot run in a transaction.
+"""Splitting a script into statements, and which of them cannot run in a transaction (pure).
 
 PostgreSQL scripts go through pglast, which embeds PostgreSQL's own parser, so dollar
 quotes, nested comments and string literals split exactly as the server reads them.

@@ -1,4 +1,4 @@
-"""The outcome of a runner command, as JSON and in a compact form for termination messages."""
+"""The outcome of a runner command, as JSON and in a compact form for termination messages (pure)."""
 
 from __future__ import annotations
 

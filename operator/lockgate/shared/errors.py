@@ -1,4 +1,4 @@
-"""Errors that end a command, each with the exit code the CLI contract gives it."""
+"""Errors that end a command, each with the exit code the CLI contract gives it (pure)."""
 
 from __future__ import annotations
 

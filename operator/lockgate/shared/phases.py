@@ -1,4 +1,6 @@
-"""The one vocabulary of phases: their order, prerequisites, file prefixes and lock lanes (pure).
+"""The one vocabulary of phases: their order, prerequisites and lock lanes (pure).
+
+A phase's script files start with its letter, spelled once in runner/scripts.Kind.
 
 The runner (scripts, history, plan, lint, lock) and the operator (spec, decide) both speak it.
 """
@@ -16,11 +18,6 @@ class Phase(enum.StrEnum):
     CONTRACT = "contract"
 
     @property
-    def prefix(self) -> str:
-        """The first letter of its script files."""
-        return {"expand": "V", "background": "A", "contract": "C"}[self.value]
-
-    @property
     def prerequisites(self) -> tuple[Phase, ...]:
         """The phases of the same version that must have succeeded before this one runs."""
         order = tuple(Phase)
@@ -33,7 +30,7 @@ class Phase(enum.StrEnum):
 
 
 # What else a history entry can record besides a Phase.
-UNDO = "undo"  # U scripts: take expand back to an older version
+UNDO = "undo"  # U scripts: take expand back to an older version (the CRD's public name is `rollback`)
 REPEATABLE = "repeatable"  # R scripts: re-run when their checksum changes, after expand
 BASELINE = "baseline"  # an existing schema declared to be at a version
 
@@ -41,9 +38,14 @@ BASELINE = "baseline"  # an existing schema declared to be at a version
 REPAIR = "repair"  # `lockgate repair`: removes failed history rows
 EXEC = "exec"  # `lockgate exec`: another tool's run under the lock, kept for the audit only
 
+# Not a step but a lane of its own: held per transaction while a runner creates lockgate's own
+# tables (history, batch progress), so runners of different lanes that start together create
+# each table once.
+CREATE_TABLES = "create"
 
-def lane(step: str) -> str:
-    """The lock lane a step runs in. Undo, baseline, repair and other tools (exec) change what
+
+def lane(phase: str) -> str:
+    """The lock lane a phase (or undo, baseline, repair, exec) runs in. Those four change what
     expand relies on, so they share its lane: never side by side with an expand (runner lock and
     operator Jobs alike)."""
-    return Phase.EXPAND.value if step in (UNDO, BASELINE, REPAIR, EXEC) else str(step)
+    return Phase.EXPAND.value if phase in (UNDO, BASELINE, REPAIR, EXEC) else str(phase)

@@ -33,7 +33,7 @@ class Progress:
 
 
 def progress_line(view: dict[str, Any]) -> str:
-    """The marked line for one update, from the runner's progress view (batch.view)."""
+    """The marked line for one update, from the runner's progress view (header.view)."""
     progress = Progress(
         script=str(view["script"]),
         state=str(view["state"]),

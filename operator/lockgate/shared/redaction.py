@@ -1,4 +1,4 @@
-"""Keeps database URLs and passwords out of every line lockgate prints or logs."""
+"""Keeps database URLs and passwords out of every line lockgate prints or logs (pure)."""
 
 from __future__ import annotations
 

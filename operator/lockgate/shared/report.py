@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -12,6 +13,8 @@ from . import redaction
 # A Kubernetes termination message holds at most 4096 bytes.
 TERMINATION_MESSAGE_LIMIT = 4096
 ERROR_EXCERPT = 1000
+# Where another tool's failure starts in its log: Flyway's and psql's `ERROR: ...`, `FATAL:`.
+TOOL_ERROR_LINE = re.compile(r"^(ERROR|FATAL)\b", re.MULTILINE)
 
 
 class ErrorReport(TypedDict):
@@ -46,7 +49,6 @@ class RunnerReport:
     exit_code: int | None
     applied: int | None = None
     schema_version: str | None = None
-    duration_ms: int | None = None
     error: str | None = None
 
 
@@ -67,12 +69,11 @@ def parse_report(message: str | None, exit_code: int | None) -> RunnerReport:
         doc = None
     if not isinstance(doc, dict) or "exit_code" not in doc:
         text = (message or "").strip()
-        return RunnerReport(exit_code, error=excerpt(text) if text and exit_code else None)
+        return RunnerReport(exit_code, error=log_excerpt(text) if text and exit_code else None)
     return RunnerReport(
         exit_code=doc.get("exit_code", exit_code),
         applied=doc.get("applied_count"),
         schema_version=doc.get("schema_version"),
-        duration_ms=doc.get("duration_ms"),
         error=excerpt(_error_text(doc)) if doc.get("exit_code") else None,
     )
 
@@ -92,3 +93,14 @@ def cut(text: str, size: int) -> str:
 def excerpt(text: str) -> str:
     """An error text as status shows it: redacted and cut."""
     return cut(redaction.redact(text), ERROR_EXCERPT)
+
+
+def log_excerpt(log_tail: str) -> str:
+    """Another tool's log tail as status shows it, redacted: from its first error line on if it has one
+    (the banner and progress lines before it, half a dozen of Flyway's, would fill the excerpt);
+    otherwise its end, where a traceback (Django's, Alembic's) puts the error line."""
+    found = TOOL_ERROR_LINE.search(log_tail)
+    if found:
+        return excerpt(log_tail[found.start() :])
+    text = redaction.redact(log_tail)
+    return text if len(text) <= ERROR_EXCERPT else "…" + text[len(text) - ERROR_EXCERPT + 1 :]

@@ -1,4 +1,4 @@
-"""Dotted schema versions compared part by part: 1.9 < 1.10, 2026.11.21.1 > 2026.11.21."""
+"""Dotted schema versions compared part by part: 1.9 < 1.10, 2026.11.21.1 > 2026.11.21 (pure)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,14 @@ class Version:
         if not _VERSION.match(text):
             raise ValueError(f"{text!r} is not a version: use dotted numbers such as 3, 1.10 or 2026.11.21.1")
         return cls(tuple(int(p) for p in re.split(r"[._]", text)))
+
+    @classmethod
+    def parse_or_none(cls, text: str | None) -> Version | None:
+        """A version from an API object's text, where absent and malformed both mean "none"."""
+        try:
+            return cls.parse(text) if text else None
+        except ValueError:
+            return None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Version) and self._key == other._key
