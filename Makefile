@@ -68,7 +68,8 @@ node-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# The images the node runs, built from the Dockerfile and examples/shop (cached; a warm run builds nothing).
+# The images the node runs, built from the Dockerfile and the examples (shop, Django, Alembic, Flyway;
+# cached: a warm run builds nothing).
 images: venv node-deps cluster-bin
 	$(PY) -m devcluster.images >/dev/null
 

@@ -6,7 +6,8 @@
 - pause: containerd's sandbox image, Kubernetes' own pause.c (from the Go module cache) compiled statically;
 - lockgate: the repository's Dockerfile, built for real with buildah;
 - the shop sample app (examples/shop/app), on top of lockgate;
-- the Django example (examples/django), on top of lockgate, with Django installed by pip during the build.
+- the tool examples, on top of lockgate: Django (examples/django) and Alembic (examples/alembic), pip-installed
+  during the build; Flyway (examples/flyway), Debian's Java 17 apt-installed and hack/fetch-flyway.sh's jars.
 
 The Dockerfile's base, python:3.11-slim-bookworm, is pulled where a registry answers; otherwise an
 equivalent is made with mmdebstrap from the host's Debian mirrors. Every archive is named for a sha256

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from devcluster.binaries import REPO
 from devcluster.images.buildah import Buildah, require, run
-from devcluster.images.inputs import DJANGO_APP, SHOP_APP
 from devcluster.images.recipes import (
     BASE_CONFIG,
     BASE_IMAGE,
     CACHE_REPO,
-    DJANGO_IMAGE,
     LOCKGATE_CONFIG,
     LOCKGATE_IMAGE,
     PAUSE_CONFIG,
     PAUSE_IMAGE,
-    SHOP_IMAGE,
     mmdebstrap_command,
 )
 
@@ -69,27 +67,20 @@ def build_lockgate(buildah: Buildah) -> None:
     buildah.progress(f"{LOCKGATE_IMAGE} runs as {LOCKGATE_CONFIG['User']}: {version}")
 
 
-def build_shop(buildah: Buildah) -> None:
-    buildah(
-        *("bud", "--pull=never", "--layers", "-f", str(SHOP_APP / "Dockerfile")),
-        *("--build-arg", f"LOCKGATE_IMAGE={LOCKGATE_IMAGE}", "-t", SHOP_IMAGE, str(SHOP_APP)),
-        what="building the shop app",
-    )
-    with buildah.container(SHOP_IMAGE) as container:  # the app needs the lockgate venv's psycopg
-        buildah("run", "--network", "none", container, "--", "python", "-c", "import psycopg")
-
-
-def build_django(buildah: Buildah) -> None:
-    bud = ["bud", "--network", "host", "--pull=never", "--layers", "-f", str(DJANGO_APP / "Dockerfile")]
-    if HOST_CA_BUNDLE.is_file():  # pip installs Django from PyPI
+def build_example(
+    buildah: Buildah, ref: str, context: Path, check: Sequence[str], contexts: Mapping[str, Path] | None = None
+) -> None:
+    """An example's Dockerfile on lockgate's image (its RUN steps may download: pip from PyPI, apt from
+    Debian), then `check` run in the image without a network. `contexts` are named extra build contexts."""
+    bud = ["bud", "--network", "host", "--pull=never", "--layers", "-f", str(context / "Dockerfile")]
+    if HOST_CA_BUNDLE.is_file():
         bud += ["--volume", f"{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro"]
-    buildah(
-        *bud,
-        *("--build-arg", f"LOCKGATE_IMAGE={LOCKGATE_IMAGE}", "-t", DJANGO_IMAGE, str(DJANGO_APP)),
-        what="building the Django example",
-    )
-    with buildah.container(DJANGO_IMAGE) as container:
-        buildah("run", "--network", "none", container, "--", "python", "-c", "import django, psycopg, lockgate")
+    for name, path in (contexts or {}).items():
+        bud += ["--build-context", f"{name}={path}"]
+    bud += ["--build-arg", f"LOCKGATE_IMAGE={LOCKGATE_IMAGE}", "-t", ref, str(context)]
+    buildah(*bud, what=f"building {context.relative_to(REPO)}")
+    with buildah.container(ref) as container:
+        buildah.progress(buildah("run", "--network", "none", container, "--", *check).strip()[-200:])
 
 
 def build_pause(buildah: Buildah, source: Path, flags: tuple[str, ...]) -> None:

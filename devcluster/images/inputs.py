@@ -17,12 +17,12 @@ from devcluster.images.recipes import (
     ImageBuildError,
     apt_sources,
     digest,
+    dockerignore,
     is_included,
     may_hold_included,
 )
 
-SHOP_APP = REPO / "examples" / "shop" / "app"
-DJANGO_APP = REPO / "examples" / "django"
+FETCH_FLYWAY = REPO / "hack" / "fetch-flyway.sh"
 KUBEBIN = REPO / "hack" / "kubebin"  # its go.mod pins the Kubernetes module that holds pause.c
 
 
@@ -61,3 +61,14 @@ def pause_source(kube_version: str) -> Path:
     if not source.exists():
         run([go, "mod", "download", "k8s.io/kubernetes"], "downloading the Kubernetes module", Progress(), cwd=KUBEBIN)
     return source
+
+
+def example_files(root: Path) -> list[str]:
+    """The files of an example's build context (its .dockerignore applied, where it has one)."""
+    ignore = root / ".dockerignore"
+    return context_files(root, dockerignore(ignore.read_text()) if ignore.exists() else [])
+
+
+def flyway_home(progress: Progress) -> Path:
+    """The directory of Flyway's jars and launcher, fetched (checksummed) into the cache if missing."""
+    return Path(run([str(FETCH_FLYWAY)], "fetching Flyway's jars (hack/fetch-flyway.sh)", progress).strip()).parent

@@ -13,6 +13,8 @@ PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 LOCKGATE_IMAGE = "docker.io/library/lockgate:dev"
 SHOP_IMAGE = "docker.io/library/lockgate-shop:dev"
 DJANGO_IMAGE = "docker.io/library/lockgate-django:dev"
+ALEMBIC_IMAGE = "docker.io/library/lockgate-alembic:dev"
+FLYWAY_IMAGE = "docker.io/library/lockgate-flyway:dev"
 BASE_IMAGE = "docker.io/library/python:3.11-slim-bookworm"
 
 # The base: what python:3.11-slim-bookworm holds, from Debian's packages (Python 3.11 is bookworm's).
@@ -42,6 +44,26 @@ LOCKGATE_CONFIG: dict[str, object] = {"User": "10001:10001", "Entrypoint": ["loc
 
 KEY_CHARS = 16  # of a key's sha256, in archive names and tags
 CACHE_REPO = "localhost/lockgate-cache"  # tags naming each stored image's key
+
+
+@dataclass(frozen=True)
+class Example:
+    """An example's image: its directory's Dockerfile, built on lockgate's image."""
+
+    ref: str
+    directory: str  # in the repository: the build context
+    check: tuple[str, ...]  # what the built image must run, without a network
+    flyway: bool = False  # its Dockerfile copies hack/fetch-flyway.sh's jars from the build context `flyway`
+
+
+EXAMPLES = (
+    Example(SHOP_IMAGE, "examples/shop/app", ("python", "-c", "import psycopg")),
+    Example(DJANGO_IMAGE, "examples/django", ("python", "-c", "import django, psycopg, lockgate")),
+    Example(ALEMBIC_IMAGE, "examples/alembic", ("python", "-c", "import alembic, sqlalchemy, psycopg, lockgate")),
+    Example(
+        FLYWAY_IMAGE, "examples/flyway", ("sh", "-c", "cd / && flyway -v"), flyway=True
+    ),  # not the example's flyway.toml
+)
 
 
 @dataclass(frozen=True)

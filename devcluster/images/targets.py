@@ -11,13 +11,14 @@ from pathlib import Path
 
 from devcluster.binaries import REPO
 from devcluster.images.buildah import Buildah, session
-from devcluster.images.builds import build_base, build_django, build_lockgate, build_pause, build_shop
+from devcluster.images.builds import build_base, build_example, build_lockgate, build_pause
 from devcluster.images.inputs import (
-    DJANGO_APP,
+    FETCH_FLYWAY,
     KUBEBIN,
-    SHOP_APP,
     context_files,
+    example_files,
     files_digest,
+    flyway_home,
     host_apt_sources,
     pause_source,
 )
@@ -27,12 +28,12 @@ from devcluster.images.recipes import (
     BASE_IMAGE,
     BASE_PACKAGES,
     CACHE_REPO,
-    DJANGO_IMAGE,
+    EXAMPLES,
     KEY_CHARS,
     LOCKGATE_IMAGE,
     PAUSE_CONFIG,
     PAUSE_IMAGE,
-    SHOP_IMAGE,
+    Example,
     Image,
     archive_name,
     archive_stem,
@@ -86,12 +87,21 @@ def _targets() -> list[Target]:
     rules = dockerignore((REPO / ".dockerignore").read_text())
     context = ["Dockerfile", ".dockerignore", *context_files(REPO, rules)]
     lockgate = Target(LOCKGATE_IMAGE, digest(base.key, files_digest(REPO, context)), build_lockgate, parent=base)
-    shop_files = files_digest(SHOP_APP, context_files(SHOP_APP, []))
-    shop = Target(SHOP_IMAGE, digest(lockgate.key, shop_files), build_shop, parent=lockgate)
-    django_rules = dockerignore((DJANGO_APP / ".dockerignore").read_text())
-    django_files = files_digest(DJANGO_APP, context_files(DJANGO_APP, django_rules))
-    django = Target(DJANGO_IMAGE, digest(lockgate.key, django_files), build_django, parent=lockgate)
-    return [_pause_target(), lockgate, shop, django]
+    return [_pause_target(), lockgate, *(_example_target(example, lockgate) for example in EXAMPLES)]
+
+
+def _example_target(example: Example, lockgate: Target) -> Target:
+    context = REPO / example.directory
+    inputs = [files_digest(context, example_files(context))]
+    if example.flyway:
+        inputs.append(FETCH_FLYWAY.read_text())  # it pins the jars' versions and checksums
+    build = functools.partial(_build_example, example=example)
+    return Target(example.ref, digest(lockgate.key, *inputs), build, parent=lockgate)
+
+
+def _build_example(buildah: Buildah, example: Example) -> None:
+    contexts = {"flyway": flyway_home(buildah.progress)} if example.flyway else {}
+    build_example(buildah, example.ref, REPO / example.directory, example.check, contexts)
 
 
 def _base_target() -> Target:
