@@ -40,6 +40,19 @@ def manifests(lockgate_image: str, app_image: str, directory: Path = EXAMPLE) ->
     return documents
 
 
+def create(kube: Kube, namespace: str, document: dict[str, Any]) -> None:
+    """One document of an example's manifests: its SchemaMigration, Deployment or Service."""
+    kind = document["kind"]
+    if kind == "SchemaMigration":
+        kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, document)
+    elif kind == "Deployment":
+        kube.apps.create_namespaced_deployment(namespace, document)
+    elif kind == "Service":
+        kube.core.create_namespaced_service(namespace, document)
+    else:
+        raise ValueError(f"an example has a {kind}: teach devcluster.shop.create to create it")
+
+
 def release_patch(release: str) -> dict[str, Any]:
     """What a new release of the app changes: its code (RELEASE) and the schema that code needs."""
     template = {
@@ -68,18 +81,7 @@ class Shop:
         scripts = {p.name: p.read_text() for p in sorted((EXAMPLE / "migrations").glob("*.sql"))}
         core.create_namespaced_config_map(self.namespace, {"metadata": {"name": "shop-migrations"}, "data": scripts})
         for document in manifests(self.lockgate_image, self.app_image):
-            self._create(document)
-
-    def _create(self, document: dict[str, Any]) -> None:
-        kind = document["kind"]
-        if kind == "SchemaMigration":
-            self.kube.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, document)
-        elif kind == "Deployment":
-            self.kube.apps.create_namespaced_deployment(self.namespace, document)
-        elif kind == "Service":
-            self.kube.core.create_namespaced_service(self.namespace, document)
-        else:
-            raise ValueError(f"examples/shop has a {kind}: teach devcluster.shop to create it")
+            create(self.kube, self.namespace, document)
 
     def move_to(self, release: str) -> None:
         """Release N: the SchemaMigration first, then the app (as an Argo CD sync wave would)."""
@@ -119,16 +121,19 @@ class TrafficReport:
 
 
 class Traffic:
-    """Steady requests at the shop's Service from a background thread: reads and writes, each on
-    a new connection (as a fresh client would), so every routing change is exercised."""
+    """Steady requests at an app's Service from a background thread: GETs and POSTs of `path` (the
+    shop's by default), each on a new connection (as a fresh client would), so every routing change
+    is exercised."""
 
-    def __init__(self, host: str, port: int, per_second: float = 20.0, timeout: float = 5.0) -> None:
-        self.host, self.port = host, port
+    def __init__(
+        self, host: str, port: int, per_second: float = 20.0, timeout: float = 5.0, path: str = "/customers"
+    ) -> None:
+        self.host, self.port, self.path = host, port, path
         self.interval = 1.0 / per_second
         self.timeout = timeout
         self.report = TrafficReport(0, 0)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="shop-traffic", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
 
     def start(self) -> Traffic:
         self._thread.start()
@@ -157,7 +162,7 @@ class Traffic:
         connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
             body = json.dumps({"name": f"Customer {time.time():.3f}"}) if method == "POST" else None
-            connection.request(method, "/customers", body=body, headers={"Connection": "close"})
+            connection.request(method, self.path, body=body, headers={"Connection": "close"})
             response = connection.getresponse()
             payload = response.read()
             if response.status >= 300:

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 
 
@@ -8,7 +9,13 @@ class Seed(models.Model):
     created = models.DateTimeField(auto_now_add=True)
 
 
+# Release 1 writes `body`. Release 2 writes `text`; `body` stays in the table until the contract drops
+# it (0003 takes it out of Django's state only, and makes it nullable so release 2's inserts work).
+NOTE_FIELD = "body" if settings.LEDGER_RELEASE == "1" else "text"
+
+
 class Note(models.Model):
-    # Release 2 writes `text`. Release 1's `body` is still in the table until the contract drops it
-    # (0003 takes it out of Django's state only, and makes it nullable so release 2's inserts work).
-    text = models.TextField(null=True)
+    if NOTE_FIELD == "body":
+        body = models.TextField()
+    else:
+        text = models.TextField(null=True)

@@ -1,12 +1,12 @@
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
-from ledger.models import Note, Seed
+from ledger.models import NOTE_FIELD, Note, Seed
 
 
 def index(request: HttpRequest) -> JsonResponse:
-    """Writes a note and counts: every request touches release 2's column."""
-    note = Note.objects.create(text=request.GET.get("text", "hello"))
+    """Writes a note and counts: every request touches the column this release writes."""
+    note = Note.objects.create(**{NOTE_FIELD: request.GET.get("text", "hello")})
     return JsonResponse({"note": note.pk, "notes": Note.objects.count(), "seeds": Seed.objects.count()})
 
 

@@ -7,6 +7,9 @@ Which migrations `manage.py migrate` sees is chosen here, by app:
   when LOCKGATE_PHASE is `contract`, which lockgate sets in the contract Job;
 - `ledger_broken`: a migration that fails, for the docs' failure walk-through and the tests
   (LEDGER_BROKEN_MIGRATION=1).
+
+LEDGER_RELEASE picks the code's release (release 1 writes a note's `body`, release 2 its `text`): one
+image carries both so that the tests can walk 1 -> 2 as the shop does. Your releases are images.
 """
 
 import os
@@ -39,6 +42,10 @@ WSGI_APPLICATION = "ledger_site.wsgi.application"
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 MIDDLEWARE: list[str] = []
+
+LEDGER_RELEASE = os.environ.get("LEDGER_RELEASE", "2")
+if LEDGER_RELEASE not in ("1", "2"):
+    raise ImproperlyConfigured("LEDGER_RELEASE must be 1 or 2")
 
 INSTALLED_APPS = ["ledger"]
 if os.environ.get("LOCKGATE_PHASE") == "contract":
