@@ -4,7 +4,6 @@ revision, whose error line is what the operator would put in status."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -16,23 +15,9 @@ ALEMBIC = Path(__file__).resolve().parents[2] / "examples" / "alembic"
 UPGRADE = [sys.executable, "-m", "alembic", "upgrade"]
 EXPAND = [*UPGRADE, "expand@head"]
 CONTRACT = [*UPGRADE, "contract@head"]
+UNDEFINED_TABLE = 'psycopg.errors.UndefinedTable) relation "account_nicknames" does not exist'
 COLUMNS = "SELECT column_name FROM information_schema.columns WHERE table_name = 'accounts' ORDER BY 1"
-BROKEN = '''"""A revision that fails: the table it updates does not exist.
-
-Revision ID: e3
-"""
-from alembic import op
-
-revision = "e3"
-down_revision = "e2"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    op.add_column("accounts", __import__("sqlalchemy").Column("nickname", __import__("sqlalchemy").Text))
-    op.execute("UPDATE account_nicknames SET nickname = name")
-'''
+BROKEN_EXPAND = [sys.executable, "-m", "alembic", "-n", "broken", "upgrade", "expand@head"]  # + broken/e3
 
 
 def heads(url: str) -> list[tuple[object, ...]]:
@@ -68,19 +53,15 @@ def test_racing_expands_under_lockgate_exec_run_one_at_a_time(database_url: str)
     assert exec_runs == [(Path(sys.executable).name, True)] * 3
 
 
-def test_a_broken_revision_reports_the_databases_error_line_and_applies_nothing(
-    tmp_path: Path, database_url: str
-) -> None:
-    """A new image with a broken revision (a copy of the example here), then the fixed one."""
+def test_a_broken_revision_reports_the_databases_error_line_and_applies_nothing(database_url: str) -> None:
+    """A release whose expand adds broken/e3 (alembic.ini's `broken` section), then the fixed one."""
     assert alembic(EXPAND, database_url).code == 0
-    image = shutil.copytree(ALEMBIC, tmp_path / "alembic", ignore=shutil.ignore_patterns("__pycache__"))
-    (image / "migrations" / "versions" / "e3_broken.py").write_text(BROKEN)
-    failed = alembic([*LOCKGATE_EXEC, *EXPAND], database_url, cwd=image)
+    failed = alembic([*LOCKGATE_EXEC, *BROKEN_EXPAND], database_url)
     assert failed.code == 1, failed.err
     # What the operator shows: the Job's log tail (FallbackToLogsOnError), as status keeps it.
     error = parse_report(failed.err, failed.code).error or ""
     print(f"status would say: ...{error[-400:]}")
-    assert 'psycopg.errors.UndefinedTable) relation "account_nicknames" does not exist' in error
+    assert UNDEFINED_TABLE in error
     assert error.rstrip().splitlines()[-1].startswith("lockgate: python")
     assert heads(database_url) == [("e2",)]  # one transaction: nickname's column went with it
     assert ("nickname",) not in query(database_url, COLUMNS)
