@@ -167,15 +167,11 @@ def test_racing_lockgate_exec_flyway_migrate_runs_one_at_a_time(
 
 
 def test_a_broken_migrations_flyway_error_line_reaches_lockgate_exec_and_the_status(
-    database_url: str, flyway: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database_url: str, flyway: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    broken = tmp_path / "expand"
-    shutil.copytree(EXAMPLE / "sql" / "expand", broken)
-    (broken / "V3__broken.sql").write_text("ALTER TABLE orders ADD COLUMN customer_key text;\n")
-    command = [
-        arg if not arg.startswith("-locations=") else f"-locations=filesystem:{broken}"
-        for arg in phase_command("expand")
-    ]
+    """Release 3's expand adds sql/broken (its V3 adds a column that exists), as the cluster test does."""
+    broken = "-locations=filesystem:sql/expand,filesystem:sql/broken"
+    command = [broken if arg.startswith("-locations=") else arg for arg in phase_command("expand")]
     monkeypatch.setenv("FLYWAY", flyway)
     racer = popen("exec", "--version-label", "3", "--", *command, url=database_url)
     code = racer.wait(timeout=300)
