@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import pytest
 
 from lockgate.runner.database import advisory_key
 from lockgate.runner.exec_command import exit_status, run_description, should_forward
+from tests.imports_support import loaded
 from tests.runner_support import lockgate, popen, query, write
 
 MANAGE = Path(__file__).resolve().parents[2] / "examples" / "exec" / "manage.py"
@@ -203,6 +205,16 @@ def test_usage_errors_exit_2_before_anything_runs(database_url: str) -> None:
     missing = lockgate("exec", "--", "no-such-tool-here", url=database_url)
     assert missing.code == 2 and "command not found or not executable: no-such-tool-here" in missing.err
     assert query(database_url, "SELECT to_regclass('lockgate_schema_history') IS NULL") == [(True,)]
+
+
+def test_exec_reaches_the_server_through_psycopg_alone(tmp_path: Path, database_url: str) -> None:
+    """The lock, the pooler check, the history table and both audit writes, with no ORM or SQL parser
+    loaded (it runs in every pod's start-up: benchmarks/startup.py)."""
+    code, modules = loaded(
+        tmp_path, "exec", "--version-label", "7", "--", "true", env={"LOCKGATE_DATABASE_URL": database_url}
+    )
+    assert (code, modules) == (0, {"psycopg"})
+    assert exec_rows(database_url) == [("true", f"7: exit 0 on {socket.gethostname()}", True)]
 
 
 @pytest.mark.parametrize(("returncode", "status"), [(0, 0), (3, 3), (-15, 143), (-9, 137)])

@@ -13,8 +13,7 @@ from typing import TypeVar
 
 import psycopg
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import make_url
 
 from devcluster.postgres import PostgresServer
 from lockgate.cli.parser import build_parser
@@ -27,7 +26,8 @@ from lockgate.runner.batched.pressure import (
     read_pressure,
     wait_reason,
 )
-from lockgate.runner.database import Database, create_engine
+from lockgate.runner.connection import Connection, parse_url
+from lockgate.runner.database import Database
 from lockgate.runner.options import DEFAULT_HISTORY_TABLE, Limits
 
 T = TypeVar("T")
@@ -157,7 +157,7 @@ def url(own_postgres: PostgresServer) -> str:
 @pytest.fixture
 def runner_conn(url: str) -> Iterator[Connection]:
     """The connection the runner holds (Database.conn: autocommit), which the batch loop passes."""
-    db = Database(create_engine(url), DEFAULT_HISTORY_TABLE)
+    db = Database(parse_url(url), DEFAULT_HISTORY_TABLE)
     try:
         yield db.conn
     finally:
@@ -248,7 +248,7 @@ def test_a_role_without_pg_monitor_sees_no_lag_and_is_told(url: str, standby: Po
     sql(standby.url, "SELECT pg_wal_replay_pause()")
     try:
         sql(url, *["INSERT INTO ticks DEFAULT VALUES"] * 50)
-        with closing(Database(create_engine(plain), DEFAULT_HISTORY_TABLE)) as db:
+        with closing(Database(parse_url(plain), DEFAULT_HISTORY_TABLE)) as db:
             pressure = read_pressure(db.conn, "ticks")
             assert (pressure.standbys, pressure.hidden_standbys) == ((), 1)
             assert decide(pressure, Limits(max_replication_lag_bytes=1)) is None
@@ -314,7 +314,7 @@ def test_autovacuum_on_the_table_holds_batches_and_a_plain_role_is_told_it_canno
         )
         reason = eventually(lambda: wait_reason(runner_conn, "orders", Limits()), lambda r: r is not None, 60)
         assert reason is not None and reason.startswith("autovacuum is running on public.orders (")
-        with closing(Database(create_engine(plain), DEFAULT_HISTORY_TABLE)) as db:
+        with closing(Database(parse_url(plain), DEFAULT_HISTORY_TABLE)) as db:
             pressure = read_pressure(db.conn, "orders")
             assert pressure.vacuum is None and pressure.hidden_vacuums >= 1  # others may vacuum catalogs
             assert decide(pressure, Limits()) is None
@@ -347,15 +347,15 @@ def test_a_table_that_does_not_exist_has_no_table_signals(runner_conn: Connectio
 
 
 def test_it_refuses_to_read_inside_a_transaction(url: str, runner_conn: Connection) -> None:
-    runner_conn.exec_driver_sql("BEGIN")
+    runner_conn.execute("BEGIN")
     with pytest.raises(ValueError, match="outside a transaction"):
         wait_reason(runner_conn, "t", Limits())
-    runner_conn.exec_driver_sql("ROLLBACK")
-    with sa.create_engine(make_url(url).set(drivername="postgresql+psycopg")).connect() as plain:
+    runner_conn.execute("ROLLBACK")
+    with psycopg.connect(url) as plain:  # not autocommit
         with pytest.raises(ValueError, match="autocommit"):
-            wait_reason(plain, "t", Limits())
+            wait_reason(Connection(plain, psycopg.Error), "t", Limits())
 
 
 def test_sqlite_has_no_signals(tmp_path: Path) -> None:
-    with closing(Database(create_engine(f"sqlite:///{tmp_path}/x.db"), DEFAULT_HISTORY_TABLE)) as db:
+    with closing(Database(parse_url(f"sqlite:///{tmp_path}/x.db"), DEFAULT_HISTORY_TABLE)) as db:
         assert wait_reason(db.conn, "t", Limits(max_replication_lag_s=0, max_lock_waiters=0)) is None

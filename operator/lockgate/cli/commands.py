@@ -33,12 +33,13 @@ def options_from(args: argparse.Namespace) -> Options:
 
 
 def _database(args: argparse.Namespace) -> Database:
-    from ..runner.database import Database, create_engine
+    from ..runner.connection import parse_url
+    from ..runner.database import Database
 
     url = args.database_url or os.environ.get("LOCKGATE_DATABASE_URL")
     if not url:
         raise UsageError("no database URL: pass --database-url or set LOCKGATE_DATABASE_URL")
-    return Database(create_engine(url), args.history_table)
+    return Database(parse_url(url), args.history_table)
 
 
 def _scripts_dir(args: argparse.Namespace) -> str:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-import sqlalchemy as sa
 from pglast import ast
 
+from .connection import DatabaseError
 from .database import Database
 from .say import Say
 from .statements import Statement
@@ -44,7 +44,7 @@ class IndexBuild:
             self.progress(f"  dropping INVALID index {name} left by a failed concurrent build")
             try:
                 self.db.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
-            except sa.exc.DBAPIError as exc:
+            except DatabaseError as exc:
                 self.progress(f"  could not drop {name} ({self.db.error_of(exc).message}): drop it by hand")
 
 

@@ -14,14 +14,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
-
-import psycopg
-from sqlalchemy import text
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
+from typing import TextIO
 
 from ..shared.errors import LockNotAcquired, UsageError
+from .connection import Connection, DatabaseError
 from .database import Database, advisory_ids, advisory_key
 from .pooler import Endpoint, holder_query, pooled_per_transaction, pooler_refusal, proven_direct
 from .say import Say
@@ -38,7 +34,7 @@ def migration_lock(db: Database, lane: str, wait_seconds: float, progress: Say) 
         with _advisory_lock(db, advisory_key(db.table_name, lane), wait_seconds, progress):
             yield
     else:
-        with _file_lock(db.engine.url.database, wait_seconds, progress):
+        with _file_lock(db.target.database, wait_seconds, progress):
             yield
 
 
@@ -92,18 +88,17 @@ def _refuse_transaction_pooling(lock_conn: Connection, other: Connection) -> Non
 
 
 def _backend_pid(conn: Connection) -> int:
-    return int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() or 0)
+    return int(conn.scalar("SELECT pg_backend_pid()") or 0)
 
 
 def _seen_by_server(conn: Connection) -> tuple[str | None, int | None]:
-    row = conn.exec_driver_sql("SELECT host(inet_client_addr()), inet_client_port()").one()
+    row = conn.one("SELECT host(inet_client_addr()), inet_client_port()")
     return row[0], row[1]
 
 
 def _local_endpoint(conn: Connection) -> Endpoint | None:
     """This end of the connection's socket; None for a Unix socket."""
-    driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
-    with socket.socket(fileno=os.dup(driver.pgconn.socket)) as sock:
+    with socket.socket(fileno=os.dup(conn.driver.pgconn.socket)) as sock:
         if sock.family not in (socket.AF_INET, socket.AF_INET6):
             return None
         host, port = sock.getsockname()[:2]
@@ -112,16 +107,16 @@ def _local_endpoint(conn: Connection) -> Endpoint | None:
 
 def _keep_transaction_open(lock_conn: Connection) -> None:
     """The transaction holding the lock idles for the whole run: keep the server from ending it."""
-    lock_conn.exec_driver_sql("SELECT set_config('idle_in_transaction_session_timeout', '0', true)")
-    if int(lock_conn.exec_driver_sql("SHOW server_version_num").scalar() or 0) >= 170000:
-        lock_conn.exec_driver_sql("SELECT set_config('transaction_timeout', '0', true)")
+    lock_conn.execute("SELECT set_config('idle_in_transaction_session_timeout', '0', true)")
+    if int(lock_conn.scalar("SHOW server_version_num") or 0) >= 170000:
+        lock_conn.execute("SELECT set_config('transaction_timeout', '0', true)")
 
 
 def _release(lock_conn: Connection, key: int, held_by: int, progress: Say) -> None:
     """Roll back the transaction holding the lock: it runs in the one server session holding it."""
     try:
-        lock_conn.exec_driver_sql("ROLLBACK")
-    except DBAPIError:
+        lock_conn.execute("ROLLBACK")
+    except DatabaseError:
         progress(
             f"the migration lock may still be held by server backend {held_by} until the server or pooler "
             f"notices the lost connection; if no lockgate runner is at work, free it with: {holder_query(*advisory_ids(key))}"
@@ -159,24 +154,22 @@ def _stale(key: int) -> str:
 
 def _try_lock(lock_conn: Connection, key: int, session: bool) -> bool:
     if session:
-        return bool(lock_conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({key})").scalar())
-    lock_conn.exec_driver_sql("BEGIN")
-    if lock_conn.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock({key})").scalar():
+        return bool(lock_conn.scalar(f"SELECT pg_try_advisory_lock({key})"))
+    lock_conn.execute("BEGIN")
+    if lock_conn.scalar(f"SELECT pg_try_advisory_xact_lock({key})"):
         return True
-    lock_conn.exec_driver_sql("ROLLBACK")
+    lock_conn.execute("ROLLBACK")
     return False
 
 
 def _holder(lock_conn: Connection, key: int) -> str:
     classid, objid = advisory_ids(key)
-    row = lock_conn.execute(
-        text(
-            "SELECT a.pid, a.application_name, a.client_addr::text, now() - a.backend_start FROM pg_locks l "
-            "JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory' AND l.granted "
-            "AND l.classid = :classid AND l.objid = :objid AND l.objsubid = 1"
-        ),
+    row = lock_conn.first(
+        "SELECT a.pid, a.application_name, a.client_addr::text, now() - a.backend_start FROM pg_locks l "
+        "JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory' AND l.granted "
+        "AND l.classid = %(classid)s AND l.objid = %(objid)s AND l.objsubid = 1",
         {"classid": classid, "objid": objid},
-    ).first()
+    )
     return (
         f"pid {row[0]} ({row[1] or 'no application_name'} from {row[2] or 'local socket'}, connected {row[3]} ago)"
         if row

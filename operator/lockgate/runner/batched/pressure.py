@@ -25,15 +25,13 @@ pg_locks are visible to every role.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import psycopg
-from sqlalchemy import text
-from sqlalchemy.engine import Connection
 
+from ..connection import Connection
 from ..options import Limits
 
-_STANDBYS = text(
+_STANDBYS = (
     "SELECT COALESCE(NULLIF(r.application_name, ''), 'pid ' || r.pid), r.state IS NULL, "
     "EXTRACT(epoch FROM r.replay_lag)::float8, pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::bigint "
     "FROM pg_stat_replication r LEFT JOIN pg_replication_slots s ON s.active_pid = r.pid "
@@ -43,12 +41,12 @@ _STANDBYS = text(
 # OIDs of their own catalogs, hence the database filters. A table's TOAST data is vacuumed
 # as a relation of its own. Waiters for a table lock wait on a 'relation' lock; of those
 # queued for one row, all but the first wait on a 'tuple' lock (the first waits on the xid).
-_TABLE = text(
+_TABLE = (
     "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), v.autovacuum, v.phase, "
     "(SELECT count(DISTINCT l.pid) FROM pg_locks l WHERE NOT l.granted AND l.relation = c.oid "
     "  AND l.locktype IN ('relation', 'tuple') AND l.database = d.oid), "
     "(SELECT count(*) FROM pg_stat_progress_vacuum p WHERE p.relid IS NULL AND p.datid = d.oid) "
-    "FROM (SELECT to_regclass(:table) AS oid) t "
+    "FROM (SELECT to_regclass(%(table)s) AS oid) t "
     "JOIN pg_database d ON d.datname = current_database() "
     "LEFT JOIN pg_class c ON c.oid = t.oid LEFT JOIN pg_namespace n ON n.oid = c.relnamespace "
     "LEFT JOIN LATERAL (SELECT a.backend_type = 'autovacuum worker' AS autovacuum, p.phase "
@@ -85,7 +83,7 @@ class Pressure:
 def wait_reason(connection: Connection, table: str, limits: Limits) -> str | None:
     """None when a batch may run now, else why it should wait, for the progress output.
 
-    `connection` is the runner's SQLAlchemy connection (Database.conn: psycopg, autocommit),
+    `connection` is the runner's connection (Database.conn: psycopg, autocommit),
     called between batches, outside any transaction. `table` is `[schema.]table` as SQL reads
     it: resolved with to_regclass on the session's search_path. SQLite has no such signals.
     """
@@ -94,11 +92,11 @@ def wait_reason(connection: Connection, table: str, limits: Limits) -> str | Non
 
 def read_pressure(connection: Connection, table: str) -> Pressure:
     """The signals now: two statements, each its own transaction (the connection is autocommit)."""
-    if connection.dialect.name != "postgresql":
+    if not connection.is_postgres:
         return Pressure()
     _require_idle_autocommit(connection)
-    rows = connection.execute(_STANDBYS).all()
-    name, autovacuum, phase, waiters, hidden_vacuums = connection.execute(_TABLE, {"table": table}).one()
+    rows = connection.execute(_STANDBYS).fetchall()
+    name, autovacuum, phase, waiters, hidden_vacuums = connection.one(_TABLE, {"table": table})
     return Pressure(
         standbys=tuple(Standby(r[0], r[2], r[3]) for r in rows if not r[1]),
         hidden_standbys=sum(1 for r in rows if r[1]),
@@ -112,7 +110,7 @@ def read_pressure(connection: Connection, table: str) -> Pressure:
 def _require_idle_autocommit(connection: Connection) -> None:
     # Inside a transaction, statistics views repeat the transaction's first reading, and in
     # non-autocommit mode the query would leave a transaction (and its snapshot) open.
-    driver: Any = connection.connection.driver_connection
+    driver = connection.driver
     if not (driver.autocommit and driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE):
         raise ValueError("pressure signals are read on an autocommit connection outside a transaction")
 

@@ -18,11 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from ...shared.errors import Paused
 from ...shared.phases import Phase, lane
 from ...shared.progress import progress_line
+from ..connection import DatabaseError
 from ..database import Database, advisory_ids, advisory_key
 from ..options import Limits
 from ..say import Say
@@ -40,7 +39,7 @@ class Hooks:
     """What the runner lends the walk: its lock-timeout retries, its error type, its history."""
 
     retry: Retry
-    failed: Callable[[Statement, sa.exc.DBAPIError], Exception]
+    failed: Callable[[Statement, DatabaseError], Exception]
     record: Callable[[int], None]  # writes the script's history row (given its ms) in the open transaction
     progress: Say
     progress_file: str | None
@@ -68,7 +67,7 @@ def read_progress(db: Database) -> dict[str, dict[str, Any]]:
     table = progress_table(db)
     if not db.is_postgres or not _exists(db, table):
         return {}
-    rows = db.conn.exec_driver_sql(f"SELECT {_COLUMNS} FROM {table} WHERE history = %(h)s", {"h": db.table_name})
+    rows = db.conn.execute(f"SELECT {_COLUMNS} FROM {table} WHERE history = %(h)s", {"h": db.table_name}).fetchall()
     running = _lane_busy(db)
     views = {}
     for row in rows:
@@ -142,7 +141,7 @@ class _Walker:
             self.hooks.retry(f"{self.script.name} batch {walk.batches + 1}", attempt)
         except Exception:
             failed = replace(walk, state="failed")
-            with contextlib.suppress(sa.exc.DBAPIError):  # a lost connection: its own error says more
+            with contextlib.suppress(DatabaseError):  # a lost connection: its own error says more
                 self._save(failed)
             self._say(f"failed in batch {walk.batches + 1}: {header.describe(failed)}", failed, force=True)
             raise
@@ -154,12 +153,12 @@ class _Walker:
         exclusive, but the last range's is the greatest key, which it holds (see header.driver_sql)."""
         if start is None:  # an empty table: one empty batch finishes the walk
             return 0, None, True
-        row = self.db.conn.exec_driver_sql(
+        row = self.db.conn.one(
             f"SELECT k, n FROM (SELECT {self._k} AS k, row_number() OVER (ORDER BY {self._k}) AS n FROM "
             f"{self.header.table} WHERE {self._k} >= %(s)s::{key.type_name} ORDER BY {self._k} LIMIT %(l)s) w "
             "ORDER BY n DESC LIMIT 1",
             {"s": start, "l": size + 1},
-        ).one()
+        )
         last_key, count = row
         if count <= size:
             return count, last_key, True
@@ -174,8 +173,8 @@ class _Walker:
 
     def _execute(self, params: dict[str, Any], last: bool) -> int:
         try:
-            return int(self.db.conn.exec_driver_sql(self.last_query if last else self.query, params).rowcount)
-        except sa.exc.DBAPIError as exc:
+            return int(self.db.conn.execute(self.last_query if last else self.query, params).rowcount)
+        except DatabaseError as exc:
             raise self.hooks.failed(self.statement, exc) from None
 
     # between batches
@@ -206,14 +205,14 @@ class _Walker:
     # what it knows and says
 
     def _key(self) -> Key:
-        row = self.db.conn.exec_driver_sql(
+        row = self.db.conn.first(
             "SELECT format_type(a.atttypid, NULL), t.typcategory, EXISTS (SELECT 1 FROM pg_index i "
             "JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam "
             "WHERE i.indrelid = a.attrelid AND i.indkey[0] = a.attnum AND am.amname = 'btree' AND i.indpred IS NULL) "
             "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
             "WHERE a.attrelid = to_regclass(%(t)s) AND a.attname = %(k)s AND NOT a.attisdropped",
             {"t": self.header.table, "k": self.header.key_name},
-        ).first()
+        )
         where = f"{self.script.name} line {self.header.line}"
         if row is None:
             raise BatchScriptError(f"{where}: table {self.header.table} has no column {self.header.key}")
@@ -243,24 +242,24 @@ class _Walker:
         return int(rows) if rows is not None and rows >= 0 else None  # -1: never analysed
 
     def _load(self) -> Walk | None:
-        row = self.db.conn.exec_driver_sql(
+        row = self.db.conn.first(
             f"SELECT {_COLUMNS} FROM {self.table} WHERE history = %(h)s AND script = %(s)s",
             {"h": self.db.table_name, "s": self.script.name},
-        ).first()
+        )
         return Walk(*row) if row else None
 
     def _save(self, walk: Walk) -> None:
         values = {f.name: getattr(walk, f.name) for f in fields(Walk)} | {"history": self.db.table_name}
         names = ", ".join(values)
         updates = ", ".join(f"{n} = excluded.{n}" for n in values if n not in ("history", "script"))
-        self.db.conn.exec_driver_sql(
+        self.db.conn.execute(
             f"INSERT INTO {self.table} ({names}) VALUES ({', '.join(f'%({n})s' for n in values)}) "
             f"ON CONFLICT (history, script) DO UPDATE SET {updates}, updated_on = now()",
             values,
         )
 
     def _scalar(self, sql: str, params: dict[str, Any]) -> Any:
-        return self.db.conn.exec_driver_sql(sql, params).scalar()
+        return self.db.conn.scalar(sql, params)
 
     @property
     def _k(self) -> str:
@@ -299,18 +298,18 @@ def _ensure_table(db: Database, table: str) -> None:
 
 
 def _exists(db: Database, table: str) -> bool:
-    return bool(db.conn.exec_driver_sql("SELECT to_regclass(%(t)s) IS NOT NULL", {"t": table}).scalar())
+    return bool(db.conn.scalar("SELECT to_regclass(%(t)s) IS NOT NULL", {"t": table}))
 
 
 def _lane_busy(db: Database) -> bool:
     """Whether a runner holds this history table's background lock, i.e. a walk is really running."""
     classid, objid = advisory_ids(advisory_key(db.table_name, lane(Phase.BACKGROUND)))
     return bool(
-        db.conn.exec_driver_sql(
+        db.conn.scalar(
             "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
             "AND classid = %(c)s AND objid = %(o)s AND objsubid = 1)",
             {"c": classid, "o": objid},
-        ).scalar()
+        )
     )
 
 
