@@ -105,8 +105,8 @@ bench-big: venv postgres
 bench-backfill: venv postgres
 	$(PY) benchmarks/backfill.py
 
-# Start-up of --version, exec -- true, a no-op migrate and wait, beside a bare `python -c pass`.
-bench-startup: venv postgres
+# Start-up of --version, exec -- true, a no-op migrate (beside Flyway's) and wait, beside a bare `python -c pass`.
+bench-startup: venv postgres flyway
 	$(PY) benchmarks/startup.py
 
 bench-operator: venv postgres cluster-bin

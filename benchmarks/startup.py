@@ -7,13 +7,16 @@ of the process, which other work on a shared machine disturbs less; with the goa
 
 - `lockgate --version` (imports nothing it does not use);
 - `lockgate exec -- true` and a no-op `lockgate migrate`, against a PostgreSQL server of its own
-  (or LOCKGATE_TEST_DATABASE_URL) on loopback;
+  (or LOCKGATE_TEST_DATABASE_URL) on loopback; beside the no-op migrate, Flyway 11's no-op
+  `flyway migrate` (hack/fetch-flyway.sh, run as examples/flyway runs it) on the same database,
+  over the same ten scripts, and how many times faster lockgate is (goal: at least 3x);
 - `lockgate wait` on an already expanded schema: against the cluster of `--kubeconfig` if given
   (a SchemaMigration `--namespace/--name` whose appliedVersion is at least `--version`), else
   against a loopback HTTP server that answers the one GET wait makes with such an object, so
   the figure is the client's start-up and one request, not a cluster's.
 
-Run with `make bench-startup` or `.venv/bin/python benchmarks/startup.py [--runs N]`.
+Run with `make bench-startup` or `.venv/bin/python benchmarks/startup.py [--runs N]` (Flyway needs
+a Java runtime: `make flyway`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import http.server
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,11 +37,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from devcluster.postgres import ExternalPostgres, PostgresServer  # noqa: E402
 
 GOALS = {"--version": 0.05, "exec -- true": 0.3, "wait (expanded)": 0.4}
+FLYWAY_GOAL = 3.0  # times Flyway's no-op migrate, at least
 
 
 def lockgate() -> list[str]:
@@ -68,8 +74,43 @@ def row(name: str, times: tuple[list[float], list[float]], bare: float | None) -
     verdict = f"goal < {goal:.2f} s: {'met' if median < goal else 'missed'}" if goal else ""
     over = f"(+{median - bare:.3f} s)" if bare is not None else ""
     return (
-        f"{name:<20} wall median {median:6.3f} s {over:<11} fastest {fastest:6.3f} s  "
+        f"{name:<26} wall median {median:6.3f} s {over:<11} fastest {fastest:6.3f} s  "
         f"cpu median {statistics.median(cpus):6.3f} s  {verdict}"
+    )
+
+
+def flyway() -> list[str]:
+    """Flyway 11 as examples/flyway runs it: its wrapper (LOCKGATE_DATABASE_URL to JDBC) and its flyway.toml."""
+    if not shutil.which("java") and not os.environ.get("JAVA_HOME"):
+        raise SystemExit("Flyway needs a Java runtime: run `make flyway` (installs openjdk-17-jre-headless)")
+    fetched = subprocess.run([str(ROOT / "hack" / "fetch-flyway.sh")], capture_output=True, text=True, check=True)
+    return [str(ROOT / "examples" / "flyway" / "flyway-lockgate"), fetched.stdout.strip()]
+
+
+def write_scripts(directory: Path, prefix: str) -> Path:
+    """Ten one-table scripts, named as both tools read them (V1__step_1.sql ...)."""
+    directory.mkdir()
+    for i in range(1, 11):
+        (directory / f"V{i}__step_{i}.sql").write_text(f"CREATE TABLE {prefix}{i} (id int PRIMARY KEY);")
+    return directory
+
+
+def migrate_noops(env: dict[str, str], tmp: Path, runs: int, floor: float) -> None:
+    """lockgate's and Flyway's no-op migrate over ten applied scripts each, and the ratio."""
+    migrate = [*lockgate(), "migrate", "--dir", str(write_scripts(tmp / "lockgate", "t"))]
+    timed(migrate, env, 1)  # applies the ten; every run after is a no-op
+    ours = timed(migrate, env, runs)
+    print(row("migrate (no-op, 10)", ours, floor))
+    wrapper, launcher = flyway()
+    theirs = [wrapper, f"-locations=filesystem:{write_scripts(tmp / 'flyway', 'f')}", "-table=flyway_bench", "migrate"]
+    env = env | {"FLYWAY": launcher}
+    timed(theirs, env, 1)
+    flyways = timed(theirs, env, runs)
+    print(row("flyway migrate (no-op, 10)", flyways, floor))
+    ratio = statistics.median(flyways[0]) / statistics.median(ours[0])
+    verdict = "met" if ratio >= FLYWAY_GOAL else "missed"
+    print(
+        f"{'':<26} lockgate's no-op migrate is {ratio:.1f}x faster than Flyway's (wall medians; goal >= {FLYWAY_GOAL:g}x: {verdict})"
     )
 
 
@@ -141,13 +182,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             env = base | {"LOCKGATE_DATABASE_URL": server.create_database(f"startup_{os.getpid()}")}
             print(row("exec -- true", timed([*lockgate(), "exec", "--", "true"], env, args.runs), floor))
-            migrations = Path(tmp) / "migrations"
-            migrations.mkdir()
-            for i in range(1, 11):
-                (migrations / f"V{i}__step_{i}.sql").write_text(f"CREATE TABLE t{i} (id int PRIMARY KEY);")
-            migrate = [*lockgate(), "migrate", "--dir", str(migrations)]
-            timed(migrate, env, 1)  # applies the ten; every run after is a no-op
-            print(row("migrate (no-op, 10)", timed(migrate, env, args.runs), floor))
+            migrate_noops(env, Path(tmp), args.runs, floor)
     finally:
         server.stop()
 

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..shared.errors import LockgateError
 from .output import Output
-from .parser import Handler, build_parser
+from .parser import build_parser, command_of
 
 if TYPE_CHECKING:
     from ..runner.summary import Summary
+    from .arguments import Handler
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(command_of(argv)).parse_args(argv)
     out = Output(json_mode=getattr(args, "json", False))
     try:
         handler: Handler = args.handler

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from ..shared import redaction
@@ -33,7 +32,8 @@ class Output:
 
     def finish(self, summary: Summary, summary_file: str | None = None) -> int:
         if summary_file:
-            Path(summary_file).write_text(redaction.redact(summary.compact()))
+            with open(summary_file, "w") as file:  # not pathlib: every command would import it
+                file.write(redaction.redact(summary.compact()))
         if self.json_mode:
             self.document(summary.to_dict())
         else:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import logging
 
 _secrets: set[str] = set()
 # user:password@ in any URL-like text, whatever library produced it
@@ -24,8 +27,10 @@ def redact(text: str) -> str:
     return _PASSWORD_PARAM.sub(r"\1***", text)
 
 
-class RedactingFilter(logging.Filter):
-    """A logging filter that redacts the fully formatted message of every record."""
+class RedactingFilter:
+    """A logging filter that redacts the fully formatted message of every record. Logging takes
+    any object with this `filter` method; not subclassing logging.Filter keeps logging out of the
+    CLI's start-up (`lockgate --version` prints through redact() too)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
