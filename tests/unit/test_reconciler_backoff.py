@@ -1,10 +1,10 @@
-"""How the reconciler backs off and when a failure shows (controller/reconciler.py, controller/kube.py)."""
+"""How the reconciler backs off and when a failure shows (controller/reconciler.py, controller/kube_client.py)."""
 
 from __future__ import annotations
 
 from kubernetes.client.exceptions import ApiException
 
-from lockgate.controller.kube import is_transient
+from lockgate.controller.kube_client import is_transient
 from lockgate.controller.reconciler import TRANSIENT_GRACE, Action, next_failure
 
 

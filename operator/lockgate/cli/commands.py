@@ -214,7 +214,7 @@ def _api_errors() -> Iterator[None]:
     """Kubernetes API failures as one line that says what went wrong, not a traceback."""
     from kubernetes.client.exceptions import ApiException
 
-    from ..controller.kube import describe_error
+    from ..controller.kube_client import describe_error
 
     try:
         yield

@@ -7,7 +7,7 @@ from typing import Any
 from kubernetes import client
 
 from ..controller.conditions import find
-from ..controller.kube import custom_object, load_config
+from ..controller.kube_client import custom_object, load_config
 from ..controller.spec import GROUP, PLURAL, VERSION
 
 

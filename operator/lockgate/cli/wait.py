@@ -16,7 +16,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from ..controller.conditions import find
-from ..controller.kube import custom_object, load_config
+from ..controller.kube_client import custom_object, load_config
 from ..controller.spec import GROUP, PLURAL, TERMINATION_LOG, VERSION
 from ..shared.errors import UsageError
 from ..shared.versions import Version

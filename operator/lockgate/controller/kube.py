@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import Any
 
-import urllib3
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from ..shared import redaction
-from ..shared.errors import UsageError
 from ..shared.timestamps import iso
 from .events import Event
 from .gate import GatePatch
+from .kube_client import custom_object
 from .ledger import JobRef
 from .manifests import CONTAINER
 from .observed import WarningView
@@ -26,44 +23,9 @@ CONFLICT, NOT_FOUND, INVALID = 409, 404, 422
 LOG_TAIL_LINES = 20  # the runner writes a progress line every few seconds: the newest is near the end
 
 
-def custom_object(obj: object) -> dict[str, Any]:
-    """The client types custom objects (and lists of them) as `object`: they are JSON objects."""
-    return cast(dict[str, Any], obj)
-
-
 def as_model(body: dict[str, Any]) -> Any:
     """The client takes a plain dict wherever its signature names a model class."""
     return body
-
-
-def load_config() -> None:
-    """In-cluster credentials in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]  # unannotated in the client
-    except config.ConfigException:
-        try:
-            config.load_kube_config()  # type: ignore[no-untyped-call]
-        except (config.ConfigException, OSError) as exc:
-            raise UsageError(f"no Kubernetes credentials: set KUBECONFIG or run in a pod ({exc})") from None
-
-
-def describe_error(exc: Exception) -> str:
-    """One line a person can act on: for API errors, the status and the server's message."""
-    if isinstance(exc, ApiException):
-        try:
-            detail = json.loads(exc.body or "{}").get("message") or exc.reason
-        except ValueError:
-            detail = exc.reason
-        return redaction.redact(f"{exc.status} {exc.reason}: {detail}")
-    text = str(exc).strip().splitlines()
-    return redaction.redact(f"{type(exc).__name__}: {text[0] if text else ''}")
-
-
-def is_transient(exc: Exception) -> bool:
-    """An outage rather than a refusal: no connection, a timeout, 429 or a 5xx from the API server."""
-    if isinstance(exc, ApiException):
-        return exc.status in (0, 429) or (exc.status or 0) >= 500
-    return isinstance(exc, ConnectionError | TimeoutError | urllib3.exceptions.HTTPError)
 
 
 def _when(event: client.CoreV1Event) -> datetime:

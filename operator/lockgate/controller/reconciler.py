@@ -19,7 +19,8 @@ from . import metrics
 from .background import progress_pods
 from .decide import Decision, decide
 from .diagnosis import event_subjects
-from .kube import KubeApi, describe_error, is_transient
+from .kube import KubeApi
+from .kube_client import describe_error, is_transient
 from .ledger import JobRequest
 from .manifests import job_manifest
 from .observed import Observed

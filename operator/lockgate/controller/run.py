@@ -8,7 +8,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from ..shared import redaction
-from .kube import load_config
+from .kube_client import load_config
 from .pod_security import Level
 
 log = logging.getLogger("lockgate.operator")
