@@ -463,3 +463,33 @@ def test_an_unexpected_database_error_ends_in_one_line_and_the_json_summary(tmp_
     assert "postgres:" not in result.out + result.err + summary.read_text()
     info = lockgate("info", "--dir", str(d), url=database_url)
     assert info.code == 1 and info.err.count("\n") == 1 and "database error [42703]" in info.err, info.err
+
+
+# CREATE TABLE as SQLAlchemy emitted it (lockgate 0.1.0 and before) for --history-table AppHistory:
+# a mixed-case name it quoted. Tables in use keep it.
+SQLALCHEMY_HISTORY = """
+CREATE TABLE public."AppHistory" (
+    installed_rank SERIAL NOT NULL, version TEXT, phase TEXT NOT NULL, description TEXT NOT NULL,
+    script TEXT NOT NULL, checksum TEXT, installed_by TEXT NOT NULL,
+    installed_on TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, execution_ms INTEGER NOT NULL,
+    success BOOLEAN NOT NULL, PRIMARY KEY (installed_rank)
+)"""
+
+
+def test_a_history_table_sqlalchemy_created_is_read_and_written_as_before(tmp_path: Path, database_url: str) -> None:
+    query(database_url, SQLALCHEMY_HISTORY)
+    d = write(tmp_path / "m", {"V1__users.sql": "CREATE TABLE users (id integer PRIMARY KEY);"})
+    table = ("--history-table", "AppHistory")
+    assert lockgate("migrate", "--dir", str(d), *table, url=database_url).code == 0
+    assert lockgate("exec", *table, "--version-label", "1", "--", "true", url=database_url).code == 0
+    again = lockgate("migrate", "--dir", str(d), *table, "--json", url=database_url)
+    assert again.code == 0 and again.json["applied"] == [], again.out
+    applied = lockgate("info", "--dir", str(d), *table, "--json", url=database_url).json["expand"][0]
+    assert applied["state"] == "applied" and applied["installed_by"] == "postgres"
+    assert history(database_url, 'public."AppHistory"') == [
+        ("1", "expand", "V1__users.sql", True),
+        (None, "exec", "true", True),
+    ]
+    assert query(database_url, "SELECT count(*) FROM pg_class WHERE relname ILIKE 'apphistory'") == [
+        (1,)
+    ]  # no second table

@@ -1,14 +1,17 @@
 """Connections to PostgreSQL (psycopg 3) and SQLite (sqlite3), straight to the driver.
 
 No ORM in between: SQLAlchemy took a third of a second to import, paid by every `lockgate exec`
-and `migrate` in every pod's start-up (benchmarks/startup.py). psycopg loads only for a
-PostgreSQL URL. Every connection is autocommit; transactions are begun and ended explicitly.
+and `migrate` in every pod's start-up (benchmarks/startup.py). psycopg, a tenth of a second
+itself, loads only where PostgreSQL is reached (here and in database.py's PostgreSQL-only paths).
+Every connection is autocommit; transactions are begun and ended explicitly.
 Statements with parameters use psycopg's `%(name)s`, turned into SQLite's `:name` for SQLite.
 """
 
 from __future__ import annotations
 
 import re
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -61,7 +64,7 @@ def parse_url(url: str) -> Target:
         port = parts.port
     except ValueError:
         parts, port = None, None
-    if parts is None or not parts.scheme:
+    if parts is None or "://" not in url:
         raise UsageError(
             "the database URL does not parse: expected postgresql://user:password@host:port/dbname or sqlite:///path"
         )
@@ -78,20 +81,27 @@ def parse_url(url: str) -> Target:
 
 def connect(target: Target) -> Connection:
     """An autocommit connection; a failure to connect is a UsageError naming where, never who."""
-    try:
-        if target.dialect == "sqlite":
-            import sqlite3
-
-            return Connection(sqlite3.connect(target.conninfo, timeout=30, isolation_level=None), sqlite3.Error)
-        import psycopg
-
-        # No automatic prepared statements: a statement repeated five times (a lock poll, a batch)
-        # would be prepared on one server session and executed on another behind a pooler.
-        driver = psycopg.connect(
-            target.conninfo, autocommit=True, application_name="lockgate", connect_timeout=10, prepare_threshold=None
+    if target.dialect == "sqlite":
+        return _opened(
+            target, sqlite3.Error, lambda: sqlite3.connect(target.conninfo, timeout=30, isolation_level=None)
         )
-        return Connection(driver, psycopg.Error)
-    except Exception as exc:
+    import psycopg
+
+    # No automatic prepared statements: a statement repeated five times (a lock poll, a batch)
+    # would be prepared on one server session and executed on another behind a pooler.
+    return _opened(
+        target,
+        psycopg.Error,
+        lambda: psycopg.connect(
+            target.conninfo, autocommit=True, application_name="lockgate", connect_timeout=10, prepare_threshold=None
+        ),
+    )
+
+
+def _opened(target: Target, errors: type[Exception], open_driver: Callable[[], Any]) -> Connection:
+    try:
+        return Connection(open_driver(), errors)
+    except errors as exc:
         raise UsageError(f"cannot connect to the database at {target.describe()}: {first_line(exc)}") from None
 
 
@@ -101,7 +111,7 @@ class Connection:
     def __init__(self, driver: Any, errors: type[Exception]) -> None:
         self._driver = driver
         self._errors = errors
-        self.is_postgres = not driver.__class__.__module__.startswith("sqlite3")
+        self.is_postgres = not isinstance(driver, sqlite3.Connection)
 
     @property
     def driver(self) -> psycopg.Connection[Any]:
