@@ -65,3 +65,26 @@ def derive_state(rows: list[HistoryRow]) -> SchemaState:
         elif row.version is not None and row.phase in Phase._value2member_map_:
             state.applied[(Phase(row.phase), row.version)] = row
     return state
+
+
+def history_values(
+    phase: str,
+    version: Version | None,
+    description: str,
+    script: str,
+    checksum: str | None,
+    ms: int,
+    success: bool,
+    installed_by: str,
+) -> dict[str, object]:
+    """A row to write (Database.record): what a run did, by whom, in how long."""
+    return {
+        "version": str(version) if version else None,
+        "phase": phase,
+        "description": description,
+        "script": script,
+        "checksum": checksum,
+        "installed_by": installed_by,
+        "execution_ms": ms,
+        "success": success,
+    }
