@@ -92,6 +92,12 @@ def test_the_runner_never_imports_the_cluster_side(module: str) -> None:
     assert offending(module, {"kubernetes", "kopf", "lockgate.controller", "lockgate.cli"}) == []
 
 
+def test_no_module_imports_sqlalchemy() -> None:
+    """The runner reaches its databases through the drivers (runner/connection.py): SQLAlchemy is
+    a test dependency only, not in the image."""
+    assert [m for m in MODULES if offending(m, {"sqlalchemy"})] == []
+
+
 @pytest.mark.parametrize("module", of("lockgate.controller"))
 def test_the_controller_never_imports_the_runner(module: str) -> None:
     assert offending(module, {"lockgate.runner", "lockgate.cli"}) == []
