@@ -286,8 +286,10 @@ class Database:
         """Insert a row; its installed_rank."""
         names = ", ".join(values)
         placeholders = ", ".join(f"%({name})s" for name in values)
-        sql = f"INSERT INTO {self.table.sql} ({names}) VALUES ({placeholders}) RETURNING installed_rank"
-        return int(self.conn.one(sql, values)[0])
+        sql = f"INSERT INTO {self.table.sql} ({names}) VALUES ({placeholders})"
+        if self.is_postgres:
+            return int(self.conn.one(f"{sql} RETURNING installed_rank", values)[0])
+        return int(self.conn.execute(sql, values).lastrowid)  # RETURNING needs SQLite 3.35
 
     def update_row(self, rank: int, **values: Any) -> None:
         assignments = ", ".join(f"{name} = %({name})s" for name in values)
