@@ -61,7 +61,9 @@ def test_why_a_started_job_runs_no_container(pods: list, warnings: tuple, expect
     observed = Observed(None, "ns", "m", jobs=(STARTED_JOB,), job_pods=tuple(pods), warnings=warnings)
     cause = cannot_start(STARTED_JOB, observed)
     assert (cause is None) == (expected is None) and (expected is None or expected in cause.message), cause
-    assert event_subjects(observed) == (() if any(p.started for p in pods) else ("j1", *(p.name for p in pods)))
+    # Events are read only when the pods do not say why: they could not change the cause.
+    quiet = any(p.started or p.problem for p in pods)
+    assert event_subjects(observed) == (() if quiet else ("j1", *(p.name for p in pods)))
     suspended = dataclasses.replace(STARTED_JOB, suspended=True)
     assert (
         cannot_start(suspended, dataclasses.replace(observed, jobs=(suspended,))) is None
@@ -75,6 +77,7 @@ def test_a_cause_counts_only_once_it_lasts_and_only_from_this_run() -> None:
     )
     observed = Observed(None, "ns", "m", jobs=(STARTED_JOB,), job_pods=(young,), now=now)
     assert cannot_start(STARTED_JOB, observed) is None  # a registry hiccup, not a failure yet
+    assert event_subjects(dataclasses.replace(observed, job_pods=(dataclasses.replace(young, problem=None),))) == ()
     old = dataclasses.replace(young, created=iso(now - timedelta(seconds=25)))
     assert "ErrImagePull" in str(cannot_start(STARTED_JOB, dataclasses.replace(observed, job_pods=(old,))))
     resumed = dataclasses.replace(STARTED_JOB, start=iso(now - timedelta(seconds=30)))

@@ -87,13 +87,13 @@ class Cause:
 
 
 def event_subjects(observed: Observed) -> tuple[str, ...]:
-    """The Jobs and pods whose Warning Events the shell should read: those of started Jobs
-    with no container running yet (reading them costs one API call, so only then)."""
+    """The Jobs and pods whose Warning Events the shell should read: those of started Jobs that
+    have run no container for STUCK_AFTER and whose pods do not say why (reading them costs
+    API calls, so only then: a thousand Jobs starting at once must not read Events each pass)."""
     subjects: list[str] = []
     for job in _started(observed.jobs):
-        pods = [p for p in observed.job_pods if p.job == job.name]
-        if not any(p.started for p in pods):
-            subjects += [job.name, *(p.name for p in pods)]
+        if (stuck := _stuck(job, observed)) is not None and _from_pods(stuck[0]) is None:
+            subjects += [job.name, *(p.name for p in stuck[0])]
     return tuple(subjects)
 
 
@@ -101,14 +101,9 @@ def cannot_start(job: JobView, observed: Observed) -> Cause | None:
     """Why the Job's pod does not run, with the fix; None while it runs, while nothing is wrong,
     and for the first STUCK_AFTER of a pod (or of a Job without one): a node that an autoscaler
     is adding, an image being pulled, a quota about to free are not failures yet."""
-    pods = [p for p in observed.job_pods if p.job == job.name]
-    if job.suspended or job.state != Result.RUNNING or any(p.started for p in pods):
+    if job.suspended or job.state != Result.RUNNING or (stuck := _stuck(job, observed)) is None:
         return None
-    # The youngest pod's age (a new pod starts afresh); a time not known yet counts as STUCK_AFTER.
-    since = [parse_time(t) or observed.now - STUCK_AFTER for t in ([p.created for p in pods] if pods else [job.start])]
-    waited = min(observed.now - t for t in since)
-    if waited < STUCK_AFTER:
-        return None
+    pods, waited = stuck
     warnings = tuple(w for w in observed.warnings if (w.last_seen or "") >= (job.start or ""))  # not an earlier run's
     found = _from_pods(pods) or _from_events(job.name, pods, warnings)
     if found is None:
@@ -123,6 +118,17 @@ def cannot_start(job: JobView, observed: Observed) -> Cause | None:
     else:
         advice = _pod_security_advice(reason, text, observed.namespace) or advice_for(reason, text)
     return Cause(f"{job.phase} Job {job.name} cannot start: {reason}: {text}; {advice}", False)
+
+
+def _stuck(job: JobView, observed: Observed) -> tuple[list[JobPodView], timedelta] | None:
+    """The Job's pods and how long it has waited, when none runs a container and it has waited STUCK_AFTER."""
+    pods = [p for p in observed.job_pods if p.job == job.name]
+    if any(p.started for p in pods):
+        return None
+    # The youngest pod's age (a new pod starts afresh); a time not known yet counts as STUCK_AFTER.
+    since = [parse_time(t) or observed.now - STUCK_AFTER for t in ([p.created for p in pods] if pods else [job.start])]
+    waited = min(observed.now - t for t in since)
+    return (pods, waited) if waited >= STUCK_AFTER else None
 
 
 def advice_for(reason: str, message: str) -> str:
