@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timezone
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from ..shared.timestamps import iso
+from ..shared.timestamps import iso, parse_time
 from .events import Event
 from .gate import GatePatch
 from .kube_client import custom_object
@@ -28,8 +29,18 @@ def as_model(body: dict[str, Any]) -> Any:
     return body
 
 
-def _when(event: client.CoreV1Event) -> datetime:
-    return event.last_timestamp or event.event_time or datetime.min.replace(tzinfo=timezone.utc)
+def _when(event: dict[str, Any]) -> datetime:
+    text = event.get("lastTimestamp") or event.get("eventTime")
+    return parse_time(text) or datetime.min.replace(tzinfo=timezone.utc)
+
+
+def read_json(response: Any) -> Any:
+    """The JSON of a response asked for with _preload_content=False: the client builds no model
+    objects (building a V1Pod costs milliseconds, which a thousand SchemaMigrations queue behind)."""
+    try:
+        return json.loads(response.data)
+    finally:
+        response.release_conn()
 
 
 class KubeApi:
@@ -55,8 +66,10 @@ class KubeApi:
         """Merge-patch the status if the object is still at `resource_version`; None on a conflict."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": patch}
         try:
-            written = self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, body)
-            return custom_object(written)
+            written = self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, body, _preload_content=False
+            )
+            return custom_object(read_json(written))
         except ApiException as exc:
             if exc.status in (CONFLICT, NOT_FOUND):
                 return None
@@ -65,7 +78,11 @@ class KubeApi:
     def create_job(self, manifest: dict[str, Any]) -> str | None:
         """Create the Job; if it exists already, adopt it. Returns the existing Job's owner uid on a name clash."""
         try:
-            self.batch.create_namespaced_job(manifest["metadata"]["namespace"], as_model(manifest))
+            read_json(
+                self.batch.create_namespaced_job(
+                    manifest["metadata"]["namespace"], as_model(manifest), _preload_content=False
+                )
+            )
             return None
         except ApiException as exc:
             if exc.status != CONFLICT:
@@ -84,7 +101,7 @@ class KubeApi:
             {"op": "replace", "path": "/spec/suspend", "value": suspend},
         ]
         try:
-            self.batch.patch_namespaced_job(job.name, namespace, patch)
+            read_json(self.batch.patch_namespaced_job(job.name, namespace, patch, _preload_content=False))
         except ApiException as exc:
             if exc.status not in (NOT_FOUND, INVALID):  # gone, or another object of that name now: leave it
                 raise
@@ -95,24 +112,33 @@ class KubeApi:
             preconditions=client.V1Preconditions(uid=job.uid), propagation_policy="Background"
         )
         try:
-            self.batch.delete_namespaced_job(job.name, namespace, body=options)
+            read_json(self.batch.delete_namespaced_job(job.name, namespace, body=options, _preload_content=False))
         except ApiException as exc:
             if exc.status not in (NOT_FOUND, CONFLICT):
                 raise
 
     def warnings(self, namespace: str, subjects: tuple[str, ...]) -> tuple[WarningView, ...]:
-        """Warning Events about these Jobs and pods, newest first."""
-        names = set(subjects)
-        events = self.core.list_namespaced_event(namespace, field_selector="type=Warning").items
-        ours = [e for e in events if e.involved_object.kind in ("Job", "Pod") and e.involved_object.name in names]
-        ours.sort(key=_when, reverse=True)
+        """Warning Events about these Jobs and pods, newest first: selected by the API server, one
+        call per subject, so the answer stays small however many Events the namespace holds."""
+        events = [
+            e
+            for subject in subjects
+            for e in read_json(
+                self.core.list_namespaced_event(
+                    namespace, field_selector=f"type=Warning,involvedObject.name={subject}", _preload_content=False
+                )
+            )["items"]
+            if e["involvedObject"].get("kind") in ("Job", "Pod")
+        ]
+        ours = sorted(((_when(e), e) for e in events), key=lambda pair: pair[0], reverse=True)
         return tuple(
-            WarningView(e.involved_object.name or "", e.reason or "", e.message or "", iso(_when(e))) for e in ours
+            WarningView(e["involvedObject"]["name"], e.get("reason") or "", e.get("message") or "", iso(when))
+            for when, e in ours
         )
 
     def job_exists(self, namespace: str, name: str) -> bool:
         try:
-            self.batch.read_namespaced_job(name, namespace)
+            read_json(self.batch.read_namespaced_job(name, namespace, _preload_content=False))
         except ApiException as exc:
             if exc.status == NOT_FOUND:
                 return False
@@ -136,7 +162,11 @@ class KubeApi:
             "lastTransitionTime": iso(datetime.now(timezone.utc)),
         }
         try:
-            self.core.patch_namespaced_pod_status(patch.pod, namespace, {"status": {"conditions": [condition]}})
+            read_json(
+                self.core.patch_namespaced_pod_status(
+                    patch.pod, namespace, {"status": {"conditions": [condition]}}, _preload_content=False
+                )
+            )
         except ApiException as exc:
             if exc.status != NOT_FOUND:  # a pod that is gone needs no gate
                 raise
@@ -145,22 +175,19 @@ class KubeApi:
         """Remove our finalizer with a test-and-remove JSON patch, so no other finalizer is touched."""
         for _ in range(3):
             try:
-                job = self.batch.read_namespaced_job(name, namespace)
+                job = read_json(self.batch.read_namespaced_job(name, namespace, _preload_content=False))
             except ApiException as exc:
                 if exc.status == NOT_FOUND:
                     return
                 raise
-            finalizers = (job.metadata and job.metadata.finalizers) or []
+            finalizers = job["metadata"].get("finalizers") or []
             if RESULT_FINALIZER not in finalizers:
                 return
             index = finalizers.index(RESULT_FINALIZER)
             path = f"/metadata/finalizers/{index}"
             try:
-                self.batch.patch_namespaced_job(
-                    name,
-                    namespace,
-                    [{"op": "test", "path": path, "value": RESULT_FINALIZER}, {"op": "remove", "path": path}],
-                )
+                patch = [{"op": "test", "path": path, "value": RESULT_FINALIZER}, {"op": "remove", "path": path}]
+                read_json(self.batch.patch_namespaced_job(name, namespace, patch, _preload_content=False))
                 return
             except ApiException as exc:
                 if exc.status not in (CONFLICT, INVALID, NOT_FOUND):
@@ -190,7 +217,7 @@ class KubeApi:
             "count": 1,
         }
         try:
-            self.core.create_namespaced_event(meta["namespace"], as_model(body))
+            read_json(self.core.create_namespaced_event(meta["namespace"], as_model(body), _preload_content=False))
         except ApiException as exc:
             log.warning(
                 "could not post event %s on %s/%s: %s", event.reason, meta["namespace"], meta["name"], exc.reason
