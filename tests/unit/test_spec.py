@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from lockgate.controller.spec import parse_duration, parse_spec
+from lockgate.controller.spec import migration_fields, parse_duration, parse_migration, parse_spec
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "lockgate.dev_schemamigrations.yaml"
 # Every optional block present but empty: structural defaulting fills fields of present objects only.
@@ -53,3 +53,29 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_duration() -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration("soon")
+
+
+def test_the_cached_fields_parse_as_the_whole_object() -> None:
+    body = {
+        "metadata": {
+            "name": "shop",
+            "namespace": "prod",
+            "uid": "u1",
+            "generation": 4,
+            "resourceVersion": "77",
+            "deletionTimestamp": "2026-12-06T07:00:00Z",
+            "annotations": {
+                "lockgate.dev/paused": "true",
+                "lockgate.dev/retry": "2",
+                "kubectl.kubernetes.io/last-applied-configuration": '{"spec": {}}',
+            },
+            "labels": {"team": "a"},
+            "managedFields": [{"manager": "kubectl"}],
+        },
+        "spec": MINIMAL,
+        "status": {"phase": "Expanded", "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    cached = migration_fields(body)
+    assert parse_migration(cached) == parse_migration(body)
+    assert set(cached["metadata"]["annotations"]) == {"lockgate.dev/paused", "lockgate.dev/retry"}
+    assert "managedFields" not in cached["metadata"] and "labels" not in cached["metadata"]

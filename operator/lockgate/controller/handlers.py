@@ -16,7 +16,16 @@ from .kube import KubeApi
 from .observed import Observed, job_pod_view, job_view, pod_view, workload_view
 from .pod_security import Level
 from .reconciler import Key, Reconciler
-from .spec import GROUP, OWNER_ANNOTATION, OWNER_LABEL, PLURAL, SCHEMA_LABEL, VERSION, parse_migration
+from .spec import (
+    GROUP,
+    OWNER_ANNOTATION,
+    OWNER_LABEL,
+    PLURAL,
+    SCHEMA_LABEL,
+    VERSION,
+    migration_fields,
+    parse_migration,
+)
 
 log = logging.getLogger("lockgate.operator")
 WORKLOADS = (("apps", "v1", "deployments"), ("apps", "v1", "statefulsets"), ("apps", "v1", "daemonsets"))
@@ -102,9 +111,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.index(GROUP, VERSION, PLURAL)
 async def migration_idx(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    copy = plain(body)
-    copy["metadata"].pop("managedFields", None)  # the largest part of the object, and never read
-    return {_key(namespace, name): copy}
+    return {_key(namespace, name): plain(migration_fields(body))}
 
 
 @kopf.index("batch", "v1", "jobs", labels={OWNER_LABEL: kopf.PRESENT})

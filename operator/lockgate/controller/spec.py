@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -146,6 +146,23 @@ def parse_ttl(value: Any) -> int:
     return value
 
 
+# What parse_migration reads of metadata; of the annotations, only lockgate's own.
+_READ_METADATA = ("namespace", "name", "uid", "generation", "resourceVersion", "deletionTimestamp")
+
+
+def migration_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a SchemaMigration that parse_migration reads, for the operator's cache: not
+    managedFields nor kubectl's last-applied-configuration (a second copy of the spec)."""
+    meta = body["metadata"]
+    kept = {key: meta[key] for key in _READ_METADATA if key in meta}
+    return {"metadata": {**kept, "annotations": _own(meta)}, "spec": body.get("spec", {}), "status": body.get("status")}
+
+
+def _own(meta: Mapping[str, Any]) -> dict[str, str]:
+    """lockgate's annotations (retry, paused, approve-contract): the only ones it reads."""
+    return {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(f"{GROUP}/")}
+
+
 def parse_migration(body: dict[str, Any], pod_security: Level = Level.RESTRICTED) -> Migration:
     meta, spec = body["metadata"], body.get("spec", {})
     return Migration(
@@ -156,7 +173,7 @@ def parse_migration(body: dict[str, Any], pod_security: Level = Level.RESTRICTED
         resource_version=meta.get("resourceVersion", ""),
         spec=parse_spec(spec, pod_security),
         status=body.get("status") or {},
-        annotations=meta.get("annotations") or {},
+        annotations=_own(meta),
         deleting=bool(meta.get("deletionTimestamp")),
     )
 
