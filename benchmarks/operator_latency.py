@@ -4,16 +4,21 @@ Prints medians (and p90) over --runs runs of:
   applied -> Job created            SchemaMigration created -> its expand Job exists
   Job succeeded -> gate True        expand Job Complete -> a waiting pod's gate condition True
   rollout complete -> contract Job  gated Deployment rolled out -> contract Job exists
-and the operator's resident memory with --many SchemaMigrations.
+then creates --many SchemaMigrations at once, spread over --namespaces namespaces, and prints
+the operator's resident memory before and after them, the time until all are Ready, how long
+each took from its Job finished to Ready (median, p90), and the operator's CPU over --idle
+seconds once all is quiet.
 
-Starts its own control plane (the test harness), PostgreSQL and operator. Run with
-`make bench-operator` or `.venv/bin/python benchmarks/operator_latency.py [--runs 20] [--many 200]`.
+Starts its own control plane (the test harness), PostgreSQL and one operator for all namespaces.
+Run with `make bench-operator` or
+`.venv/bin/python benchmarks/operator_latency.py [--runs 20] [--many 1000] [--namespaces 50]`.
 All times are observed through watches by this process, as a user would see them.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -33,7 +38,7 @@ from devcluster.node import POD_CIDR  # noqa: E402
 from devcluster.postgres import PostgresServer, in_cluster_url  # noqa: E402
 from devcluster.processes import ManagedProcess  # noqa: E402
 from devcluster.workloads import CRD, condition, gated_deployment, operator_command, require_version  # noqa: E402
-from lockgate.controller.spec import GATE_CONDITION, GROUP, PLURAL, VERSION  # noqa: E402
+from lockgate.controller.spec import GATE_CONDITION, GROUP, OWNER_ANNOTATION, OWNER_LABEL, PLURAL, VERSION  # noqa: E402
 
 NS = "bench"
 
@@ -153,11 +158,39 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def report(label: str, values: list[float]) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
-    p90 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+def report(label: str, values: list[float]) -> None:
     print(
-        f"{label:<34} median {statistics.median(values) * 1000:7.0f} ms   p90 {p90 * 1000:7.0f} ms   max {max(values) * 1000:7.0f} ms   (n={len(values)})"
+        f"{label:<34} median {statistics.median(values) * 1000:7.0f} ms   p90 {percentile(values, 0.9) * 1000:7.0f} ms   max {max(values) * 1000:7.0f} ms   (n={len(values)})"
+    )
+
+
+def prepare_namespace(kube: Kube, namespace: str, database_url: str) -> None:
+    """A namespace with the database Secret and the scripts ConfigMap the SchemaMigrations name."""
+    kube.core.create_namespace({"metadata": {"name": namespace}})
+    watch_until(
+        kube.core.list_namespaced_service_account,
+        lambda sa: True,
+        namespace=namespace,
+        field_selector="metadata.name=default",
+    )
+    kube.core.create_namespaced_secret(namespace, {"metadata": {"name": "db"}, "stringData": {"url": database_url}})
+    kube.core.create_namespaced_config_map(
+        namespace,
+        {
+            "metadata": {"name": "scripts"},
+            "data": {"V1__t.sql": "SELECT 1;", "A1__b.sql": "SELECT 1;", "C1__c.sql": "SELECT 1;"},
+        },
     )
 
 
@@ -165,6 +198,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--many", type=int, default=200)
+    parser.add_argument("--namespaces", type=int, default=1, help="spread the --many SchemaMigrations over this many")
+    parser.add_argument("--idle", type=int, default=60, help="seconds over which to measure idle CPU at the end")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lockgate-bench-") as tmp:
         cluster = LocalCluster(Path(tmp) / "cluster").start()
@@ -175,37 +210,20 @@ def main() -> None:
             import yaml
 
             kube.apiextensions.create_custom_resource_definition(yaml.safe_load(CRD.read_text()))
-            kube.core.create_namespace({"metadata": {"name": NS}})
-            watch_until(
-                kube.core.list_namespaced_service_account,
-                lambda sa: True,
-                namespace=NS,
-                field_selector="metadata.name=default",
-            )
-            kube.core.create_namespaced_secret(
-                NS,
-                {
-                    "metadata": {"name": "db"},
-                    "stringData": {"url": in_cluster_url(postgres.create_database("bench"), cluster.node_ip)},
-                },
-            )
-            kube.core.create_namespaced_config_map(
-                NS,
-                {
-                    "metadata": {"name": "scripts"},
-                    "data": {"V1__t.sql": "SELECT 1;", "A1__b.sql": "SELECT 1;", "C1__c.sql": "SELECT 1;"},
-                },
-            )
-            command = operator_command(NS)
+            database_url = in_cluster_url(postgres.create_database("bench"), cluster.node_ip)
+            spread = [f"bench-{n}" for n in range(args.namespaces)] if args.namespaces > 1 else []
+            for namespace in [NS, *spread]:
+                prepare_namespace(kube, namespace, database_url)
             operator = ManagedProcess(
                 "operator",
-                command,
+                operator_command(None),  # one operator for all namespaces, as a cluster-wide install runs
                 Path(tmp) / "operator.log",
                 env={"KUBECONFIG": str(cluster.kubeconfig), "PATH": "/usr/bin:/bin"},
             ).start()
             time.sleep(2)
             clock = Clock(kube).start()
             idle = rss_mib(operator.pid)
+            print(f"operator memory at start, nothing to do: {idle:.0f} MiB RSS")
             samples = defaultdict(list)
             for i in range(args.runs):
                 for label, value in zip(
@@ -214,12 +232,14 @@ def main() -> None:
                     strict=True,
                 ):
                     samples[label].append(value)
-            print(
-                f"operator latencies over {args.runs} runs (control plane, real node, PostgreSQL and operator on one 2-core machine):"
-            )
+            if args.runs:
+                print(
+                    f"operator latencies over {args.runs} runs (control plane, real node, PostgreSQL and operator on one 2-core machine):"
+                )
             for label, values in samples.items():
                 report(label, values)
-            many(kube, operator, args.many, args.runs, idle)
+            many(kube, operator, args.many, spread or [NS], args.runs)
+            idle_cpu(operator, args.idle)
         finally:
             if operator:
                 operator.stop()
@@ -227,33 +247,97 @@ def main() -> None:
             cluster.stop()
 
 
-def many(kube: Kube, operator: ManagedProcess, count: int, earlier: int, idle: float) -> None:
-    """Memory with `count` SchemaMigrations (each expanded once: background and contract off to keep it quick)."""
+class Scale:
+    """When each SchemaMigration first turned Ready, and when its expand Job was first seen Complete."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self.ready: dict[tuple[str, str], float] = {}
+        self.job_done: dict[tuple[str, str], float] = {}
+        self.changed = threading.Condition()
+
+    def start(self) -> Scale:
+        threading.Thread(target=self._follow, args=(self._migrations,), daemon=True).start()
+        threading.Thread(target=self._follow, args=(self._jobs,), daemon=True).start()
+        return self
+
+    def _follow(self, lister: Any) -> None:
+        """Raw JSON events (no client models: this process must not take the operator's CPU)."""
+        try:
+            while True:
+                for event in watch.Watch(return_type="object").stream(lister(), timeout_seconds=300):
+                    self._seen(event["object"], lister)
+        except Exception:  # the control plane stopped at the end of the run
+            return
+
+    def _seen(self, body: dict[str, Any], lister: Any) -> None:
+        meta = body["metadata"]
+        if lister == self._migrations:
+            key, done, into = (
+                (meta["namespace"], meta["name"]),
+                condition(body, "Ready").get("status") == "True",
+                self.ready,
+            )
+        else:
+            owner = (meta.get("annotations") or {}).get(OWNER_ANNOTATION) or meta["labels"][OWNER_LABEL]
+            done = any(
+                c["type"] == "Complete" and c["status"] == "True"
+                for c in (body.get("status") or {}).get("conditions") or []
+            )
+            key, into = (meta["namespace"], owner), self.job_done
+        if done:
+            with self.changed:
+                into.setdefault(key, time.monotonic())
+                self.changed.notify_all()
+
+    def _migrations(self) -> Any:
+        return lambda **kw: self.kube.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kw)
+
+    def _jobs(self) -> Any:
+        return lambda **kw: self.kube.batch.list_job_for_all_namespaces(label_selector=OWNER_LABEL, **kw)
+
+    def wait_ready(self, keys: set[tuple[str, str]], timeout: float) -> None:
+        with self.changed:
+            if not self.changed.wait_for(lambda: keys <= self.ready.keys(), timeout):
+                raise TimeoutError(f"{len(keys - self.ready.keys())} of {len(keys)} SchemaMigrations never Ready")
+
+
+def many(kube: Kube, operator: ManagedProcess, count: int, namespaces: list[str], earlier: int) -> None:
+    """`count` SchemaMigrations at once, round-robin over `namespaces` (each expanded once: background
+    and contract off to keep it quick): memory, time to all Ready, and Job finished -> Ready."""
+    scale = Scale(kube).start()
+    before = rss_mib(operator.pid)
+    keys = set()
+    started = time.monotonic()
     for i in range(count):
+        namespace = namespaces[i % len(namespaces)]
         kube.custom.create_namespaced_custom_object(
             GROUP,
             VERSION,
-            NS,
+            namespace,
             PLURAL,
             smig(f"many{i}", "scripts", background={"enabled": False}, contract={"enabled": False}),
         )
-    started = time.monotonic()
-    for i in range(count):
-        watch_until(
-            kube.custom.list_namespaced_custom_object,
-            lambda b: condition(b, "Ready").get("status") == "True",
-            timeout=900,
-            group=GROUP,
-            version=VERSION,
-            namespace=NS,
-            plural=PLURAL,
-            field_selector=f"metadata.name=many{i}",
-        )
+        keys.add((namespace, f"many{i}"))
+    scale.wait_ready(keys, timeout=3600)
     print(
-        f"{count} more SchemaMigrations Ready in {time.monotonic() - started:.0f}s (their Jobs really run the runner)"
+        f"{count} more SchemaMigrations in {len(namespaces)} namespace(s) all Ready {time.monotonic() - started:.0f}s after the first was created (their Jobs really run the runner)"
     )
+    with scale.changed:
+        lags = [scale.ready[k] - scale.job_done[k] for k in keys if k in scale.job_done]
+    report("Job finished -> Ready", lags)
     print(
-        f"operator memory: {idle:.0f} MiB RSS idle with nothing to do, {rss_mib(operator.pid):.0f} MiB RSS with {count + earlier} SchemaMigrations, their Jobs, pods and Deployments indexed"
+        f"operator memory: {before:.0f} MiB RSS before them, {rss_mib(operator.pid):.0f} MiB RSS with {count + earlier} SchemaMigrations, their Jobs, pods and Deployments indexed"
+    )
+
+
+def idle_cpu(operator: ManagedProcess, seconds: int) -> None:
+    """CPU the operator uses with everything Ready and nothing changing."""
+    time.sleep(10)  # the last status writes and their watch events settle
+    used = cpu_seconds(operator.pid)
+    time.sleep(seconds)
+    print(
+        f"operator idle: {cpu_seconds(operator.pid) - used:.2f} s CPU over {seconds} s, {rss_mib(operator.pid):.0f} MiB RSS"
     )
 
 

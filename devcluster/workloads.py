@@ -15,15 +15,14 @@ CRD = REPO / "crds" / "lockgate.dev_schemamigrations.yaml"
 IDLE_IMAGE = PAUSE_IMAGE  # an app that runs for ever: what the gate holds or lets through
 
 
-def operator_command(namespace: str, metrics_port: int = 0) -> list[str]:
-    """`lockgate run` for one namespace, on a free health port (several may run on one host)."""
+def operator_command(namespace: str | None, metrics_port: int = 0) -> list[str]:
+    """`lockgate run` for one namespace (None: all of them), on a free health port (several may run on one host)."""
     return [
         sys.executable,
         "-m",
         "lockgate",
         "run",
-        "-n",
-        namespace,
+        *(["-n", namespace] if namespace else []),
         "--health-port",
         str(free_port()),
         "--metrics-port",
