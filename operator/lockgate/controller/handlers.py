@@ -6,13 +6,15 @@ operator never decides from a half-filled view of Jobs, pods or workloads.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
 
-from .kube import KubeApi
+from .kube import API_CALLS_IN_FLIGHT, KubeApi
 from .observed import Observed, job_pod_view, job_view, pod_view, workload_view
 from .pod_security import Level
 from .reconciler import Key, Reconciler
@@ -96,7 +98,9 @@ def _key(namespace: str | None, name: str | None) -> Key:
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # The reconciler's API calls run in the loop's default executor (asyncio.to_thread).
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(API_CALLS_IN_FLIGHT, "lockgate-api"))
     settings.posting.enabled = False  # lockgate posts its own, step-by-step Events
     # kopf would list CRDs (and namespaces) cluster-wide at start; least-privilege RBAC forbids
     # that, and the resources lockgate watches are fixed: the CRD is installed before it runs.
@@ -104,6 +108,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10]
+    # Only lockgate's Jobs, selected by the API server: kopf filters handlers' labels itself, so
+    # without this every Job of the cluster would be streamed in. (Pods cannot be: a selector
+    # cannot say "this label or that one", and Job pods and gated pods carry different ones.)
+    settings.watching.label_selectors["batch", "v1", "jobs"] = OWNER_LABEL
 
 
 # indexes

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
+from urllib.parse import quote
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -13,7 +14,6 @@ from kubernetes.client.exceptions import ApiException
 from ..shared.timestamps import iso, parse_time
 from .events import Event
 from .gate import GatePatch
-from .kube_client import custom_object
 from .ledger import JobRef
 from .manifests import CONTAINER
 from .observed import WarningView
@@ -21,12 +21,12 @@ from .spec import GATE_CONDITION, GROUP, KIND, PLURAL, RESULT_FINALIZER, VERSION
 
 log = logging.getLogger("lockgate.kube")
 CONFLICT, NOT_FOUND, INVALID = 409, 404, 422
+# API calls in flight at once: the reconciler's worker threads, and the client's pooled
+# connections (its default, 5 per CPU, would open and drop a connection per call beyond it).
+# Each call mostly waits on the API server; with a thousand SchemaMigrations active, too few
+# threads make every reconcile queue behind the others' calls.
+API_CALLS_IN_FLIGHT = 32
 LOG_TAIL_LINES = 20  # the runner writes a progress line every few seconds: the newest is near the end
-
-
-def as_model(body: dict[str, Any]) -> Any:
-    """The client takes a plain dict wherever its signature names a model class."""
-    return body
 
 
 def _when(event: dict[str, Any]) -> datetime:
@@ -34,27 +34,63 @@ def _when(event: dict[str, Any]) -> datetime:
     return parse_time(text) or datetime.min.replace(tzinfo=timezone.utc)
 
 
-def read_json(response: Any) -> Any:
-    """The JSON of a response asked for with _preload_content=False: the client builds no model
-    objects (building a V1Pod costs milliseconds, which a thousand SchemaMigrations queue behind)."""
-    try:
-        return json.loads(response.data)
-    finally:
-        response.release_conn()
+# Content types of the patches the operator sends (a JSON patch is a list of operations).
+JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH = (
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+)
+
+
+def _pooled() -> client.Configuration:
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = API_CALLS_IN_FLIGHT
+    return configuration
+
+
+def _jobs(namespace: str, name: str = "") -> str:
+    return f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs" + (f"/{quote(name)}" if name else "")
+
+
+def _core(namespace: str, plural: str, name: str = "") -> str:
+    return f"/api/v1/namespaces/{quote(namespace)}/{plural}" + (f"/{quote(name)}" if name else "")
+
+
+def _migration(namespace: str, name: str) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/{PLURAL}/{quote(name)}"
 
 
 class KubeApi:
-    """The calls the operator makes, on one API client (a test passes its own)."""
+    """The calls the operator makes, on one API client (a test passes its own).
+
+    Plain REST calls whose answers are read as JSON: the client's generated API classes cost
+    about 23 MiB of memory once imported (CoreV1Api alone 15), and building their model
+    objects from an answer (a V1Pod, a V1Job) costs milliseconds of CPU under the GIL, which a
+    thousand active SchemaMigrations queue behind."""
 
     def __init__(self, api_client: client.ApiClient | None = None) -> None:
-        self.api = api_client or client.ApiClient()
-        self.core = client.CoreV1Api(self.api)
-        self.batch = client.BatchV1Api(self.api)
-        self.custom = client.CustomObjectsApi(self.api)
+        self.api = api_client or client.ApiClient(_pooled())
+
+    def _call(
+        self, method: str, path: str, body: Any = None, query: list[tuple[str, str]] | None = None, patch: str = ""
+    ) -> bytes:
+        """One request; a status other than 2xx raises ApiException, as the generated client does."""
+        headers = {"Accept": "application/json", **({"Content-Type": patch or "application/json"} if body else {})}
+        request = self.api.param_serialize(
+            method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"]
+        )
+        response = self.api.call_api(*request)
+        data = response.read()  # type: ignore[no-untyped-call]  # unannotated in the client
+        if not 200 <= response.status <= 299:
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return cast(bytes, data)
+
+    def _json(self, method: str, path: str, body: Any = None, **options: Any) -> dict[str, Any]:
+        return cast(dict[str, Any], json.loads(self._call(method, path, body, **options)))
 
     def get_migration(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return custom_object(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
+            return self._json("GET", _migration(namespace, name))
         except ApiException as exc:
             if exc.status == NOT_FOUND:
                 return None
@@ -66,10 +102,7 @@ class KubeApi:
         """Merge-patch the status if the object is still at `resource_version`; None on a conflict."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": patch}
         try:
-            written = self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name, body, _preload_content=False
-            )
-            return custom_object(read_json(written))
+            return self._json("PATCH", f"{_migration(namespace, name)}/status", body, patch=MERGE_PATCH)
         except ApiException as exc:
             if exc.status in (CONFLICT, NOT_FOUND):
                 return None
@@ -77,18 +110,15 @@ class KubeApi:
 
     def create_job(self, manifest: dict[str, Any]) -> str | None:
         """Create the Job; if it exists already, adopt it. Returns the existing Job's owner uid on a name clash."""
+        namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         try:
-            read_json(
-                self.batch.create_namespaced_job(
-                    manifest["metadata"]["namespace"], as_model(manifest), _preload_content=False
-                )
-            )
+            self._call("POST", _jobs(namespace), manifest)
             return None
         except ApiException as exc:
             if exc.status != CONFLICT:
                 raise
-        existing = self.batch.read_namespaced_job(manifest["metadata"]["name"], manifest["metadata"]["namespace"])
-        owners = [o.uid for o in (existing.metadata and existing.metadata.owner_references) or [] if o.controller]
+        existing = self._json("GET", _jobs(namespace, name))
+        owners = [o["uid"] for o in existing["metadata"].get("ownerReferences") or [] if o.get("controller")]
         return owners[0] if owners else ""
 
     def start_job(self, namespace: str, job: JobRef) -> None:
@@ -101,18 +131,16 @@ class KubeApi:
             {"op": "replace", "path": "/spec/suspend", "value": suspend},
         ]
         try:
-            read_json(self.batch.patch_namespaced_job(job.name, namespace, patch, _preload_content=False))
+            self._call("PATCH", _jobs(namespace, job.name), patch, patch=JSON_PATCH)
         except ApiException as exc:
             if exc.status not in (NOT_FOUND, INVALID):  # gone, or another object of that name now: leave it
                 raise
 
     def delete_job(self, namespace: str, job: JobRef) -> None:
         """Delete that very Job (uid precondition): never a newer one of the same name."""
-        options = client.V1DeleteOptions(
-            preconditions=client.V1Preconditions(uid=job.uid), propagation_policy="Background"
-        )
+        options = {"preconditions": {"uid": job.uid}, "propagationPolicy": "Background"}
         try:
-            read_json(self.batch.delete_namespaced_job(job.name, namespace, body=options, _preload_content=False))
+            self._call("DELETE", _jobs(namespace, job.name), options)
         except ApiException as exc:
             if exc.status not in (NOT_FOUND, CONFLICT):
                 raise
@@ -123,10 +151,10 @@ class KubeApi:
         events = [
             e
             for subject in subjects
-            for e in read_json(
-                self.core.list_namespaced_event(
-                    namespace, field_selector=f"type=Warning,involvedObject.name={subject}", _preload_content=False
-                )
+            for e in self._json(
+                "GET",
+                _core(namespace, "events"),
+                query=[("fieldSelector", f"type=Warning,involvedObject.name={subject}")],
             )["items"]
             if e["involvedObject"].get("kind") in ("Job", "Pod")
         ]
@@ -138,7 +166,7 @@ class KubeApi:
 
     def job_exists(self, namespace: str, name: str) -> bool:
         try:
-            read_json(self.batch.read_namespaced_job(name, namespace, _preload_content=False))
+            self._call("GET", _jobs(namespace, name))
         except ApiException as exc:
             if exc.status == NOT_FOUND:
                 return False
@@ -147,7 +175,8 @@ class KubeApi:
 
     def log_tail(self, namespace: str, pod: str) -> str:
         """The end of a migration pod's log, where the runner's newest progress line is."""
-        return str(self.core.read_namespaced_pod_log(pod, namespace, container=CONTAINER, tail_lines=LOG_TAIL_LINES))
+        query = [("container", CONTAINER), ("tailLines", str(LOG_TAIL_LINES))]
+        return self._call("GET", f"{_core(namespace, 'pods', pod)}/log", query=query).decode(errors="replace")
 
     def suspend_job(self, namespace: str, job: JobRef) -> None:
         """Suspend that very Job (uid test): its pod gets SIGTERM and the runner stops after its batch."""
@@ -161,12 +190,9 @@ class KubeApi:
             "message": patch.message,
             "lastTransitionTime": iso(datetime.now(timezone.utc)),
         }
+        body = {"status": {"conditions": [condition]}}  # a strategic merge: conditions merge by type
         try:
-            read_json(
-                self.core.patch_namespaced_pod_status(
-                    patch.pod, namespace, {"status": {"conditions": [condition]}}, _preload_content=False
-                )
-            )
+            self._call("PATCH", f"{_core(namespace, 'pods', patch.pod)}/status", body, patch=STRATEGIC_PATCH)
         except ApiException as exc:
             if exc.status != NOT_FOUND:  # a pod that is gone needs no gate
                 raise
@@ -175,7 +201,7 @@ class KubeApi:
         """Remove our finalizer with a test-and-remove JSON patch, so no other finalizer is touched."""
         for _ in range(3):
             try:
-                job = read_json(self.batch.read_namespaced_job(name, namespace, _preload_content=False))
+                job = self._json("GET", _jobs(namespace, name))
             except ApiException as exc:
                 if exc.status == NOT_FOUND:
                     return
@@ -183,11 +209,10 @@ class KubeApi:
             finalizers = job["metadata"].get("finalizers") or []
             if RESULT_FINALIZER not in finalizers:
                 return
-            index = finalizers.index(RESULT_FINALIZER)
-            path = f"/metadata/finalizers/{index}"
+            path = f"/metadata/finalizers/{finalizers.index(RESULT_FINALIZER)}"
+            patch = [{"op": "test", "path": path, "value": RESULT_FINALIZER}, {"op": "remove", "path": path}]
             try:
-                patch = [{"op": "test", "path": path, "value": RESULT_FINALIZER}, {"op": "remove", "path": path}]
-                read_json(self.batch.patch_namespaced_job(name, namespace, patch, _preload_content=False))
+                self._call("PATCH", _jobs(namespace, name), patch, patch=JSON_PATCH)
                 return
             except ApiException as exc:
                 if exc.status not in (CONFLICT, INVALID, NOT_FOUND):
@@ -217,7 +242,7 @@ class KubeApi:
             "count": 1,
         }
         try:
-            read_json(self.core.create_namespaced_event(meta["namespace"], as_model(body), _preload_content=False))
+            self._call("POST", _core(meta["namespace"], "events"), body)
         except ApiException as exc:
             log.warning(
                 "could not post event %s on %s/%s: %s", event.reason, meta["namespace"], meta["name"], exc.reason
