@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from lockgate.controller.decide import Decision, decide
-from lockgate.controller.diagnosis import PASSING_GRACE, Cause, cannot_start, event_subjects
+from lockgate.controller.diagnosis import PASSING_GRACE, Cause, cannot_start, event_subjects, starting
 from lockgate.controller.history_entry import Result
 from lockgate.controller.ledger import attempt_key
 from lockgate.controller.observed import JobPodView, JobView, Observed, WarningView, job_pod_view
@@ -77,7 +77,8 @@ def test_a_cause_counts_only_once_it_lasts_and_only_from_this_run() -> None:
     )
     observed = Observed(None, "ns", "m", jobs=(STARTED_JOB,), job_pods=(young,), now=now)
     assert cannot_start(STARTED_JOB, observed) is None  # a registry hiccup, not a failure yet
-    assert event_subjects(dataclasses.replace(observed, job_pods=(dataclasses.replace(young, problem=None),))) == ()
+    quiet_young = dataclasses.replace(observed, job_pods=(dataclasses.replace(young, problem=None),))
+    assert event_subjects(quiet_young) == () and starting(quiet_young)  # no Events read yet, but looked at again
     old = dataclasses.replace(young, created=iso(now - timedelta(seconds=25)))
     assert "ErrImagePull" in str(cannot_start(STARTED_JOB, dataclasses.replace(observed, job_pods=(old,))))
     resumed = dataclasses.replace(STARTED_JOB, start=iso(now - timedelta(seconds=30)))

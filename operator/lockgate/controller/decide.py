@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .background import PROGRESS_REFRESH, may_start, progress_pods, to_suspend
-from .diagnosis import event_subjects
+from .diagnosis import starting
 from .events import Event, events_for
 from .gate import GatePatch, gate_patches, held_pods
 from .history_entry import HistoryEntry, Result
@@ -84,7 +84,7 @@ def decide(observed: Observed) -> Decision:
 def _recheck(observed: Observed) -> float | None:
     """Events and logs are not watched: while a started Job runs no container, or a background
     Job runs, look again soon (for why it does not start, and for its progress)."""
-    if event_subjects(observed):
+    if starting(observed):
         return EVENTS_RECHECK
     return PROGRESS_REFRESH if progress_pods(observed) else None
 

@@ -86,6 +86,12 @@ class Cause:
     passing: bool  # the API server did not answer (yet): progress to show, not a failure
 
 
+def starting(observed: Observed) -> bool:
+    """Whether a started Job runs no container yet: what says why (the pod's status, Events) is
+    not watched, so the shell looks again soon."""
+    return any(not any(p.started for p in observed.job_pods if p.job == j.name) for j in _started(observed.jobs))
+
+
 def event_subjects(observed: Observed) -> tuple[str, ...]:
     """The Jobs and pods whose Warning Events the shell should read: those of started Jobs that
     have run no container for STUCK_AFTER and whose pods do not say why (reading them costs
