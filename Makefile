@@ -110,7 +110,7 @@ bench-startup: venv postgres flyway
 	$(PY) benchmarks/startup.py
 
 # Operator reaction times; then 1,000 SchemaMigrations in 50 namespaces: memory, time to Ready, idle CPU.
-bench-operator: venv postgres cluster-bin
+bench-operator: venv postgres node-deps cluster-bin images
 	$(PY) benchmarks/operator_latency.py --runs 20 --many 1000 --namespaces 50
 
 # The end-to-end tests on a kind cluster, where a Docker engine exists.
