@@ -140,6 +140,12 @@ def _database_options(sub: argparse.ArgumentParser) -> None:
         default=os.environ.get("LOCKGATE_HISTORY_TABLE", DEFAULT_HISTORY_TABLE),
         help=f"[schema.]table (default: $LOCKGATE_HISTORY_TABLE, else {DEFAULT_HISTORY_TABLE})",
     )
+    sub.add_argument(
+        "--schema",
+        default=os.environ.get("LOCKGATE_SCHEMA"),
+        help="a tenant's schema (PostgreSQL): first on the search_path, with its own history table and lock "
+        "(default: $LOCKGATE_SCHEMA)",
+    )
 
 
 def _exec_options(sub: argparse.ArgumentParser) -> None:

@@ -20,6 +20,7 @@ from ..shared.phases import EXEC
 from .output import Output
 
 if TYPE_CHECKING:
+    from ..runner import targets
     from ..runner.database import Database
     from ..runner.execute import Runner
     from ..runner.scripts import Script
@@ -33,13 +34,39 @@ def options_from(args: argparse.Namespace) -> Options:
 
 
 def _database(args: argparse.Namespace) -> Database:
+    from ..runner import targets
     from ..runner.connection import parse_url
     from ..runner.database import Database
 
-    url = args.database_url or os.environ.get("LOCKGATE_DATABASE_URL")
+    url, schema = args.database_url or os.environ.get("LOCKGATE_DATABASE_URL"), args.schema
+    env = os.environ.get
+    target = targets.pick(env("LOCKGATE_TARGET_KIND"), env("LOCKGATE_TARGETS"), env("JOB_COMPLETION_INDEX"))
+    if target and target.kind == targets.SCHEMA:
+        schema = target.name
+    elif target:
+        url = _target_url(target)
     if not url:
         raise UsageError("no database URL: pass --database-url or set LOCKGATE_DATABASE_URL")
-    return Database(parse_url(url), args.history_table)
+    table = targets.schema_history_table(schema, args.history_table) if schema else args.history_table
+    return Database(parse_url(url), table, schema)
+
+
+def _target_url(target: targets.Target) -> str:
+    """A database target's URL, from the file the Job mounts for its Secret (optional there: a
+    missing Secret fails this target only)."""
+    from ..runner.targets import SECRETS_DIR
+
+    path = os.path.join(os.environ.get("LOCKGATE_TARGET_SECRETS_DIR", SECRETS_DIR), target.name)
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read().strip()
+    except FileNotFoundError:
+        raise UsageError(
+            f"{target.describe()}: the Secret {target.name} or its URL key does not exist; "
+            "create it, then retry (the lockgate.dev/retry annotation)"
+        ) from None
+    except OSError as exc:
+        raise UsageError(f"{target.describe()}: cannot read its URL from {path}: {exc.strerror}") from None
 
 
 def _scripts_dir(args: argparse.Namespace) -> str:
@@ -65,6 +92,7 @@ def _runner(args: argparse.Namespace, out: Output, needs_dir: bool = True) -> Ru
 def cmd_migrate(args: argparse.Namespace, out: Output) -> int:
     def announce(runner: Runner) -> None:
         target = f" up to {args.target}" if args.target else ""
+        target += f" in schema {runner.db.search_schema}" if runner.db.search_schema else ""
         out.progress(f"lockgate {args.phase}{target}: {len(runner.scripts)} script(s) in {_scripts_dir(args)}")
 
     return _run_command(args, out, lambda runner: runner.migrate(), announce=announce)

@@ -91,12 +91,16 @@ def advisory_ids(key: int) -> tuple[int, int]:
 class Database:
     """The migration connection (autocommit; transactions are begun and ended explicitly)."""
 
-    def __init__(self, target: Target, table_name: str) -> None:
+    def __init__(self, target: Target, table_name: str, search_schema: str | None = None) -> None:
         self.target = target
         schema, table = split_table_name(table_name)
         self.table_name = table_name  # as configured: the lock keys derive from it, as they always did
         self.is_postgres = target.dialect == "postgresql"
+        self.search_schema = search_schema  # a schema target's: first on every migration's search_path
+        if search_schema and not self.is_postgres:
+            raise UsageError("a schema target needs PostgreSQL")
         self.conn = self.connect()
+        self._search_schema_first()
         # Qualified once, so a script that empties the search_path cannot hide the table from
         # the history row written in its own transaction.
         self.table = HistoryTable(schema or self._default_schema(table), table)
@@ -120,6 +124,11 @@ class Database:
                 "create one or set --history-table to schema.table"
             )
         return str(schema)
+
+    def _search_schema_first(self) -> None:
+        """A schema target's schema first; shared tables stay reachable in public."""
+        if self.search_schema:
+            self.execute(f"SET search_path = {quoted(self.search_schema)}, public")
 
     def close(self) -> None:
         self.conn.close()
@@ -200,6 +209,7 @@ class Database:
             return
         self.execute("RESET ALL")
         self.execute("RESET ROLE")
+        self._search_schema_first()
         self.set_timeouts(lock_timeout_ms, statement_timeout_s)
 
     def set_timeouts(self, lock_timeout_ms: int, statement_timeout_s: float) -> None:
