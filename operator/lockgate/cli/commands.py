@@ -37,11 +37,12 @@ def _database(args: argparse.Namespace) -> Database:
     from ..runner import targets
     from ..runner.connection import parse_url
     from ..runner.database import Database
+    from ..shared.targets import INDEX_ENV, KIND_ENV, NAMES_ENV, SCHEMA
 
     url, schema = args.database_url or os.environ.get("LOCKGATE_DATABASE_URL"), args.schema
     env = os.environ.get
-    target = targets.pick(env("LOCKGATE_TARGET_KIND"), env("LOCKGATE_TARGETS"), env("JOB_COMPLETION_INDEX"))
-    if target and target.kind == targets.SCHEMA:
+    target = targets.pick(env(KIND_ENV), env(NAMES_ENV), env(INDEX_ENV))
+    if target and target.kind == SCHEMA:
         schema = target.name
     elif target:
         url = _target_url(target)
@@ -54,7 +55,7 @@ def _database(args: argparse.Namespace) -> Database:
 def _target_url(target: targets.Target) -> str:
     """A database target's URL, from the file the Job mounts for its Secret (optional there: a
     missing Secret fails this target only)."""
-    from ..runner.targets import SECRETS_DIR
+    from ..shared.targets import SECRETS_DIR
 
     path = os.path.join(os.environ.get("LOCKGATE_TARGET_SECRETS_DIR", SECRETS_DIR), target.name)
     try:

@@ -48,6 +48,7 @@ class HistoryEntry:
     applied: int | None = None  # migrations the runner applied, from its report
     schema_version: str | None = None  # the schema version the runner reported
     error: str | None = None
+    targets: Mapping[str, Any] | None = None  # a fan-out Job's counts and failed targets (targets.Tally)
     other: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -76,6 +77,7 @@ class HistoryEntry:
             applied=data.get("applied"),
             schema_version=data.get("schemaVersion"),
             error=data.get("error"),
+            targets=data.get("targets"),
             other=other,
         )
 
@@ -96,6 +98,7 @@ class HistoryEntry:
             "applied": self.applied,
             "schemaVersion": self.schema_version,
             "error": self.error,
+            "targets": self.targets,
         }
         return {**self.other, **{key: value for key, value in known.items() if value is not None}}
 
@@ -117,6 +120,7 @@ _KEYS = frozenset(
         "applied",
         "schemaVersion",
         "error",
+        "targets",
     }
 )
 

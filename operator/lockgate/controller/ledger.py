@@ -27,6 +27,7 @@ from ..shared.versions import Version
 from .history_entry import FINAL, HistoryEntry, Result
 from .observed import JobPodView, JobView, Observed
 from .spec import Migration
+from .targets import Tally, applied_total, tally
 
 HISTORY_LIMIT = 20
 # A claim younger than this is left alone while the Job shows up in the watch; an older one
@@ -175,7 +176,7 @@ class Ledger:
             if report is None and job.state != Result.RUNNING and waited < REPORT_GRACE:
                 retry = 1.0
                 continue
-            finished = self._finish(job, version, entry, report, observed.now)
+            finished = self._finish(job, version, entry, observed)
             if finished.result == Result.SUCCEEDED:
                 self._advance(job.phase, version)
             done.append(finished)
@@ -207,13 +208,13 @@ class Ledger:
             for entry in lost
         ]
 
-    def _finish(
-        self, job: JobView, version: Version, entry: HistoryEntry | None, report: RunnerReport | None, now: datetime
-    ) -> HistoryEntry:
+    def _finish(self, job: JobView, version: Version, entry: HistoryEntry | None, observed: Observed) -> HistoryEntry:
+        report, now, observed_pods = _report(observed.job_pods, job.name), observed.now, observed.job_pods
         if entry is None:  # a Job we did not claim (history trimmed, or status lost): adopt its result
             entry = HistoryEntry(version, job.phase, job.name, job.attempt, job.image, None)
             self.history.append(entry)
         deleted_early = job.state == Result.RUNNING
+        counts = tally(job, observed_pods) if job.targets else None
         finished = replace(
             entry,
             result=Result.FAILED if deleted_early else job.state,
@@ -221,9 +222,10 @@ class Ledger:
             bound_at=None,
             start_time=parse_time(job.start),
             completion_time=parse_time(job.finished) or now,
-            applied=report.applied if report else None,
+            applied=applied_total(job, observed_pods) if counts else report.applied if report else None,
             schema_version=report.schema_version if report else None,
-            error="the Job was deleted before it finished" if deleted_early else _error(job, report),
+            error="the Job was deleted before it finished" if deleted_early else _error(job, report, counts),
+            targets=counts.to_api() if counts else None,
         )
         return self._put(entry, finished)
 
@@ -316,12 +318,15 @@ def _report(job_pods: tuple[JobPodView, ...], job: str) -> RunnerReport | None:
     return pods[-1].report if pods else None
 
 
-def _error(job: JobView, report: RunnerReport | None) -> str | None:
+def _error(job: JobView, report: RunnerReport | None, counts: Tally | None = None) -> str | None:
     """Why a finished Job failed: the deadline first (the runner's last words then are only where
-    it was stopped), then the runner's own error, then what Kubernetes says."""
-    said = report.error if report else None
+    it was stopped), then the failed targets of a fan-out Job, then the runner's own error, then
+    what Kubernetes says."""
+    said = counts.error() if counts else report.error if report else None
     if job.state != Result.FAILED:
         return said
+    if said and counts and job.failed_reason == "MaxFailedIndexesExceeded":
+        return f"{said}; more targets failed than spec.targets.maxFailed allows, so the Job stopped the others"
     if job.failed_reason == "DeadlineExceeded":
         where = f" (its last output: {said})" if said else ""
         return f"the Job ran longer than activeDeadlineSeconds ({job.deadline} s) and was stopped{where}: raise spec.activeDeadlineSeconds or make the migration faster"

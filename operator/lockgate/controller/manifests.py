@@ -1,4 +1,5 @@
-"""The migration Job for one (SchemaMigration, phase, version, attempt) (pure)."""
+"""The migration Job for one (SchemaMigration, phase, version, attempt) (pure); with spec.targets, an
+Indexed Job whose pods each migrate one target (targets.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from ..shared.errors import Paused
 from ..shared.phases import UNDO
+from ..shared.targets import DATABASE, KIND_ENV, NAMES_ENV, SECRETS_DIR, joined
 from .ledger import JobRequest
 from .spec import (
     API_VERSION,
@@ -21,9 +23,11 @@ from .spec import (
     Migration,
     owner_label,
 )
+from .targets import indexed_job, secrets_volume
 
 CONTAINER = "migrate"
 MIGRATIONS_VOLUME = "migrations"
+TARGETS_VOLUME = "lockgate-targets"
 # Applied to each field the spec leaves unset: the runner needs no privileges at all.
 RESTRICTED_CONTAINER = {
     "allowPrivilegeEscalation": False,
@@ -60,6 +64,9 @@ def job_manifest(migration: Migration, request: JobRequest) -> dict[str, Any]:
         },
         "template": {"metadata": _pod_metadata(migration, labels), "spec": _pod_spec(migration, request)},
     }
+    if spec.targets:  # one index per target, each retried on its own: no Job-wide backoffLimit
+        del job_spec["backoffLimit"]
+        job_spec.update(indexed_job(spec.targets, spec.backoff_limit))
     if spec.active_deadline_seconds:
         job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
     if spec.ttl_seconds_after_finished is not None:
@@ -119,8 +126,13 @@ def _pod_spec(migration: Migration, request: JobRequest) -> dict[str, Any]:
             pod[key] = template[key]
     if template.get("podSecurityContext"):
         pod["securityContext"] = template["podSecurityContext"]
+    volumes = []
     if spec.migrations_config_map:
-        pod["volumes"] = [{"name": MIGRATIONS_VOLUME, "configMap": {"name": spec.migrations_config_map}}]
+        volumes.append({"name": MIGRATIONS_VOLUME, "configMap": {"name": spec.migrations_config_map}})
+    if spec.targets and spec.targets.kind == DATABASE:
+        volumes.append(secrets_volume(spec.targets, TARGETS_VOLUME))
+    if volumes:
+        pod["volumes"] = volumes
     return pod
 
 
@@ -140,8 +152,13 @@ def _container(migration: Migration, request: JobRequest) -> dict[str, Any]:
         container["imagePullPolicy"] = spec.image_pull_policy
     if template.get("resources"):
         container["resources"] = template["resources"]
+    mounts = []
     if spec.migrations_config_map:
-        container["volumeMounts"] = [{"name": MIGRATIONS_VOLUME, "mountPath": spec.migrations_path, "readOnly": True}]
+        mounts.append({"name": MIGRATIONS_VOLUME, "mountPath": spec.migrations_path, "readOnly": True})
+    if spec.targets and spec.targets.kind == DATABASE:
+        mounts.append({"name": TARGETS_VOLUME, "mountPath": SECRETS_DIR, "readOnly": True})
+    if mounts:
+        container["volumeMounts"] = mounts
     return container
 
 
@@ -171,12 +188,14 @@ def _command(migration: Migration, request: JobRequest) -> dict[str, list[str]]:
 
 def _env(migration: Migration, request: JobRequest) -> list[dict[str, Any]]:
     spec = migration.spec
-    env: list[dict[str, Any]] = [
-        # The URL reaches the pod only through the Secret: never in the Job, status or logs.
-        {
-            "name": "LOCKGATE_DATABASE_URL",
-            "valueFrom": {"secretKeyRef": {"name": spec.secret_name, "key": spec.secret_key}},
-        },
+    env: list[dict[str, Any]] = []
+    if spec.secret_name:  # the URL reaches the pod only through the Secret: never in the Job, status or logs
+        url = {"secretKeyRef": {"name": spec.secret_name, "key": spec.secret_key}}
+        env.append({"name": "LOCKGATE_DATABASE_URL", "valueFrom": url})
+    if spec.targets:  # each pod picks its own by its completion index (runner/targets.py)
+        env.append({"name": KIND_ENV, "value": spec.targets.kind})
+        env.append({"name": NAMES_ENV, "value": joined(spec.targets.names)})
+    env += [
         {"name": "LOCKGATE_MIGRATIONS_DIR", "value": spec.migrations_path},
         {"name": "LOCKGATE_SUMMARY_FILE", "value": TERMINATION_LOG},
         {"name": "LOCKGATE_PHASE", "value": request.phase},

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..shared.progress import Progress
 from ..shared.report import RunnerReport, parse_report
+from ..shared.targets import NAMES_ENV, split
 from ..shared.versions import Version
 from .conditions import find
 from .history_entry import Result
@@ -24,6 +25,8 @@ from .spec import (
     VERSION_LABEL,
     Migration,
 )
+
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"  # on an Indexed Job's pods
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,10 @@ class JobView:
     failed_message: str = ""
     deadline: int | None = None  # spec.activeDeadlineSeconds
     failed_pods: int = 0
+    targets: tuple[str, ...] = ()  # a fan-out Job's tenants, in index order; empty for one database
+    completed_indexes: str = ""  # an Indexed Job's status: "0,2-4"
+    failed_indexes: str = ""
+    active: int = 0
 
     @property
     def live(self) -> bool:
@@ -63,6 +70,7 @@ class JobPodView:
     started: bool = False  # a container ran (or runs): the pod got past scheduling, volumes and images
     problem: tuple[str, str] | None = None  # (reason, message) the kubelet or scheduler gives for not starting
     created: str | None = None
+    index: int | None = None  # its completion index, in an Indexed Job
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,10 @@ def job_view(body: dict[str, Any]) -> JobView:
         failed_message=failed.get("message", ""),
         deadline=body.get("spec", {}).get("activeDeadlineSeconds"),
         failed_pods=status.get("failed", 0),
+        targets=split(next((e.get("value") for e in containers[0].get("env") or [] if e.get("name") == NAMES_ENV), "")),
+        completed_indexes=status.get("completedIndexes") or "",
+        failed_indexes=status.get("failedIndexes") or "",
+        active=status.get("active", 0),
     )
 
 
@@ -168,7 +180,13 @@ def job_pod_view(body: dict[str, Any]) -> JobPodView:
         started=any({"running", "terminated"} & set(c.get("state") or {}) for c in containers),
         problem=_waiting_problem(containers) or _unschedulable(status),
         created=meta.get("creationTimestamp"),
+        index=_completion_index(meta),
     )
+
+
+def _completion_index(meta: dict[str, Any]) -> int | None:
+    text = (meta.get("annotations") or {}).get(COMPLETION_INDEX) or (meta.get("labels") or {}).get(COMPLETION_INDEX)
+    return int(text) if text and text.isdigit() else None
 
 
 # Waiting reasons of a container on its normal way to running.

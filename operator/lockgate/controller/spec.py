@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from ..shared.phases import Phase
 from ..shared.versions import Version
 from .pod_security import Level, violations
+from .targets import Targets, parse_targets
 
 GROUP, VERSION, PLURAL, KIND = "lockgate.dev", "v1alpha1", "schemamigrations", "SchemaMigration"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -65,8 +66,8 @@ class MigrationSpec:
 
     version: Version
     image: str
-    secret_name: str
-    secret_key: str
+    secret_name: str | None  # None: targets.databases, each tenant's Secret holds its URL
+    secret_key: str | None
     image_pull_policy: str | None
     history_table: str | None  # None: the runner's own default
     migrations_path: str
@@ -81,6 +82,7 @@ class MigrationSpec:
     active_deadline_seconds: int | None
     ttl_seconds_after_finished: int | None
     gate_kinds: tuple[str, ...]
+    targets: Targets | None = None  # many tenants, one Indexed Job per phase (targets.py)
     # What an older CRD let through but lockgate cannot use, each naming its field: nothing runs.
     problems: tuple[str, ...] = ()
 
@@ -182,7 +184,8 @@ def parse_spec(spec: dict[str, Any], pod_security: Level = Level.RESTRICTED) -> 
     """The API server applies the CRD's defaults; the same ones apply here to bodies that did not
     pass through it (unit tests, the CLI). tests/unit/test_spec.py keeps the two equal.
     `pod_security` is the operator's level (lockgate run --pod-security)."""
-    secret = spec["database"]["urlFrom"]["secretKeyRef"]
+    database = spec.get("database") or {}
+    secret = (database.get("urlFrom") or {}).get("secretKeyRef") or {}
     migrations = spec.get("migrations") or {}
     contract = spec.get("contract") or {}
     problems: list[str] = []
@@ -194,13 +197,19 @@ def parse_spec(spec: dict[str, Any], pod_security: Level = Level.RESTRICTED) -> 
     pod_template = dict(spec.get("podTemplate") or {})
     if refused := violations(pod_template, pod_security):
         problems.append(f"{'; '.join(refused)} ({POD_SECURITY_NOTE.format(level=pod_security)})")
+    targets = None
+    if spec.get("targets") is not None:
+        targets, wrong = parse_targets(spec["targets"], bool(database), database.get("historyTable"))
+        problems += wrong
+    elif not secret:
+        problems.append("spec.database: set it, or spec.targets for many tenants")
     return MigrationSpec(
         version=Version.parse(str(spec["version"])),
         image=spec["image"],
         image_pull_policy=spec.get("imagePullPolicy"),
-        secret_name=secret["name"],
-        secret_key=secret["key"],
-        history_table=spec["database"].get("historyTable"),
+        secret_name=secret.get("name"),
+        secret_key=secret.get("key"),
+        history_table=database.get("historyTable"),
         migrations_path=migrations.get("path", DEFAULT_MIGRATIONS_PATH),
         migrations_config_map=(migrations.get("configMap") or {}).get("name"),
         phases={name: _phase(spec.get(name) or {}) for name in (*Phase, "rollback")},
@@ -213,6 +222,7 @@ def parse_spec(spec: dict[str, Any], pod_security: Level = Level.RESTRICTED) -> 
         active_deadline_seconds=spec.get("activeDeadlineSeconds"),
         ttl_seconds_after_finished=ttl,
         gate_kinds=tuple((spec.get("gate") or {}).get("kinds") or ("Deployment", "StatefulSet", "DaemonSet")),
+        targets=targets,
         problems=tuple(problems),
     )
 

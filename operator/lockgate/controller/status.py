@@ -10,10 +10,12 @@ from ..shared.versions import Version
 from .background import progress_status
 from .conditions import Condition, ConditionType, Reason, StatusPhase, condition
 from .gate import gate_for
+from .history_entry import HistoryEntry
 from .ledger import Ledger
 from .observed import Observed
 from .phase_plan import PhasePlan
 from .spec import Migration
+from .targets import targets_status
 
 
 def status_of(m: Migration, ledger: Ledger, plan: PhasePlan, observed: Observed) -> dict[str, Any]:
@@ -32,9 +34,16 @@ def status_of(m: Migration, ledger: Ledger, plan: PhasePlan, observed: Observed)
             "history": [e.to_api() for e in history],
             "gate": _gate(ledger, observed),
             "progress": _progress(m, plan, observed),
+            "targets": _targets(m, history, observed),
         }
     )
     return status
+
+
+def _targets(m: Migration, history: list[HistoryEntry], observed: Observed) -> dict[str, Any] | None:
+    if not m.spec.targets:
+        return None
+    return targets_status(m.spec.targets, history, m.spec.version, observed.jobs, observed.job_pods)
 
 
 def _progress(m: Migration, plan: PhasePlan, observed: Observed) -> dict[str, Any] | None:

@@ -1,8 +1,7 @@
 """Which tenant a pod of a fan-out Job migrates, and where that tenant keeps its history (pure).
 
-The operator lists a SchemaMigration's targets in its Indexed Job, in index order
-(LOCKGATE_TARGETS, comma-separated) with their kind (LOCKGATE_TARGET_KIND: schema or database);
-Kubernetes gives each pod its index (JOB_COMPLETION_INDEX). A schema target runs against the one
+The operator lists a SchemaMigration's targets in its Indexed Job (shared/targets.py); Kubernetes
+gives each pod its index (JOB_COMPLETION_INDEX). A schema target runs against the one
 database URL with that schema first on the search_path and its own history table (so its own
 lock keys) in that schema; a database target reads its URL from the file the Job mounts for its
 Secret, named after the Secret (the operator itself never reads it).
@@ -10,21 +9,15 @@ Secret, named after the Secret (the operator itself never reads it).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from ..shared.errors import UsageError
-
-SCHEMA, DATABASE = "schema", "database"
-KINDS = (SCHEMA, DATABASE)
-SECRETS_DIR = "/var/run/lockgate/targets"  # where the Job mounts each database target's URL
-# Names PostgreSQL takes unquoted, as the CRD allows them; quoted all the same.
-SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+from ..shared.targets import KINDS, SCHEMA_NAME, split
 
 
 @dataclass(frozen=True)
 class Target:
-    kind: str  # SCHEMA or DATABASE
+    kind: str  # shared.targets.SCHEMA or DATABASE
     name: str  # the schema, or the Secret holding the database's URL
     index: int
     total: int
@@ -39,7 +32,7 @@ def pick(kind: str | None, names: str | None, index: str | None) -> Target | Non
         return None
     if kind not in KINDS:
         raise UsageError(f"LOCKGATE_TARGET_KIND {kind!r} is not one of {', '.join(KINDS)}")
-    listed = [n for n in (names or "").split(",") if n]
+    listed = split(names)
     if not listed:
         raise UsageError("LOCKGATE_TARGETS lists no target")
     if index is None or not index.isdigit() or int(index) >= len(listed):
