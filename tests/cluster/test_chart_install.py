@@ -277,7 +277,7 @@ def assert_migrated_with_kubectl(release: Release, namespace: str, name: str, da
         waited.stdout + waited.stderr
     )
     listing = kubectl(release.kubeconfig, "get", "smig", "-n", namespace).stdout.splitlines()
-    assert listing[0].split() == ["NAME", "TARGET", "APPLIED", "PHASE", "READY", "PROGRESS", "AGE"]
+    assert listing[0].split() == ["NAME", "TARGET", "APPLIED", "PHASE", "READY", "PROGRESS", "TARGETS", "AGE"]
     row = next(line.split() for line in listing[1:] if line.split()[0] == name)
     assert (
         row[1:3] == ["1", "1"]

@@ -55,19 +55,20 @@ def test_each_phase_of_a_release_reads_right_on_the_live_object(
     assert waited.returncode == 0 and "condition met" in waited.stdout, waited.stderr
     assert verdicts(migrations.get("shop")) == ("Current", "Healthy")
     wide = kubectl(cluster, namespace, "get", "smig", "-o", "wide").stdout.splitlines()
-    assert wide[0].split()[:10] == [
+    assert wide[0].split()[:11] == [
         "NAME",
         "TARGET",
         "APPLIED",
         "PHASE",
         "READY",
         "PROGRESS",
+        "TARGETS",
         "AGE",
         "WAITING",
         "BACKGROUND",
         "CONTRACTED",
     ]
-    # PROGRESS is blank once background is done: the row's words skip it
+    # PROGRESS is blank once background is done, TARGETS for one database: the row's words skip them
     assert wide[1].split()[:5] == ["shop", "1", "1", "Complete", "True"] and wide[1].split()[6:9] == ["0", "1", "1"]
     assert "Contracted" in wide[1] and "schema 1 is expanded" in wide[1]
     migrations.patch("shop", {"spec": {"version": "0"}})

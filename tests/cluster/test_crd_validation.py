@@ -118,6 +118,13 @@ REFUSED = [
     ("a delay that overflows", {"contract": {"delay": "99999999999h"}}, "spec.contract.delay", "must be at most 8760h (one year); shorten it"),
     ("a delay far too long to read", {"contract": {"delay": "1h" * 17}}, "spec.contract.delay", "may not be more than 32 bytes"),
     ("a delay with no unit", {"contract": {"delay": "10"}}, "spec.contract.delay", "should match"),
+    ("a tenant schema listed twice", {"targets": {"schemas": ["a", "b", "a"]}}, "spec.targets.schemas[2]", 'Duplicate value: "a"'),
+    ("a tenant Secret listed twice", {"targets": {"databases": {"secrets": ["t1", "t1"]}}}, "spec.targets.databases.secrets[1]", 'Duplicate value: "t1"'),
+    ("schemas and databases both", {"targets": {"schemas": ["a"], "databases": {"secrets": ["t1"]}}}, "spec.targets", "one of them"),
+    ("spec.database beside tenant databases", {"targets": {"databases": {"secrets": ["t1"]}}}, "spec.database", "remove spec.database"),
+    ("a tenant schema name that needs quoting", {"targets": {"schemas": ["a-b"]}}, "spec.targets.schemas[0]", "should match"),
+    ("no tenant at all", {"targets": {"schemas": []}}, "spec.targets.schemas", "should have at least 1 items"),
+    ("a qualified history table for schemas", {"targets": {"schemas": ["a"]}, "database": {"urlFrom": {"secretKeyRef": {"name": "db", "key": "url"}}, "historyTable": "app.history"}}, "spec.database.historyTable", "each tenant's schema keeps its own"),
 ]
 # fmt: on
 
@@ -130,6 +137,17 @@ def test_a_malformed_spec_is_refused_naming_the_field_and_the_fix(
         create(kube, group, space, with_change(change))
     message = json.loads(refused.value.body)["message"]
     assert refused.value.status == 422 and f"{field}:" in message and hint in message, message
+
+
+def test_a_database_per_tenant_needs_no_spec_database_but_one_of_them_is_required(
+    kube: Kube, group: str, space: str
+) -> None:
+    tenants = {key: value for key, value in MINIMAL.items() if key != "database"}
+    create(kube, group, space, tenants | {"targets": {"databases": {"secrets": ["t1-db", "t2-db"]}, "maxFailed": 1}})
+    with pytest.raises(ApiException) as refused:
+        create(kube, group, space, tenants)
+    message = json.loads(refused.value.body)["message"]
+    assert "spec.database: Invalid value" in message and "set spec.database, or spec.targets.databases" in message
 
 
 def test_unknown_fields_in_a_pod_override_are_refused_under_strict_validation(

@@ -482,7 +482,7 @@ def test_kubectl_get_wait_and_describe(migrations: Migrations, run_operator: Any
     assert "condition met" in waited.stdout
     migrations.wait_event("shop", "ContractSucceeded")
     table = subprocess.run([*kubectl, "get", "smig"], capture_output=True, text=True, check=True).stdout.splitlines()
-    assert table[0].split() == ["NAME", "TARGET", "APPLIED", "PHASE", "READY", "PROGRESS", "AGE"]
+    assert table[0].split() == ["NAME", "TARGET", "APPLIED", "PHASE", "READY", "PROGRESS", "TARGETS", "AGE"]
     row = table[1].split()
     assert (
         row[:5] == ["shop", "1", "1", "Complete", "True"] and len(row) == 6

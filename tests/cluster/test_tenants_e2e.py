@@ -1,0 +1,73 @@
+"""Many tenants on the real node: one SchemaMigration over four schemas is one Indexed Job; the
+tenant whose script fails is named with the runner's cause while the others finish, the gate stays
+closed, and fixing the cause and retrying brings the last tenant up without applying anything twice."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+import pytest
+
+from devcluster.kube import Kube
+from devcluster.workloads import condition
+from tests.operator_fixtures import Migrations
+from tests.runner_support import history, query
+
+pytestmark = pytest.mark.timeout(600, func_only=True)
+TENANTS = ["tenant_a", "tenant_b", "tenant_c", "tenant_d"]
+SCRIPTS = {"V1__items.sql": "CREATE TABLE items (id int PRIMARY KEY, tenant text NOT NULL DEFAULT current_schema());"}
+CAUSE = 'V1__items.sql line 1: [42P07] relation "items" already exists'
+
+
+def phase_is(phase: str) -> Any:
+    return lambda body: (body.get("status") or {}).get("phase") == phase
+
+
+def test_a_failing_tenant_is_named_the_others_finish_the_gate_stays_closed_and_a_retry_fixes_it(
+    kube: Kube, namespace: str, migrations: Migrations, run_operator: Any, database_url: str, cluster: Any
+) -> None:
+    for tenant in TENANTS:
+        query(database_url, f"CREATE SCHEMA {tenant}")
+    query(database_url, "CREATE TABLE tenant_c.items (id int)")  # V1 collides there, and only there
+    run_operator()
+    migrations.create(
+        "tenants",
+        "1",
+        migrations.scripts("tenants-r1", SCRIPTS),
+        targets={"schemas": TENANTS, "maxParallel": 2},
+        backoffLimit=0,
+        background={"enabled": False},
+        contract={"enabled": False},
+    )
+    failed = migrations.wait("tenants", phase_is("Failed"), timeout=240)
+    status = failed["status"]
+    assert "appliedVersion" not in status and condition(failed, "Ready")["status"] == "False"
+    assert status["targets"]["failed"] == [{"phase": "expand", "target": "tenant_c", "error": CAUSE}]
+    counts = status["targets"]["phases"]["expand"]
+    assert (counts["succeeded"], counts["failed"], counts["running"], counts["pending"]) == (3, 1, 0, 0)
+    assert status["targets"]["summary"] == "3/4 expand, 1 failed"
+    assert f"1 of 4 targets failed: tenant_c: {CAUSE}" in condition(failed, "Stalled")["message"]
+    for tenant in ("tenant_a", "tenant_b", "tenant_d"):  # the others finished, each in its own schema
+        assert query(database_url, f"SELECT tenant FROM {tenant}.items") == []
+        assert [row[2] for row in history(database_url, f"{tenant}.lockgate_schema_history")] == ["V1__items.sql"]
+    [job] = migrations.jobs("tenants")
+    assert (job.spec.completion_mode, job.spec.completions, job.spec.parallelism) == ("Indexed", 4, 2)
+
+    query(database_url, "DROP TABLE tenant_c.items")
+    migrations.patch("tenants", {"metadata": {"annotations": {"lockgate.dev/retry": "1"}}})
+    done = migrations.wait("tenants", phase_is("Complete"), timeout=240)
+    assert done["status"]["appliedVersion"] == "1" and condition(done, "Ready")["status"] == "True"
+    assert done["status"]["targets"]["summary"] == "4/4 expand" and "failed" not in done["status"]["targets"]
+    for tenant in TENANTS:  # tenant_c now too; the others were not applied a second time
+        assert [row[2:] for row in history(database_url, f"{tenant}.lockgate_schema_history")] == [
+            ("V1__items.sql", True)
+        ]
+    assert len(migrations.jobs("tenants")) == 2  # one Job per attempt: the failed one and the retry
+    listing = subprocess.run(
+        [str(cluster.kubectl), "--kubeconfig", str(cluster.kubeconfig), "-n", namespace, "get", "smig", "tenants"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.splitlines()
+    assert "TARGETS" in listing[0].split() and "4/4 expand" in listing[1]
