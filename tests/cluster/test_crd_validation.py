@@ -23,7 +23,12 @@ from devcluster.workloads import CRD
 from lockgate.controller.spec import KIND, PLURAL, VERSION
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = [REPO / "examples/shop/schemamigration.yaml", REPO / "examples/argocd/shop/schemamigration.yaml"]
+EXAMPLES = [
+    REPO / "examples/shop/schemamigration.yaml",
+    REPO / "examples/argocd/shop/schemamigration.yaml",
+    REPO / "examples/tenants/schemamigration.yaml",
+    REPO / "examples/tenants/schemamigration-databases.yaml",
+]
 MINIMAL = {
     "version": "1",
     "image": "registry/app:1",

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lockgate.runner.database import advisory_key
 from tests.runner_support import history, lockgate, query, write
@@ -97,3 +98,31 @@ def test_a_job_that_does_not_match_its_target_list_is_refused(
         env["JOB_COMPLETION_INDEX"] = index
     refused = lockgate("migrate", "--dir", str(write(tmp_path / "m", SCRIPTS)), url=database_url, **env)
     assert refused.code == 2 and said in refused.err
+
+
+def test_the_tenants_example_migrates_each_of_its_schemas(database_url: str) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "tenants"
+    spec = yaml.safe_load((example / "schemamigration.yaml").read_text())["spec"]
+    schemas = spec["targets"]["schemas"]
+    for schema in schemas:
+        query(database_url, f"CREATE SCHEMA {schema}")
+    for phase in ("expand", "contract"):
+        for index in range(len(schemas)):
+            env = in_job(index, "schema", schemas)
+            done = lockgate(
+                "migrate",
+                "--dir",
+                str(example / "migrations"),
+                "--phase",
+                phase,
+                "--target",
+                spec["version"],
+                url=database_url,
+                **env,
+            )
+            assert done.code == 0, done.err
+    for schema in schemas:
+        assert query(
+            database_url, f"INSERT INTO {schema}.notes (body, created_at) VALUES ('hi', now()) RETURNING done"
+        ) == [(False,)]
+        assert len(history(database_url, f"{schema}.lockgate_schema_history")) == 3

@@ -198,3 +198,10 @@ def test_a_tally_names_a_bounded_list_and_counts_the_rest() -> None:
     assert Tally.from_api(many.to_api()) == many
     lost = tally(indexed("j", Result.FAILED, "0", "1-2"), ())
     assert lost.failures[0] == ("tenant_b", "its pod failed without a result: kubectl logs job/j --all-pods")
+
+
+@pytest.mark.parametrize("name", ["schemamigration.yaml", "schemamigration-databases.yaml"])
+def test_the_tenants_examples_parse_without_problems(name: str) -> None:
+    example = yaml.safe_load((CRD.parents[1] / "examples" / "tenants" / name).read_text())
+    parsed = parse_spec(example["spec"])
+    assert parsed.problems == () and parsed.targets is not None and len(parsed.targets.names) == 3
