@@ -78,6 +78,13 @@ def test_status_view_draws_the_background_progress() -> None:
     assert progress_bar(None, 4) == "[....]" and progress_bar(100.0, 4) == "[####]"
 
 
+def test_status_view_names_the_failed_targets() -> None:
+    failed = [{"phase": "expand", "target": "tenant_b", "error": "V3__x.sql line 1: [42P07] exists"}]
+    targets = {"kind": "schema", "total": 3, "summary": "2/3 expand, 1 failed", "failed": failed}
+    text = "\n".join(render(body() | {"status": {"phase": "Failed", "targets": targets}}))
+    assert "  3 schema targets: 2/3 expand, 1 failed\n    tenant_b (expand): V3__x.sql line 1: [42P07] exists" in text
+
+
 def test_cluster_commands_fail_clearly_without_credentials_or_arguments(tmp_path) -> None:
     no_credentials = lockgate("status", KUBECONFIG=str(tmp_path / "missing"), HOME=str(tmp_path))
     assert no_credentials.code == 2 and "no Kubernetes credentials: set KUBECONFIG" in no_credentials.err

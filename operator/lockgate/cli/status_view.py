@@ -32,6 +32,9 @@ def render(body: dict[str, Any]) -> list[str]:
         lines.append(
             f"  background {progress.get('script')}: {progress_bar(progress.get('percent'))} {progress.get('summary')}"
         )
+    if targets := status.get("targets"):
+        lines.append(f"  {targets.get('total')} {targets.get('kind')} targets: {targets.get('summary')}")
+        lines += [f"    {f['target']} ({f['phase']}): {f['error']}" for f in targets.get("failed") or []]
     for entry in (status.get("history") or [])[-4:]:
         applied = f", {entry['applied']} applied" if entry.get("applied") is not None else ""
         lines.append(f"  {entry['phase']:<10} {entry['version']:<10} {entry['job']}: {entry['result']}{applied}")
