@@ -176,7 +176,7 @@ class Ledger:
             if report is None and job.state != Result.RUNNING and waited < REPORT_GRACE:
                 retry = 1.0
                 continue
-            finished = self._finish(job, version, entry, observed)
+            finished = self._finish(job, version, entry, report, observed)
             if finished.result == Result.SUCCEEDED:
                 self._advance(job.phase, version)
             done.append(finished)
@@ -208,21 +208,27 @@ class Ledger:
             for entry in lost
         ]
 
-    def _finish(self, job: JobView, version: Version, entry: HistoryEntry | None, observed: Observed) -> HistoryEntry:
-        report, now, observed_pods = _report(observed.job_pods, job.name), observed.now, observed.job_pods
+    def _finish(
+        self,
+        job: JobView,
+        version: Version,
+        entry: HistoryEntry | None,
+        report: RunnerReport | None,
+        observed: Observed,
+    ) -> HistoryEntry:
         if entry is None:  # a Job we did not claim (history trimmed, or status lost): adopt its result
             entry = HistoryEntry(version, job.phase, job.name, job.attempt, job.image, None)
             self.history.append(entry)
         deleted_early = job.state == Result.RUNNING
-        counts = tally(job, observed_pods) if job.targets else None
+        counts = tally(job, observed.job_pods) if job.targets else None  # a fan-out Job: one report per target
         finished = replace(
             entry,
             result=Result.FAILED if deleted_early else job.state,
             claimed_at=None,
             bound_at=None,
             start_time=parse_time(job.start),
-            completion_time=parse_time(job.finished) or now,
-            applied=applied_total(job, observed_pods) if counts else report.applied if report else None,
+            completion_time=parse_time(job.finished) or observed.now,
+            applied=applied_total(job, observed.job_pods) if counts else report.applied if report else None,
             schema_version=report.schema_version if report else None,
             error="the Job was deleted before it finished" if deleted_early else _error(job, report, counts),
             targets=counts.to_api() if counts else None,
