@@ -1,6 +1,7 @@
 """Many tenants on the real node: one SchemaMigration over four schemas is one Indexed Job; the
 tenant whose script fails is named with the runner's cause while the others finish, the gate stays
-closed, and fixing the cause and retrying brings the last tenant up without applying anything twice."""
+closed, and fixing the cause and retrying brings the last tenant up without applying anything twice.
+A database per tenant: the pods get the tenants' Secrets only, and a missing one fails its tenant."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 import pytest
 
 from devcluster.kube import Kube
+from devcluster.postgres import in_cluster_url
 from devcluster.workloads import condition
+from lockgate.controller.spec import GROUP, PLURAL, VERSION
 from tests.operator_fixtures import Migrations
 from tests.runner_support import history, query
 
@@ -71,3 +74,55 @@ def test_a_failing_tenant_is_named_the_others_finish_the_gate_stays_closed_and_a
         timeout=60,
     ).stdout.splitlines()
     assert "TARGETS" in listing[0].split() and "4/4 expand" in listing[1]
+
+
+def test_a_database_per_tenant_runs_with_only_its_secret_and_a_missing_secret_fails_its_tenant_only(
+    kube: Kube, namespace: str, migrations: Migrations, run_operator: Any, postgres: Any, cluster: Any
+) -> None:
+    urls = {
+        f"tenant-{n}-db": postgres.create_database(f"t_{n}_{namespace[-6:].replace('-', '_')}") for n in ("one", "two")
+    }
+    kube.core.create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": "tenant-one-db"},
+            "stringData": {"url": in_cluster_url(urls["tenant-one-db"], cluster.node_ip)},
+        },
+    )
+    run_operator()
+    body = migrations.body(
+        "dbs",
+        "1",
+        migrations.scripts("dbs-r1", SCRIPTS),
+        targets={"databases": {"secrets": list(urls)}},
+        backoffLimit=0,
+        background={"enabled": False},
+        contract={"enabled": False},
+    )
+    del body["spec"]["database"]
+    kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    failed = migrations.wait("dbs", phase_is("Failed"), timeout=240)
+    [named] = failed["status"]["targets"]["failed"]
+    assert (
+        named["target"] == "tenant-two-db"
+        and "the Secret tenant-two-db or its URL key does not exist" in named["error"]
+    )
+    assert [row[2] for row in history(urls["tenant-one-db"])] == ["V1__items.sql"]
+    [job] = migrations.jobs("dbs")
+    pod_spec = job.spec.template.spec
+    assert "LOCKGATE_DATABASE_URL" not in {e.name for e in pod_spec.containers[0].env}
+    [volume] = [v for v in pod_spec.volumes if v.projected]
+    assert [source.secret.name for source in volume.projected.sources] == list(urls)
+
+    kube.core.create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": "tenant-two-db"},
+            "stringData": {"url": in_cluster_url(urls["tenant-two-db"], cluster.node_ip)},
+        },
+    )
+    migrations.patch("dbs", {"metadata": {"annotations": {"lockgate.dev/retry": "1"}}})
+    done = migrations.wait("dbs", phase_is("Complete"), timeout=240)
+    assert done["status"]["appliedVersion"] == "1" and done["status"]["targets"]["summary"] == "2/2 expand"
+    for url in urls.values():
+        assert [row[2] for row in history(url)] == ["V1__items.sql"]
