@@ -205,3 +205,19 @@ def test_the_tenants_examples_parse_without_problems(name: str) -> None:
     example = yaml.safe_load((CRD.parents[1] / "examples" / "tenants" / name).read_text())
     parsed = parse_spec(example["spec"])
     assert parsed.problems == () and parsed.targets is not None and len(parsed.targets.names) == 3
+
+
+def test_a_spent_failure_budget_says_the_job_stopped_the_others() -> None:
+    m = fan_out(schemas=SCHEMAS, maxFailed=1)
+    first = decide(observe(m))
+    name, attempt = first.create.name, first.create.attempt
+    stopped = dataclasses.replace(
+        indexed(name, Result.FAILED, "", "0-1", attempt=attempt), failed_reason="MaxFailedIndexesExceeded"
+    )
+    pods = [index_pod(name, i, 1, "boom") for i in (0, 1)]
+    failed = decide(observe(applied(m, first), jobs=[stopped], job_pods=pods))
+    [entry] = failed.status["history"]
+    assert entry["error"].startswith("2 of 3 targets failed: tenant_a: ") and entry["error"].endswith(
+        "more targets failed than spec.targets.maxFailed allows, so the Job stopped the others"
+    )
+    assert entry["targets"]["pending"] == 1 and failed.status["targets"]["summary"] == "0/3 expand, 2 failed"
