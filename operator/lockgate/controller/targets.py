@@ -138,10 +138,14 @@ class Tally:
         return self.counts() | ({"failures": failures} if failures else {})
 
     @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> Tally:
-        failures = tuple((f.get("target", ""), f.get("error", "")) for f in data.get("failures") or [])
-        total, succeeded, failed, running = (int(data.get(k) or 0) for k in ("total", "succeeded", "failed", "running"))
-        return cls(total, succeeded, failed, running, failures)
+    def from_api(cls, data: Mapping[str, Any], total: int) -> Tally:
+        """As a history entry keeps it; counts edited into something else read as none (`total` pending)."""
+        try:
+            failures = tuple((str(f["target"]), str(f["error"])) for f in data.get("failures") or [])
+            done, failed, running = (int(data.get(k) or 0) for k in ("succeeded", "failed", "running"))
+            return cls(int(data.get("total") or total), done, failed, running, failures)
+        except (TypeError, ValueError, KeyError):
+            return cls(total)
 
     def error(self) -> str | None:
         """The history entry's error: which targets failed, one cause each."""
@@ -206,7 +210,7 @@ def targets_status(
     phases, failed, last = {}, [], None
     for phase, entry in sorted(latest.items(), key=lambda item: history.index(item[1])):
         live = next((j for j in jobs if j.name == entry.job and j.live), None)
-        counts = tally(live, pods) if live else Tally.from_api(entry.targets or {"total": len(targets.names)})
+        counts = tally(live, pods) if live else Tally.from_api(entry.targets or {}, len(targets.names))
         phases[phase] = {"job": entry.job, **counts.counts()}
         failed += [{"phase": phase, "target": t, "error": e} for t, e in counts.failures]
         last = summary(phase, counts)
