@@ -111,7 +111,8 @@ def secrets_volume(targets: Targets, name: str) -> dict[str, Any]:
     sources = [
         {"secret": {"name": n, "items": [{"key": targets.url_key, "path": n}], "optional": True}} for n in targets.names
     ]
-    return {"name": name, "projected": {"sources": sources, "defaultMode": 0o440}}
+    # Readable by the runner's own user (the image's, or spec.podTemplate's): the pod runs nothing else.
+    return {"name": name, "projected": {"sources": sources, "defaultMode": 0o444}}
 
 
 @dataclass(frozen=True)
