@@ -1,6 +1,7 @@
 """Many tenants on the real node: one SchemaMigration over four schemas is one Indexed Job; the
 tenant whose script fails is named with the runner's cause while the others finish, the gate stays
-closed, and fixing the cause and retrying brings the last tenant up without applying anything twice.
+closed, and fixing the cause and retrying brings the last tenant up without applying anything twice;
+a tenant added later catches up on its own.
 A database per tenant: the pods get the tenants' Secrets only, and a missing one fails its tenant."""
 
 from __future__ import annotations
@@ -74,6 +75,16 @@ def test_a_failing_tenant_is_named_the_others_finish_the_gate_stays_closed_and_a
         timeout=60,
     ).stdout.splitlines()
     assert "TARGETS" in listing[0].split() and "4/4 expand" in listing[1]
+
+    # A tenant added later catches up on its own; the gate stays open for the pods already serving.
+    query(database_url, "CREATE SCHEMA tenant_e")
+    migrations.patch("tenants", {"spec": {"targets": {"schemas": [*TENANTS, "tenant_e"]}}})
+    caught_up = migrations.wait(
+        "tenants", lambda b: (b.get("status") or {}).get("targets", {}).get("summary") == "5/5 expand", timeout=240
+    )
+    assert caught_up["status"]["appliedVersion"] == "1" and condition(caught_up, "Ready")["status"] == "True"
+    for tenant in [*TENANTS, "tenant_e"]:
+        assert [row[2] for row in history(database_url, f"{tenant}.lockgate_schema_history")] == ["V1__items.sql"]
 
 
 def test_a_database_per_tenant_runs_with_only_its_secret_and_a_missing_secret_fails_its_tenant_only(

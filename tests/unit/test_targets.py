@@ -17,7 +17,7 @@ from lockgate.controller.history_entry import Result
 from lockgate.controller.manifests import job_manifest
 from lockgate.controller.observed import JobPodView, job_pod_view, job_view
 from lockgate.controller.spec import parse_spec
-from lockgate.controller.targets import Tally, indexes, tally
+from lockgate.controller.targets import Tally, digest, indexes, tally
 from lockgate.shared.report import parse_report
 from tests.release_walk import applied, conditions, job, migration, observe
 from tests.unit.test_spec import with_defaults
@@ -25,6 +25,7 @@ from tests.unit.test_spec import with_defaults
 CRD = Path(__file__).resolve().parents[2] / "crds" / "lockgate.dev_schemamigrations.yaml"
 DATABASE = {"urlFrom": {"secretKeyRef": {"name": "db", "key": "url"}}}
 SCHEMAS = ["tenant_a", "tenant_b", "tenant_c"]
+ONLY_EXPAND = {"background": {"enabled": False}, "contract": {"enabled": False}}
 
 
 def spec(**fields: Any) -> dict[str, Any]:
@@ -66,9 +67,9 @@ def test_targets_parse_with_exactly_the_crd_defaults() -> None:
     assert parse_spec(spec(targets={"databases": {"secrets": ["t1"]}})).targets.url_key == "url"
 
 
-def fan_out(**targets: Any) -> Any:
+def fan_out(spec: dict[str, Any] | None = None, **targets: Any) -> Any:
     extra = {"database": None} if "databases" in targets else {}
-    return migration(targets=targets, **extra)
+    return migration(targets=targets, **extra, **(spec or {}))
 
 
 def manifest(m: Any) -> dict[str, Any]:
@@ -222,3 +223,71 @@ def test_a_spent_failure_budget_says_the_job_stopped_the_others() -> None:
         "more targets failed than spec.targets.maxFailed allows, so the Job stopped the others"
     )
     assert entry["targets"]["pending"] == 1 and failed.status["targets"]["summary"] == "0/3 expand, 2 failed"
+
+
+def test_a_target_added_after_the_version_expanded_catches_up_while_the_gate_stays_open() -> None:
+    m = fan_out(ONLY_EXPAND, schemas=SCHEMAS)
+    first = decide(observe(m))
+    name = first.create.name
+    pods = [index_pod(name, i, 0) for i in range(3)]
+    complete = applied(
+        m, decide(observe(applied(m, first), jobs=[indexed(name, Result.SUCCEEDED, "0-2")], job_pods=pods))
+    )
+    assert complete.status["phase"] == "Complete" and decide(observe(complete)).create is None
+    grown = fan_out(ONLY_EXPAND, schemas=[*SCHEMAS, "tenant_d"])
+    grown = dataclasses.replace(grown, status=complete.status, generation=2)
+    catch_up = decide(observe(grown))
+    assert catch_up.create is not None and catch_up.create.phase == "expand" and catch_up.create.name != name
+    assert catch_up.status["phase"] == "Expanding" and catch_up.status["appliedVersion"] == "3"
+    assert conditions(catch_up)["Ready"] == "True" and conditions(catch_up)["Reconciling"] == "True"
+    assert (
+        "bringing new targets up to 3"
+        in [c for c in catch_up.status["conditions"] if c["type"] == "Reconciling"][0]["message"]
+    )
+    job_view_four = dataclasses.replace(
+        indexed(catch_up.create.name, Result.SUCCEEDED, "0-3", attempt=catch_up.create.attempt),
+        targets=(*SCHEMAS, "tenant_d"),
+    )
+    caught_up = decide(observe(applied(grown, catch_up), jobs=[job_view_four]))
+    assert caught_up.create is None and caught_up.status["phase"] == "Complete"
+    assert caught_up.status["targets"]["summary"] == "4/4 expand"
+    reordered = dataclasses.replace(
+        applied(grown, caught_up),
+        spec=dataclasses.replace(
+            grown.spec, targets=dataclasses.replace(grown.spec.targets, names=("tenant_d", *SCHEMAS))
+        ),
+    )
+    assert decide(observe(reordered)).create is None  # the same targets in another order: nothing to catch up
+
+
+def test_contract_catches_up_for_new_targets_once_their_expand_did() -> None:
+    m = fan_out({"background": {"enabled": False}}, schemas=SCHEMAS)
+    status = {
+        "appliedVersion": "3",
+        "contractedVersion": "3",
+        "history": [
+            {
+                "version": "3",
+                "phase": p,
+                "job": f"j-{p}",
+                "attempt": "a",
+                "result": "Succeeded",
+                "targets": {"total": 3, "succeeded": 3, "covered": "old"},
+            }
+            for p in ("expand", "contract")
+        ],
+    }
+    grown = dataclasses.replace(m, status=status, generation=2)
+    assert decide(observe(grown)).create.phase == "expand"
+    status["history"][0]["targets"]["covered"] = digest(tuple(SCHEMAS))
+    assert decide(observe(dataclasses.replace(m, status=status, generation=2))).create.phase == "contract"
+
+
+def test_targets_added_to_a_single_database_migration_get_the_phases_it_already_ran() -> None:
+    one = migration(background={"enabled": False}, contract={"enabled": False})
+    first = decide(observe(one))
+    done = applied(one, decide(observe(applied(one, first), jobs=[job(first.create.name, state=Result.SUCCEEDED)])))
+    assert done.status["phase"] == "Complete"
+    tenants = fan_out(ONLY_EXPAND, schemas=SCHEMAS)
+    catch_up = decide(observe(dataclasses.replace(tenants, status=done.status, generation=2)))
+    assert catch_up.create is not None and catch_up.create.phase == "expand" and conditions(catch_up)["Ready"] == "True"

@@ -18,6 +18,7 @@ from .ledger import JobRequest, JobVerdict, Ledger, next_job
 from .observed import Observed
 from .rollout import WAITING_FOR_ROLLOUT, contract_verdict, rollout
 from .spec import Migration
+from .targets import behind
 
 NOT_STALLED = Condition(False, Reason.NO_FAILURE, "no Job of this version has failed")
 PAUSED = Condition(
@@ -81,7 +82,11 @@ def _after_expand(m: Migration, ledger: Ledger, observed: Observed) -> PhasePlan
         rolled_out=rolled_out,
         contracted=WAITING_FOR_ROLLOUT,
     )
-    if m.spec.phase(Phase.BACKGROUND).enabled and not ledger.reached(Phase.BACKGROUND, v):
+    if behind(m.spec.targets, ledger.history, Phase.EXPAND, v):  # new targets: the gate stays open meanwhile
+        verdict = next_job(ledger, observed, m, Phase.EXPAND, v, m.spec.image)
+        catching_up = Condition(True, Reason.EXPANDING, f"bringing new targets up to {v}: {verdict.waiting}")
+        return _with_verdict(replace(plan, phase=StatusPhase.EXPANDING, reconciling=catching_up), verdict, observed)
+    if m.spec.phase(Phase.BACKGROUND).enabled and not done(m, ledger, Phase.BACKGROUND):
         verdict = next_job(ledger, observed, m, Phase.BACKGROUND, v, m.spec.image)
         if m.paused and not verdict.failed:  # a failed phase stays Stalled: pausing it changes nothing
             return replace(plan, phase=StatusPhase.PAUSED, reconciling=PAUSED, contracted=PAUSED_CONTRACT)
@@ -94,6 +99,11 @@ def _after_expand(m: Migration, ledger: Ledger, observed: Observed) -> PhasePlan
         return job_failed(plan, verdict.failed)
     contracting = Condition(False, Reason.CONTRACTING, verdict.waiting)
     return _with_verdict(replace(plan, phase=StatusPhase.CONTRACTING, contracted=contracting), verdict, observed)
+
+
+def done(m: Migration, ledger: Ledger, phase: Phase) -> bool:
+    """`phase` of spec.version succeeded, for every target spec.targets lists now."""
+    return ledger.reached(phase, m.spec.version) and not behind(m.spec.targets, ledger.history, phase, m.spec.version)
 
 
 def _lowered(m: Migration, ledger: Ledger, observed: Observed, expanded: Version) -> PhasePlan:

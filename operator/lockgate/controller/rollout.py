@@ -16,6 +16,7 @@ from .conditions import Condition, ConditionType, Reason, StatusPhase, find
 from .ledger import Ledger
 from .observed import Observed
 from .spec import Migration
+from .targets import behind
 
 NO_VERSION = Version((0,))
 WAITING_FOR_ROLLOUT = Condition(
@@ -57,7 +58,7 @@ def contract_verdict(m: Migration, ledger: Ledger, rolled_out: Condition, observ
     if not spec.phase(Phase.CONTRACT).enabled:
         phase = StatusPhase.COMPLETE if rolled_out.status else StatusPhase.ROLLING_OUT
         return ContractVerdict(phase, Condition(False, Reason.DISABLED, "contract.enabled is false"))
-    if ledger.reached(Phase.CONTRACT, v):
+    if ledger.reached(Phase.CONTRACT, v) and not behind(spec.targets, ledger.history, Phase.CONTRACT, v):
         return ContractVerdict(
             StatusPhase.COMPLETE, Condition(True, Reason.CONTRACTED, f"the contract phase of {v} is done")
         )

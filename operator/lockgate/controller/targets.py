@@ -6,11 +6,14 @@ at most maxParallel at a time, retries each one on its own (backoffLimitPerIndex
 once more than maxFailed indexes failed (maxFailedIndexes); the Job is Complete only when every
 index succeeded, so the gate for a version opens only when every target expanded it, and a
 target's failure leaves the others running and the Job Failed, naming it. The operator learns a
-failure's cause from the index's pod (its termination message), never from a database.
+failure's cause from the index's pod (its termination message), never from a database. Each
+finished Job records which target list it covered: a phase that succeeded for another list than
+the spec's runs again (`behind`), so new targets catch up.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..shared.report import cut
 from ..shared.targets import DATABASE, SCHEMA, SCHEMA_NAME
+from .history_entry import Result
 
 if TYPE_CHECKING:  # observed.py reads spec.py, which reads this module
     from ..shared.versions import Version
@@ -124,6 +128,7 @@ class Tally:
     failed: int = 0
     running: int = 0
     failures: tuple[tuple[str, str], ...] = ()  # (target, cause), the first FAILURES_SHOWN
+    covered: str = ""  # the digest of the Job's target list (`behind`)
 
     @property
     def pending(self) -> int:
@@ -136,7 +141,11 @@ class Tally:
     def to_api(self) -> dict[str, Any]:
         """As a history entry keeps it: the counts and the failed targets shown."""
         failures = [{"target": t, "error": e} for t, e in self.failures]
-        return self.counts() | ({"failures": failures} if failures else {})
+        return (
+            self.counts()
+            | ({"failures": failures} if failures else {})
+            | ({"covered": self.covered} if self.covered else {})
+        )
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any], total: int) -> Tally:
@@ -144,7 +153,7 @@ class Tally:
         try:
             failures = tuple((str(f["target"]), str(f["error"])) for f in data.get("failures") or [])
             done, failed, running = (int(data.get(k) or 0) for k in ("succeeded", "failed", "running"))
-            return cls(int(data.get("total") or total), done, failed, running, failures)
+            return cls(int(data.get("total") or total), done, failed, running, failures, str(data.get("covered") or ""))
         except (TypeError, ValueError, KeyError):
             return cls(total)
 
@@ -163,7 +172,23 @@ def tally(job: JobView, pods: tuple[JobPodView, ...]) -> Tally:
     finished = len(done) + len(failed)
     running = 0 if not job.live else min(job.active, len(job.targets) - finished)
     named = [(job.targets[i], _cause(job, i, pods)) for i in sorted(failed)[:FAILURES_SHOWN] if i < len(job.targets)]
-    return Tally(len(job.targets), len(done), len(failed), running, tuple(named))
+    return Tally(len(job.targets), len(done), len(failed), running, tuple(named), digest(job.targets))
+
+
+def digest(names: tuple[str, ...]) -> str:
+    """A target list in a few characters, whatever its order."""
+    return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:12]
+
+
+def behind(targets: Targets | None, history: list[HistoryEntry], phase: str, version: Version) -> bool:
+    """Whether `phase` of `version` succeeded for another target list than spec.targets lists now:
+    the targets added since (a new tenant) need it too. Its new Job covers every target; those
+    that have it apply nothing (the runner's history), and the gate, open already, stays open."""
+    if targets is None:
+        return False
+    succeeded = [e for e in history if e.phase == phase and e.version == version and e.result == Result.SUCCEEDED]
+    # A Job of one database (spec.targets added since) covered none of the targets.
+    return bool(succeeded) and (succeeded[-1].targets or {}).get("covered") != digest(targets.names)
 
 
 def _cause(job: JobView, index: int, pods: tuple[JobPodView, ...]) -> str:
