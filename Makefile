@@ -5,9 +5,9 @@ PY := $(VENV)/bin/python
 # Go's standard install location, for shells whose PATH lacks it (the control-plane build needs go).
 export PATH := $(or $(PATH),/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin):/usr/local/go/bin
 
-.PHONY: test check lint typecheck reference demo venv postgres flyway node-deps cluster-bin health-bin promtool-bin images cluster-up cluster-down bench bench-big bench-backfill bench-startup bench-operator e2e-kind clean
+.PHONY: test check lint typecheck reference demo venv postgres flyway node-deps cluster-bin health-bin promtool-bin argocd-bin images cluster-up cluster-down bench bench-big bench-backfill bench-startup bench-operator e2e-kind clean
 
-test: lint postgres flyway node-deps cluster-bin health-bin promtool-bin images
+test: lint postgres flyway node-deps cluster-bin health-bin promtool-bin argocd-bin images
 	$(PY) -m pytest
 
 # Lint, types and the unit tier (tests/tiers.py): seconds, no root, no server, no cluster, no Go build.
@@ -85,6 +85,15 @@ health-bin:
 # promtool (Prometheus 3.16), which the alert tests check and unit-test the chart's rules with (cached).
 promtool-bin:
 	@hack/build-promtool.sh >/dev/null
+
+# Argo CD v3.2.11's application controller and repo-server (one binary, cached) and the Redis they
+# cache in, for the Argo CD sync tests: Debian's redis-tools, whose binary is the server (the
+# redis-server package adds only a system service, which would outlive the tests).
+argocd-bin:
+	@command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-check-rdb ] || \
+		{ echo "installing Redis (apt-get install -y redis-tools)"; \
+		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools >/dev/null; }
+	@hack/build-argocd.sh >/dev/null
 
 # The tests' control plane and real node outside pytest; the admin kubeconfig is $(CLUSTER_DIR)/kubeconfig.
 CLUSTER_DIR ?= .cache/cluster
