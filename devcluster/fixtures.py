@@ -10,6 +10,8 @@
 - `start_operator(command, env=None, name="operator")`: start a process with KUBECONFIG
   set; returns a ManagedProcess (stop(), kill(), is_running, log). Stopped at teardown;
   a failed test's report carries the end of each log.
+- `argocd` (session, on first use): Argo CD's application controller, repo-server and Redis
+  against the cluster (devcluster/argocd.py), stopped before the cluster, their files removed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from devcluster.argocd import ArgoCD
 from devcluster.binaries import REPO
 from devcluster.clusters import ExistingCluster, LocalCluster
 from devcluster.kube import Kube, temporary_namespace
@@ -31,6 +34,7 @@ from devcluster.processes import ManagedProcess
 
 PROCESSES = pytest.StashKey[list[ManagedProcess]]()
 CLUSTER_DIR = pytest.StashKey[Path]()
+ARGOCD_LOGS = pytest.StashKey[Path]()
 FAILED_LOG_LINES = 200
 
 StartOperator = Callable[..., ManagedProcess]
@@ -51,6 +55,23 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster | ExistingC
         if not request.session.testsfailed:
             shutil.rmtree(directory, ignore_errors=True)
             del request.config.stash[CLUSTER_DIR]
+
+
+@pytest.fixture(scope="session")
+def argocd(
+    cluster: LocalCluster | ExistingCluster,
+    kube: Kube,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> Iterator[ArgoCD]:
+    directory = tmp_path_factory.mktemp("argocd")
+    request.config.stash[ARGOCD_LOGS] = directory / "logs"
+    started = ArgoCD(directory, kube, cluster.kubeconfig, cluster.kubectl).start()
+    try:
+        yield started
+    finally:
+        started.stop()
+        shutil.rmtree(directory / "tmp", ignore_errors=True)  # the repo-server's clones; the logs stay with pytest's
 
 
 @pytest.fixture(scope="session")
@@ -105,6 +126,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
                 f"{process.name} log ({process.log_path}, last {FAILED_LOG_LINES} lines)",
                 process.log_tail(FAILED_LOG_LINES),
             )
+        )
+    if ARGOCD_LOGS in item.config.stash and "argocd" in getattr(item, "fixturenames", ()):
+        report.sections.append(
+            ("Argo CD", f"controller, repo-server and Redis logs in {item.config.stash[ARGOCD_LOGS]}")
         )
     if CLUSTER_DIR in item.config.stash and "cluster" in getattr(item, "fixturenames", ()):
         directory = item.config.stash[CLUSTER_DIR]
