@@ -128,7 +128,10 @@ class ArgoCD:
                 "argocd-application-controller",
                 [str(binary), "application-controller", "--namespace", NAMESPACE, "--metrics-port"]
                 + [str(controller_metrics), "--repo-server", f"127.0.0.1:{repo_server}", "--repo-server-plaintext"]
-                + ["--status-processors", "4", "--operation-processors", "4", *common],
+                + ["--status-processors", "4", "--operation-processors", "4", *common]
+                # Each resource's health in the Application's status, where the tests read it (Argo CD 3
+                # keeps it only in its resource tree, which its API server serves; none runs here).
+                + ["--persist-resource-health"],
                 env,
                 controller_metrics,
             )
