@@ -1,15 +1,18 @@
 """examples/shop on a cluster: its SchemaMigration, the real app behind a Service, the move from
 release 1 to 2, and steady traffic at the Service that counts every failed request.
 
-Shared by `make demo` and the zero-downtime end-to-end test, so both show the same release."""
+Shared by `make demo`, the zero-downtime end-to-end test and the Argo CD sync tests, so all show
+the same release."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,9 @@ from lockgate.controller.spec import GROUP, PLURAL, VERSION
 EXAMPLE = REPO / "examples" / "shop"
 APP = "shop-web"
 SCHEMA = "shop"
+# The app's image as the tests name it (built by `make images`; on an existing cluster, loadable there).
+APP_IMAGE = os.environ.get("LOCKGATE_TEST_APP_IMAGE", "lockgate-shop:dev")
+WARM_UP_REQUESTS = 20
 
 
 def manifests(lockgate_image: str, app_image: str, directory: Path = EXAMPLE) -> list[dict[str, Any]]:
@@ -31,13 +37,17 @@ def manifests(lockgate_image: str, app_image: str, directory: Path = EXAMPLE) ->
     documents = []
     for name in ("schemamigration.yaml", "deployment.yaml"):
         documents += [d for d in yaml.safe_load_all((directory / name).read_text()) if d]
-    for document in documents:
-        if document["kind"] == "SchemaMigration":
-            document["spec"].update(image=lockgate_image, imagePullPolicy="Never")
-        elif document["kind"] == "Deployment":
-            for container in document["spec"]["template"]["spec"]["containers"]:
-                container.update(image=app_image, imagePullPolicy="Never")
-    return documents
+    return [with_local_images(d, lockgate_image, app_image) for d in documents]
+
+
+def with_local_images(document: dict[str, Any], lockgate_image: str, app_image: str) -> dict[str, Any]:
+    """A manifest of the examples run on the locally built images instead of the published ones."""
+    if document["kind"] == "SchemaMigration":
+        document["spec"].update(image=lockgate_image, imagePullPolicy="Never")
+    elif document["kind"] == "Deployment":
+        for container in document["spec"]["template"]["spec"]["containers"]:
+            container.update(image=app_image, imagePullPolicy="Never")
+    return document
 
 
 def create(kube: Kube, namespace: str, document: dict[str, Any]) -> None:
@@ -72,16 +82,20 @@ class Shop:
         self.app_image = app_image
 
     def install(self, database_url: str) -> None:
-        """Secrets (one URL for both here; give the app a DML-only user in production), the scripts, the manifests."""
+        """Secrets, the scripts, the manifests."""
+        self.create_secrets(database_url)
         core = self.kube.core
-        for secret in ("shop-db", "shop-app-db"):
-            core.create_namespaced_secret(
-                self.namespace, {"metadata": {"name": secret}, "stringData": {"url": database_url}}
-            )
         scripts = {p.name: p.read_text() for p in sorted((EXAMPLE / "migrations").glob("*.sql"))}
         core.create_namespaced_config_map(self.namespace, {"metadata": {"name": "shop-migrations"}, "data": scripts})
         for document in manifests(self.lockgate_image, self.app_image):
             create(self.kube, self.namespace, document)
+
+    def create_secrets(self, database_url: str) -> None:
+        """What never lives in Git: the database URLs (one for both here; give the app a DML-only user in production)."""
+        for secret in ("shop-db", "shop-app-db"):
+            self.kube.core.create_namespaced_secret(
+                self.namespace, {"metadata": {"name": secret}, "stringData": {"url": database_url}}
+            )
 
     def move_to(self, release: str) -> None:
         """Release N: the SchemaMigration first, then the app (as an Argo CD sync wave would)."""
@@ -107,6 +121,23 @@ class Shop:
         """The Service's ClusterIP: kube-proxy's rules route it from this host as from any pod."""
         service = self.kube.core.read_namespaced_service(APP, self.namespace)
         return service.spec.cluster_ip, service.spec.ports[0].port
+
+
+def wait_for(what: str, predicate: Callable[[], Any], timeout: float = 180) -> Any:
+    """What `predicate` returns once it is truthy, polled every half second."""
+    deadline = time.monotonic() + timeout
+    while not (found := predicate()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:.0f}s")
+        time.sleep(0.5)
+    return found
+
+
+def start_traffic(shop: Shop) -> Traffic:
+    """Traffic once the Service answers: the first requests prove the path works before counting matters."""
+    traffic = Traffic(*shop.service_address()).start()
+    wait_for("the Service to serve", lambda: traffic.report.served >= WARM_UP_REQUESTS, timeout=60)
+    return traffic
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from devcluster.kube import Kube, deployment_rolled_out, temporary_namespace
-from devcluster.shop import create
+from devcluster.shop import create, wait_for
 from devcluster.workloads import condition
 from lockgate.controller.spec import GROUP, PLURAL, REQUIRES_ANNOTATION, VERSION
 
@@ -26,15 +26,6 @@ def example_migration(path: Path, image: str) -> dict[str, Any]:
     document: dict[str, Any] = yaml.safe_load(path.read_text())
     document["spec"].update(image=image, imagePullPolicy="Never")
     return document
-
-
-def wait_for(what: str, predicate: Callable[[], Any], timeout: float = 180) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := predicate()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(0.5)
-    return found
 
 
 @contextmanager

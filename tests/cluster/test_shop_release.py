@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,19 +17,9 @@ import pytest
 
 from devcluster.kube import Kube
 from devcluster.postgres import in_cluster_url
-from devcluster.shop import EXAMPLE, Shop, Traffic
+from devcluster.shop import APP_IMAGE, EXAMPLE, Shop, start_traffic, wait_for
 
-APP_IMAGE = os.environ.get("LOCKGATE_TEST_APP_IMAGE", "lockgate-shop:dev")
 RELEASE_TIMEOUT = 240.0
-WARM_UP_REQUESTS = 20
-
-
-def wait_for(what: str, predicate: Callable[[], bool], timeout: float = RELEASE_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(0.5)
 
 
 @pytest.fixture
@@ -41,15 +30,8 @@ def shop_on_release_1(
     run_operator()
     shop = Shop(kube, namespace, cluster.real_image, APP_IMAGE)
     shop.install(in_cluster_url(database_url, cluster.node_ip))
-    wait_for("release 1", lambda: shop.released("1"))
+    wait_for("release 1", lambda: shop.released("1"), RELEASE_TIMEOUT)
     return shop
-
-
-def start_traffic(shop: Shop) -> Traffic:
-    """Traffic once the Service answers: the first requests prove the path works before counting matters."""
-    traffic = Traffic(*shop.service_address()).start()
-    wait_for("the Service to serve", lambda: traffic.report.served >= WARM_UP_REQUESTS, timeout=60)
-    return traffic
 
 
 @pytest.mark.timeout(420)
@@ -57,7 +39,7 @@ def test_release_1_to_2_serves_every_request(shop_on_release_1: Shop) -> None:
     shop = shop_on_release_1
     traffic = start_traffic(shop)
     shop.move_to("2")
-    wait_for("release 2", lambda: shop.released("2"))
+    wait_for("release 2", lambda: shop.released("2"), RELEASE_TIMEOUT)
     report = traffic.stop()
     print(f"release 1 -> 2 under traffic: {report.summary()}")
     assert report.failed == 0, report.summary()
