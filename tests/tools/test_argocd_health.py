@@ -176,7 +176,7 @@ def wave(obj: dict[str, Any]) -> int:
 
 def test_the_example_syncs_the_schema_before_the_gated_deployment() -> None:
     objects = {o["kind"]: o for o in example_objects()}
-    assert set(objects) == {"ConfigMap", "SchemaMigration", "Deployment"}
+    assert set(objects) == {"ConfigMap", "SchemaMigration", "Deployment", "Service"}
     smig, deployment, scripts = objects["SchemaMigration"], objects["Deployment"], objects["ConfigMap"]
     assert wave(scripts) < wave(smig) < wave(deployment)
     template = deployment["spec"]["template"]
