@@ -129,6 +129,8 @@ REFUSED = [
     ("spec.database beside tenant databases", {"targets": {"databases": {"secrets": ["t1"]}}}, "spec.database", "remove spec.database"),
     ("a tenant schema name that needs quoting", {"targets": {"schemas": ["a-b"]}}, "spec.targets.schemas[0]", "should match"),
     ("no tenant at all", {"targets": {"schemas": []}}, "spec.targets.schemas", "should have at least 1 items"),
+    ("a canary of every target", {"targets": {"schemas": ["a", "b"], "canary": {"count": 2}}}, "spec.targets.canary.count", "must be below the number of targets"),
+    ("a canary of no target", {"targets": {"schemas": ["a", "b"], "canary": {"count": 0}}}, "spec.targets.canary.count", "greater than or equal to 1"),
     ("a qualified history table for schemas", {"targets": {"schemas": ["a"]}, "database": {"urlFrom": {"secretKeyRef": {"name": "db", "key": "url"}}, "historyTable": "app.history"}}, "spec.database.historyTable", "each tenant's schema keeps its own"),
 ]
 # fmt: on

@@ -2,6 +2,8 @@
 tenant whose script fails is named with the runner's cause while the others finish, the gate stays
 closed, and fixing the cause and retrying brings the last tenant up without applying anything twice;
 a tenant added later catches up on its own.
+Canary first: a failing canary is named and nothing else runs; fixed and retried, the rest wait for
+the canary approval, then run.
 A database per tenant: the pods get the tenants' Secrets only, and a missing one fails its tenant."""
 
 from __future__ import annotations
@@ -85,6 +87,56 @@ def test_a_failing_tenant_is_named_the_others_finish_the_gate_stays_closed_and_a
     assert caught_up["status"]["appliedVersion"] == "1" and condition(caught_up, "Ready")["status"] == "True"
     for tenant in [*TENANTS, "tenant_e"]:
         assert [row[2] for row in history(database_url, f"{tenant}.lockgate_schema_history")] == ["V1__items.sql"]
+
+
+def test_a_failing_canary_stops_the_rest_and_once_fixed_the_rest_wait_for_the_approval(
+    namespace: str, migrations: Migrations, run_operator: Any, database_url: str
+) -> None:
+    for tenant in TENANTS:
+        query(database_url, f"CREATE SCHEMA {tenant}")
+    query(database_url, "CREATE TABLE tenant_a.items (id int)")  # V1 collides on the canary
+    run_operator()
+    migrations.create(
+        "canary",
+        "1",
+        migrations.scripts("canary-r1", SCRIPTS),
+        targets={"schemas": TENANTS, "canary": {"count": 1, "requireApproval": True}},
+        backoffLimit=0,
+        background={"enabled": False},
+        contract={"enabled": False},
+    )
+    failed = migrations.wait("canary", phase_is("Failed"), timeout=240)
+    assert failed["status"]["targets"]["failed"] == [{"phase": "expand", "target": "tenant_a", "error": CAUSE}]
+    stalled = condition(failed, "Stalled")["message"]
+    assert stalled.startswith("expand canary Job") and "the other targets wait for the canaries" in stalled
+    [job] = migrations.jobs("canary")
+    assert (job.metadata.labels["lockgate.dev/wave"], job.spec.completions) == ("canary", 1)
+    untouched = [(None,)] * 3  # nothing ran on the others: no history table there
+    assert [query(database_url, f"SELECT to_regclass('{t}.lockgate_schema_history')")[0] for t in TENANTS[1:]] == (
+        untouched
+    )
+
+    query(database_url, "DROP TABLE tenant_a.items")
+    migrations.patch("canary", {"metadata": {"annotations": {"lockgate.dev/retry": "1"}}})
+    held = migrations.wait("canary", phase_is("AwaitingCanaryApproval"), timeout=240)
+    reconciling = condition(held, "Reconciling")
+    assert (reconciling["status"], reconciling["reason"]) == ("True", "AwaitingCanaryApproval")
+    assert "lockgate.dev/approve-canary=1" in reconciling["message"] and "appliedVersion" not in held["status"]
+    assert [row[2] for row in history(database_url, "tenant_a.lockgate_schema_history")] == ["V1__items.sql"]
+    assert [query(database_url, f"SELECT to_regclass('{t}.lockgate_schema_history')")[0] for t in TENANTS[1:]] == (
+        untouched
+    )
+    assert held["status"]["targets"]["summary"] == "1/4 expand"
+
+    migrations.patch("canary", {"metadata": {"annotations": {"lockgate.dev/approve-canary": "1"}}})
+    done = migrations.wait("canary", phase_is("Complete"), timeout=240)
+    assert done["status"]["appliedVersion"] == "1" and done["status"]["targets"]["summary"] == "4/4 expand"
+    for tenant in TENANTS:
+        assert [row[2:] for row in history(database_url, f"{tenant}.lockgate_schema_history")] == [
+            ("V1__items.sql", True)
+        ]
+    waves = sorted((j.metadata.labels["lockgate.dev/wave"], j.spec.completions) for j in migrations.jobs("canary"))
+    assert waves == [("canary", 1), ("canary", 1), ("rest", 3)]  # the failed canary, its retry, the rest
 
 
 def test_a_database_per_tenant_runs_with_only_its_secret_and_a_missing_secret_fails_its_tenant_only(

@@ -16,6 +16,7 @@ class StatusPhase(enum.StrEnum):
     PAUSED = "Paused"  # background work, by the lockgate.dev/paused annotation
     CONTRACT_PENDING = "ContractPending"
     AWAITING_APPROVAL = "AwaitingApproval"
+    AWAITING_CANARY_APPROVAL = "AwaitingCanaryApproval"  # the rest of expand, by lockgate.dev/approve-canary
     CONTRACTING = "Contracting"
     COMPLETE = "Complete"
     ROLLING_BACK = "RollingBack"
@@ -38,6 +39,7 @@ class Reason(enum.StrEnum):
     # expand
     EXPANDING = "Expanding"
     EXPANDED = "Expanded"
+    AWAITING_CANARY_APPROVAL = "AwaitingCanaryApproval"
     SCHEMA_EXPANDED = "SchemaExpanded"
     # rollout
     ROLLOUT_WAITING = "RolloutWaiting"

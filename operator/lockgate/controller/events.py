@@ -14,6 +14,7 @@ ANNOUNCED = {
     StatusPhase.NEWER_SCHEMA_KEPT: ConditionType.READY,
     StatusPhase.PAUSED: ConditionType.RECONCILING,
     StatusPhase.AWAITING_APPROVAL: ConditionType.CONTRACTED,
+    StatusPhase.AWAITING_CANARY_APPROVAL: ConditionType.RECONCILING,
     StatusPhase.CONTRACT_PENDING: ConditionType.CONTRACTED,
 }
 
@@ -55,10 +56,10 @@ def _finished_event(entry: HistoryEntry) -> Event:
         return Event(
             "Normal",
             f"{phase.capitalize()}Succeeded",
-            f"{phase} Job {entry.job} for version {entry.version} succeeded{applied}",
+            f"{entry.step} Job {entry.job} for version {entry.version} succeeded{applied}",
         )
     return Event(
         "Warning",
         f"{phase.capitalize()}Failed",
-        f"{phase} Job {entry.job} for version {entry.version} failed: {entry.error}",
+        f"{entry.step} Job {entry.job} for version {entry.version} failed: {entry.error}",
     )

@@ -49,6 +49,7 @@ class HistoryEntry:
     schema_version: str | None = None  # the schema version the runner reported
     error: str | None = None
     targets: Mapping[str, Any] | None = None  # a fan-out Job's counts and failed targets (targets.Tally)
+    wave: str | None = None  # with a canary: the Job's wave, canary or rest (targets.waves)
     other: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -78,8 +79,14 @@ class HistoryEntry:
             schema_version=data.get("schemaVersion"),
             error=data.get("error"),
             targets=data.get("targets"),
+            wave=data.get("wave"),
             other=other,
         )
+
+    @property
+    def step(self) -> str:
+        """Its phase, and its wave when it ran in one: "expand canary"."""
+        return f"{self.phase} {self.wave}" if self.wave else self.phase
 
     def to_api(self) -> dict[str, Any]:
         """The entry as status.history stores it: no nulls (a merge patch would drop them)."""
@@ -99,6 +106,7 @@ class HistoryEntry:
             "schemaVersion": self.schema_version,
             "error": self.error,
             "targets": self.targets,
+            "wave": self.wave,
         }
         return {**self.other, **{key: value for key, value in known.items() if value is not None}}
 
@@ -121,6 +129,7 @@ _KEYS = frozenset(
         "schemaVersion",
         "error",
         "targets",
+        "wave",
     }
 )
 

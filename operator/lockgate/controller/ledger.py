@@ -8,6 +8,8 @@ Exactly once rests on three rules the shell enforces:
   written with the status first); any other Job of that name is a create that landed late
   (a slow API server, say, after another replica's Job already ran) and is deleted unrun
   (Ledger.bind);
+- the claim's key is (phase, version, wave): with a canary, each phase runs a Job per wave
+  (targets.waves), and only the last wave's success advances the versions (the gate);
 - a Job keeps the `lockgate.dev/result` finalizer until its result is in status.history,
   so TTL deletion cannot erase a result before it is recorded (Ledger.is_recorded).
 """
@@ -27,7 +29,7 @@ from ..shared.versions import Version
 from .history_entry import FINAL, HistoryEntry, Result
 from .observed import JobPodView, JobView, Observed
 from .spec import Migration
-from .targets import Tally, applied_total, tally
+from .targets import CANARY, WHOLE, Tally, applied_total, tally
 
 HISTORY_LIMIT = 20
 # A claim younger than this is left alone while the Job shows up in the watch; an older one
@@ -52,6 +54,7 @@ class JobRequest:
     attempt: str
     name: str
     image: str
+    wave: str = WHOLE  # with a canary: CANARY or REST (targets.waves)
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class JobVerdict:
     waiting: str = ""  # what the status says while the Job is claimed or running
     requeue_after: float | None = None
     running: JobView | None = None  # the Job of this lane that runs now, if one does
+    awaiting_approval: bool = False  # the next Job waits for a person's annotation (waves.py)
 
 
 @dataclass
@@ -103,8 +107,15 @@ class Ledger:
         done = {Phase.EXPAND: self.expanded, Phase.BACKGROUND: self.background, Phase.CONTRACT: self.contracted}[phase]
         return done is not None and done >= version
 
-    def latest(self, phase: str, version: Version) -> HistoryEntry | None:
-        return next((e for e in reversed(self.history) if e.phase == phase and e.version == version), None)
+    def latest(self, phase: str, version: Version, wave: str = WHOLE) -> HistoryEntry | None:
+        return next(
+            (
+                e
+                for e in reversed(self.history)
+                if e.phase == phase and e.version == version and (e.wave or WHOLE) == wave
+            ),
+            None,
+        )
 
     def by_job(self, name: str) -> HistoryEntry | None:
         return next((e for e in self.history if e.job == name), None)
@@ -128,8 +139,9 @@ class Ledger:
         """Record the claim; written with the status, so it is always guarded by resourceVersion."""
         entry = self.by_job(request.name)
         if entry is None:
+            r = request
             claimed = HistoryEntry(
-                request.version, request.phase, request.name, request.attempt, request.image, Result.RUNNING, now
+                r.version, r.phase, r.name, r.attempt, r.image, Result.RUNNING, now, wave=r.wave or None
             )
             self.history.append(claimed)
         else:
@@ -177,7 +189,7 @@ class Ledger:
                 retry = 1.0
                 continue
             finished = self._finish(job, version, entry, report, observed)
-            if finished.result == Result.SUCCEEDED:
+            if finished.result == Result.SUCCEEDED and job.wave != CANARY:  # the canaries alone open no gate
                 self._advance(job.phase, version)
             done.append(finished)
         return done, retry
@@ -217,7 +229,7 @@ class Ledger:
         observed: Observed,
     ) -> HistoryEntry:
         if entry is None:  # a Job we did not claim (history trimmed, or status lost): adopt its result
-            entry = HistoryEntry(version, job.phase, job.name, job.attempt, job.image, None)
+            entry = HistoryEntry(version, job.phase, job.name, job.attempt, job.image, None, wave=job.wave or None)
             self.history.append(entry)
         deleted_early = job.state == Result.RUNNING
         counts = tally(job, observed.job_pods) if job.targets else None  # a fan-out Job: one report per target
@@ -259,9 +271,15 @@ class Ledger:
 
 
 def next_job(
-    ledger: Ledger, observed: Observed, migration: Migration, phase: str, version: Version, image: str
+    ledger: Ledger,
+    observed: Observed,
+    migration: Migration,
+    phase: str,
+    version: Version,
+    image: str,
+    wave: str = WHOLE,
 ) -> JobVerdict:
-    """Wait for, retry or claim the one Job of (phase, version): the exactly-once rule.
+    """Wait for, retry or claim the one Job of (phase, version, wave): the exactly-once rule.
 
     One Job at a time per lane; a failed attempt is final until the attempt key changes;
     a fresh claim is left to its Job; a stale one is claimed again under the same name."""
@@ -271,10 +289,10 @@ def next_job(
             waiting=f"{busy[0].phase} Job {busy[0].name} (version {busy[0].version}) is running", running=busy[0]
         )
     attempt = attempt_key(migration)
-    latest = ledger.latest(phase, version)
+    latest = ledger.latest(phase, version, wave)
     if latest and latest.result == Result.FAILED and latest.attempt == attempt:
         return JobVerdict(failed=latest)
-    name = job_name(migration, phase, version, attempt)
+    name = job_name(migration, phase, version, attempt, wave)
     if latest and latest.result == Result.RUNNING and latest.job_uid:
         # Its Job was created and bound, so it is never created again: wait for the watch, or for
         # record_finished to call it lost.
@@ -288,7 +306,7 @@ def next_job(
                 waiting=f"starting {phase} Job {latest.job}", requeue_after=(CLAIM_GRACE - age).total_seconds()
             )
         attempt, name = latest.attempt if latest.attempt is not None else attempt, latest.job
-    request = JobRequest(phase, version, attempt, name, image)
+    request = JobRequest(phase, version, attempt, name, image, wave)
     return JobVerdict(request=request, waiting=f"starting {phase} Job {name}")
 
 
@@ -297,10 +315,12 @@ def attempt_key(migration: Migration) -> str:
     return hashlib.sha256(f"{migration.generation}/{migration.retry_token}".encode()).hexdigest()[:6]
 
 
-def job_name(migration: Migration, phase: str, version: Version, attempt: str) -> str:
-    """Deterministic per (SchemaMigration instance, phase, version, attempt): a DNS-1123 label of at
-    most 63 characters, since the Job controller copies it into its pods' job-name label."""
-    digest = hashlib.sha256(f"{migration.uid}/{phase}/{version}/{attempt}".encode()).hexdigest()[:5]
+def job_name(migration: Migration, phase: str, version: Version, attempt: str, wave: str = WHOLE) -> str:
+    """Deterministic per (SchemaMigration instance, phase, version, attempt, wave): a DNS-1123 label
+    of at most 63 characters, since the Job controller copies it into its pods' job-name label."""
+    key = f"{migration.uid}/{phase}/{version}/{attempt}" + (f"/{wave}" if wave else "")
+    digest = hashlib.sha256(key.encode()).hexdigest()[:5]
+    phase = f"{phase}-{wave}" if wave else phase
     numbers = re.sub(r"[^0-9]+", "-", str(version))
     name = _joined(migration.name, phase, numbers, digest)
     if _DNS_LABEL.fullmatch(name):

@@ -1,5 +1,5 @@
 """The migration Job for one (SchemaMigration, phase, version, attempt) (pure); with spec.targets, an
-Indexed Job whose pods each migrate one target (targets.py)."""
+Indexed Job whose pods each migrate one target of its wave (targets.py)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ from .spec import (
     RESULT_FINALIZER,
     TERMINATION_LOG,
     VERSION_LABEL,
+    WAVE_LABEL,
     Migration,
     owner_label,
 )
-from .targets import indexed_job, secrets_volume
+from .targets import Targets, indexed_job, secrets_volume, wave_targets
 
 CONTAINER = "migrate"
 MIGRATIONS_VOLUME = "migrations"
@@ -46,7 +47,7 @@ def job_manifest(migration: Migration, request: JobRequest) -> dict[str, Any]:
         PHASE_LABEL: request.phase,
         VERSION_LABEL: str(request.version),
         ATTEMPT_LABEL: request.attempt,
-    }
+    } | ({WAVE_LABEL: request.wave} if request.wave else {})
     job_spec: dict[str, Any] = {
         # Runs only once its uid is bound to the claim (ledger.py): a create that lands late never runs.
         "suspend": True,
@@ -64,9 +65,9 @@ def job_manifest(migration: Migration, request: JobRequest) -> dict[str, Any]:
         },
         "template": {"metadata": _pod_metadata(migration, labels), "spec": _pod_spec(migration, request)},
     }
-    if spec.targets:  # one index per target, each retried on its own: no Job-wide backoffLimit
+    if targets := _targets(migration, request):  # one index per target, each retried on its own
         del job_spec["backoffLimit"]
-        job_spec.update(indexed_job(spec.targets, spec.backoff_limit))
+        job_spec.update(indexed_job(targets, spec.backoff_limit))
     if spec.active_deadline_seconds:
         job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
     if spec.ttl_seconds_after_finished is not None:
@@ -96,6 +97,11 @@ def job_manifest(migration: Migration, request: JobRequest) -> dict[str, Any]:
         },
         "spec": job_spec,
     }
+
+
+def _targets(migration: Migration, request: JobRequest) -> Targets | None:
+    """The targets this Job migrates: its wave's."""
+    return wave_targets(migration.spec.targets, request.wave) if migration.spec.targets else None
 
 
 def _pod_metadata(migration: Migration, labels: dict[str, str]) -> dict[str, Any]:
@@ -129,8 +135,8 @@ def _pod_spec(migration: Migration, request: JobRequest) -> dict[str, Any]:
     volumes = []
     if spec.migrations_config_map:
         volumes.append({"name": MIGRATIONS_VOLUME, "configMap": {"name": spec.migrations_config_map}})
-    if spec.targets and spec.targets.kind == DATABASE:
-        volumes.append(secrets_volume(spec.targets, TARGETS_VOLUME))
+    if (targets := _targets(migration, request)) and targets.kind == DATABASE:  # its wave's Secrets only
+        volumes.append(secrets_volume(targets, TARGETS_VOLUME))
     if volumes:
         pod["volumes"] = volumes
     return pod
@@ -192,9 +198,9 @@ def _env(migration: Migration, request: JobRequest) -> list[dict[str, Any]]:
     if spec.secret_name:  # the URL reaches the pod only through the Secret: never in the Job, status or logs
         url = {"secretKeyRef": {"name": spec.secret_name, "key": spec.secret_key}}
         env.append({"name": "LOCKGATE_DATABASE_URL", "valueFrom": url})
-    if spec.targets:  # each pod picks its own by its completion index (runner/targets.py)
-        env.append({"name": KIND_ENV, "value": spec.targets.kind})
-        env.append({"name": NAMES_ENV, "value": joined(spec.targets.names)})
+    if targets := _targets(migration, request):  # each pod picks its own by its completion index (runner/targets.py)
+        env.append({"name": KIND_ENV, "value": targets.kind})
+        env.append({"name": NAMES_ENV, "value": joined(targets.names)})
     env += [
         {"name": "LOCKGATE_MIGRATIONS_DIR", "value": spec.migrations_path},
         {"name": "LOCKGATE_SUMMARY_FILE", "value": TERMINATION_LOG},

@@ -23,6 +23,7 @@ from .spec import (
     REQUIRES_ANNOTATION,
     RESULT_FINALIZER,
     VERSION_LABEL,
+    WAVE_LABEL,
     Migration,
 )
 
@@ -52,6 +53,7 @@ class JobView:
     completed_indexes: str = ""  # an Indexed Job's status: "0,2-4"
     failed_indexes: str = ""
     active: int = 0
+    wave: str = ""  # with a canary: canary or rest (targets.waves)
 
     @property
     def live(self) -> bool:
@@ -151,6 +153,7 @@ def job_view(body: dict[str, Any]) -> JobView:
         completed_indexes=status.get("completedIndexes") or "",
         failed_indexes=status.get("failedIndexes") or "",
         active=status.get("active", 0),
+        wave=labels.get(WAVE_LABEL, ""),
     )
 
 

@@ -14,11 +14,12 @@ from ..shared.versions import Version
 from .conditions import Condition, Reason, StatusPhase
 from .diagnosis import cannot_start
 from .history_entry import HistoryEntry
-from .ledger import JobRequest, JobVerdict, Ledger, next_job
+from .ledger import JobRequest, JobVerdict, Ledger
 from .observed import Observed
 from .rollout import WAITING_FOR_ROLLOUT, contract_verdict, rollout
 from .spec import Migration
-from .targets import behind
+from .targets import CANARY
+from .waves import behind, next_wave_job
 
 NOT_STALLED = Condition(False, Reason.NO_FAILURE, "no Job of this version has failed")
 PAUSED = Condition(
@@ -63,7 +64,7 @@ def _expanding(m: Migration, ledger: Ledger, observed: Observed) -> PhasePlan:
         rolled_out=Condition(False, Reason.ROLLOUT_WAITING, "waiting for the expand phase"),
         contracted=Condition(False, Reason.WAITING_FOR_EXPAND, "contract runs after expand and the rollout"),
     )
-    verdict = next_job(ledger, observed, m, Phase.EXPAND, v, m.spec.image)
+    verdict = next_wave_job(ledger, observed, m, Phase.EXPAND, v, m.spec.image)
     return _with_verdict(
         replace(plan, reconciling=Condition(True, Reason.EXPANDING, verdict.waiting)), verdict, observed
     )
@@ -83,18 +84,18 @@ def _after_expand(m: Migration, ledger: Ledger, observed: Observed) -> PhasePlan
         contracted=WAITING_FOR_ROLLOUT,
     )
     if behind(m.spec.targets, ledger.history, Phase.EXPAND, v):  # new targets: the gate stays open meanwhile
-        verdict = next_job(ledger, observed, m, Phase.EXPAND, v, m.spec.image)
+        verdict = next_wave_job(ledger, observed, m, Phase.EXPAND, v, m.spec.image)
         catching_up = Condition(True, Reason.EXPANDING, f"bringing new targets up to {v}: {verdict.waiting}")
         return _with_verdict(replace(plan, phase=StatusPhase.EXPANDING, reconciling=catching_up), verdict, observed)
     if m.spec.phase(Phase.BACKGROUND).enabled and not done(m, ledger, Phase.BACKGROUND):
-        verdict = next_job(ledger, observed, m, Phase.BACKGROUND, v, m.spec.image)
+        verdict = next_wave_job(ledger, observed, m, Phase.BACKGROUND, v, m.spec.image)
         if m.paused and not verdict.failed:  # a failed phase stays Stalled: pausing it changes nothing
             return replace(plan, phase=StatusPhase.PAUSED, reconciling=PAUSED, contracted=PAUSED_CONTRACT)
         return _with_verdict(replace(plan, phase=StatusPhase.BACKFILLING), verdict, observed)
     contract = contract_verdict(m, ledger, rolled_out, observed)
     if not contract.may_run:
         return replace(plan, phase=contract.phase, contracted=contract.contracted, requeue_after=contract.requeue_after)
-    verdict = next_job(ledger, observed, m, Phase.CONTRACT, v, m.spec.image)
+    verdict = next_wave_job(ledger, observed, m, Phase.CONTRACT, v, m.spec.image)
     if verdict.failed:
         return job_failed(plan, verdict.failed)
     contracting = Condition(False, Reason.CONTRACTING, verdict.waiting)
@@ -127,7 +128,7 @@ def _lowered(m: Migration, ledger: Ledger, observed: Observed, expanded: Version
             phase=StatusPhase.FAILED,
             stalled=Condition(True, Reason.NO_UNDO_IMAGE, message),
         )
-    return _with_verdict(plan, next_job(ledger, observed, m, UNDO, v, image), observed)
+    return _with_verdict(plan, next_wave_job(ledger, observed, m, UNDO, v, image), observed)
 
 
 def _invalid(problems: tuple[str, ...]) -> PhasePlan:
@@ -155,6 +156,9 @@ def _with_verdict(plan: PhasePlan, verdict: JobVerdict, observed: Observed) -> P
     server did not answer the kubelet) only says so in Reconciling: Ready and Stalled keep still."""
     if verdict.failed:
         return job_failed(plan, verdict.failed)
+    if verdict.awaiting_approval:  # the gate stays as it is: closed, or open for a catch-up
+        awaiting = Condition(True, Reason.AWAITING_CANARY_APPROVAL, verdict.waiting)
+        return replace(plan, phase=StatusPhase.AWAITING_CANARY_APPROVAL, reconciling=awaiting)
     cause = cannot_start(verdict.running, observed) if verdict.running else None
     if cause and not cause.passing:
         stalled = Condition(True, Reason.JOB_CANNOT_START, cause.message)
@@ -164,7 +168,8 @@ def _with_verdict(plan: PhasePlan, verdict: JobVerdict, observed: Observed) -> P
 
 
 def job_failed(plan: PhasePlan, entry: HistoryEntry) -> PhasePlan:
-    message = f"{entry.phase} Job {entry.job} failed: {entry.error or 'see its logs'}; fix the cause, then change the spec or set the lockgate.dev/retry annotation to retry"
+    held = "; the other targets wait for the canaries" if entry.wave == CANARY else ""
+    message = f"{entry.step} Job {entry.job} failed: {entry.error or 'see its logs'}{held}; fix the cause, then change the spec or set the lockgate.dev/retry annotation to retry"
     return replace(
         plan,
         phase=StatusPhase.FAILED,

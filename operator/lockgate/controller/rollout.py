@@ -16,7 +16,7 @@ from .conditions import Condition, ConditionType, Reason, StatusPhase, find
 from .ledger import Ledger
 from .observed import Observed
 from .spec import Migration
-from .targets import behind
+from .waves import behind
 
 NO_VERSION = Version((0,))
 WAITING_FOR_ROLLOUT = Condition(

@@ -32,10 +32,12 @@ OWNER_ANNOTATION = OWNER_LABEL  # on Jobs and their pods: the full name, which m
 PHASE_LABEL = "lockgate.dev/phase"
 VERSION_LABEL = "lockgate.dev/version"
 ATTEMPT_LABEL = "lockgate.dev/attempt"
+WAVE_LABEL = "lockgate.dev/wave"  # with spec.targets.canary: canary or rest
 MANAGED_BY = ("app.kubernetes.io/managed-by", "lockgate")
 RESULT_FINALIZER = "lockgate.dev/result"
 RETRY_ANNOTATION = "lockgate.dev/retry"
 APPROVE_ANNOTATION = "lockgate.dev/approve-contract"
+APPROVE_CANARY_ANNOTATION = "lockgate.dev/approve-canary"
 PAUSED_ANNOTATION = "lockgate.dev/paused"
 
 DEFAULT_MIGRATIONS_PATH = "/migrations"
@@ -117,6 +119,10 @@ class Migration:
     def approved_version(self) -> str | None:
         return self.annotations.get(APPROVE_ANNOTATION)
 
+    @property
+    def canary_approved_version(self) -> str | None:
+        return self.annotations.get(APPROVE_CANARY_ANNOTATION)
+
 
 def owner_label(name: str) -> str:
     """The OWNER_LABEL value for a SchemaMigration: its name, or for a name longer than a label
@@ -161,7 +167,7 @@ def migration_fields(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _own(meta: Mapping[str, Any]) -> dict[str, str]:
-    """lockgate's annotations (retry, paused, approve-contract): the only ones it reads."""
+    """lockgate's annotations (retry, paused, approve-contract, approve-canary): the only ones it reads."""
     return {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(f"{GROUP}/")}
 
 

@@ -8,7 +8,8 @@ index succeeded, so the gate for a version opens only when every target expanded
 target's failure leaves the others running and the Job Failed, naming it. The operator learns a
 failure's cause from the index's pod (its termination message), never from a database. Each
 finished Job records which target list it covered: a phase that succeeded for another list than
-the spec's runs again (`behind`), so new targets catch up.
+the spec's runs again (waves.behind), so new targets catch up. With a canary, each phase runs in
+two waves, a Job each: the first `canary.count` targets, then the others (waves.py).
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..shared.report import cut
 from ..shared.targets import DATABASE, SCHEMA, SCHEMA_NAME
-from .history_entry import Result
 
 if TYPE_CHECKING:  # observed.py reads spec.py, which reads this module
     from ..shared.versions import Version
@@ -44,6 +44,26 @@ class Targets:
     url_key: str = "url"  # DATABASE: the key of each Secret that holds its URL
     max_parallel: int = DEFAULT_MAX_PARALLEL
     max_failed: int | None = None  # None: every index runs, however many fail
+    canary: int = 0  # how many targets, first in the list, run first (0: no canary wave)
+    canary_approval: bool = False  # the rest of expand waits for lockgate.dev/approve-canary
+
+
+# A Job's wave: every target, or with a canary the first `canary` targets, then the others.
+WHOLE, CANARY, REST = "", "canary", "rest"
+
+
+def waves(targets: Targets | None) -> tuple[str, ...]:
+    """The waves each phase runs, in order."""
+    return (CANARY, REST) if targets and targets.canary else (WHOLE,)
+
+
+def wave_targets(targets: Targets, wave: str) -> Targets:
+    """The targets one Job of `wave` covers, in index order: its index i migrates names[i]."""
+    if wave == CANARY:
+        return replace(targets, names=targets.names[: targets.canary])
+    if wave == REST:
+        return replace(targets, names=targets.names[targets.canary :])
+    return targets
 
 
 def parse_targets(raw: Mapping[str, Any], has_database: bool, history_table: str | None) -> tuple[Targets, list[str]]:
@@ -71,7 +91,13 @@ def parse_targets(raw: Mapping[str, Any], has_database: bool, history_table: str
         if has_database:
             problems.append("spec.database: remove it: with targets.databases each tenant's Secret holds its URL")
     problems += _name_problems(field, names, pattern)
-    max_failed = raw.get("maxFailed")
+    max_failed, canary = raw.get("maxFailed"), raw.get("canary") or {}
+    count = canary.get("count", 0) if isinstance(canary.get("count", 0), int) else -1
+    if canary and not 1 <= count < len(names):
+        problems.append(
+            f"spec.targets.canary.count: {canary.get('count')!r} is not between 1 and {len(names) - 1}: the canary "
+            "wave runs the first count targets and leaves at least one for the rest"
+        )
     return (
         Targets(
             kind,
@@ -79,6 +105,8 @@ def parse_targets(raw: Mapping[str, Any], has_database: bool, history_table: str
             url_key=(databases or {}).get("key", "url"),
             max_parallel=int(raw.get("maxParallel", DEFAULT_MAX_PARALLEL)),
             max_failed=int(max_failed) if max_failed is not None else None,
+            canary=max(count, 0),
+            canary_approval=bool(canary.get("requireApproval", False)),
         ),
         problems,
     )
@@ -180,17 +208,6 @@ def digest(names: tuple[str, ...]) -> str:
     return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:12]
 
 
-def behind(targets: Targets | None, history: list[HistoryEntry], phase: str, version: Version) -> bool:
-    """Whether `phase` of `version` succeeded for another target list than spec.targets lists now:
-    the targets added since (a new tenant) need it too. Its new Job covers every target; those
-    that have it apply nothing (the runner's history), and the gate, open already, stays open."""
-    if targets is None:
-        return False
-    succeeded = [e for e in history if e.phase == phase and e.version == version and e.result == Result.SUCCEEDED]
-    # A Job of one database (spec.targets added since) covered none of the targets.
-    return bool(succeeded) and (succeeded[-1].targets or {}).get("covered") != digest(targets.names)
-
-
 def _cause(job: JobView, index: int, pods: tuple[JobPodView, ...]) -> str:
     ran = sorted((p for p in pods if p.job == job.name and p.index == index), key=lambda p: p.finished or "")
     said = next((p.report.error for p in reversed(ran) if p.report and p.report.error), None)
@@ -230,16 +247,32 @@ def targets_status(
     jobs: tuple[JobView, ...],
     pods: tuple[JobPodView, ...],
 ) -> dict[str, Any]:
-    """status.targets: per phase of `version`, its latest Job's counts (live while it runs, else as
-    history recorded them), the failed targets (bounded), and the TARGETS column's summary."""
-    latest = {e.phase: e for e in history if e.version == version}
+    """status.targets: per phase of `version`, the counts of its latest Job of each wave, summed over
+    every target (live while a Job runs, else as history recorded them; a wave not run yet counts
+    as pending), the failed targets (bounded), and the TARGETS column's summary."""
+    mine = [e for e in history if e.version == version]
+    latest, newest = {(e.phase, e.wave or WHOLE): e for e in mine}, {e.phase: e for e in mine}
     phases, failed, last = {}, [], None
-    for phase, entry in sorted(latest.items(), key=lambda item: history.index(item[1])):
-        live = next((j for j in jobs if j.name == entry.job and j.live), None)
-        counts = tally(live, pods) if live else Tally.from_api(entry.targets or {}, len(targets.names))
-        phases[phase] = {"job": entry.job, **counts.counts()}
+    for phase, entry in sorted(newest.items(), key=lambda item: history.index(item[1])):
+        entries = [latest[phase, w] for w in waves(targets) if (phase, w) in latest] or [entry]
+        counts = _summed([_counts(e, targets, jobs, pods) for e in entries], len(targets.names))
+        phases[phase] = {"job": entry.job, **({"wave": entry.wave} if entry.wave else {}), **counts.counts()}
         failed += [{"phase": phase, "target": t, "error": e} for t, e in counts.failures]
         last = summary(phase, counts)
     state = {"kind": targets.kind, "total": len(targets.names), "phases": phases}
     shown = {"failed": failed[:FAILURES_SHOWN]} if failed else {}
-    return state | shown | {"summary": last or f"0/{len(targets.names)}"}
+    canary = {"canary": targets.canary} if targets.canary else {}
+    return state | canary | shown | {"summary": last or f"0/{len(targets.names)}"}
+
+
+def _counts(entry: HistoryEntry, targets: Targets, jobs: tuple[JobView, ...], pods: tuple[JobPodView, ...]) -> Tally:
+    live = next((j for j in jobs if j.name == entry.job and j.live), None)
+    total = len(wave_targets(targets, entry.wave or WHOLE).names)
+    return tally(live, pods) if live else Tally.from_api(entry.targets or {}, total)
+
+
+def _summed(tallies: list[Tally], total: int) -> Tally:
+    """The waves' counts as one phase's: over `total` targets, those no wave ran yet pending."""
+    failures = tuple(f for t in tallies for f in t.failures)[:FAILURES_SHOWN]
+    done, failed, running = (sum(getattr(t, k) for t in tallies) for k in ("succeeded", "failed", "running"))
+    return Tally(total, done, failed, running, failures)
