@@ -139,9 +139,15 @@ class Ledger:
         """Record the claim; written with the status, so it is always guarded by resourceVersion."""
         entry = self.by_job(request.name)
         if entry is None:
-            r = request
             claimed = HistoryEntry(
-                r.version, r.phase, r.name, r.attempt, r.image, Result.RUNNING, now, wave=r.wave or None
+                request.version,
+                request.phase,
+                request.name,
+                request.attempt,
+                request.image,
+                Result.RUNNING,
+                now,
+                wave=request.wave or None,
             )
             self.history.append(claimed)
         else:
