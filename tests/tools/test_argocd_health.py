@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
+from lockgate.controller.decide import decide
 from tests.health_support import ARGOCD_CM, HEALTH_KEY, HEALTH_LUA, argocd_health
-from tests.release_walk import Walked, walk_release
+from tests.release_walk import Walked, observe, walk_release
+from tests.unit.test_canary_waves import canary, finish
 
 TESTDATA = Path(__file__).parent / "testdata" / "argocd"
 CASES = yaml.safe_load((TESTDATA / "health_test.yaml").read_text())["tests"]
@@ -206,3 +208,15 @@ def test_the_example_applications_point_at_real_paths_and_valid_chart_values() -
     # The operator Application's Helm values pass the chart's schema and render.
     docs = render(apps["lockgate"]["spec"]["source"]["helm"]["valuesObject"])
     assert any(d["kind"] == "Deployment" for d in docs)
+
+
+def test_a_canary_awaiting_approval_reads_progressing_and_a_failed_canary_degraded() -> None:
+    """Many tenants with a canary (tests/unit/test_canary_waves.py): the statuses decide() writes."""
+    m = canary(approval=True)
+    first = decide(observe(m))
+    for decision, expected in ((finish(m, first), "Progressing"), (finish(m, first, failed=(0,)), "Degraded")):
+        obj = {"apiVersion": "lockgate.dev/v1alpha1", "kind": "SchemaMigration", "metadata": {"generation": 1}}
+        status, message = argocd_health(obj | {"status": decision.status})
+        assert status == expected, message
+        waits = "annotate lockgate.dev/approve-canary=3 to expand the other 3"
+        assert waits in message if expected == "Progressing" else message.startswith("expand canary Job")
