@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from typing import Any
 
 import pytest
@@ -176,5 +177,27 @@ def test_each_wave_has_its_own_job_name_and_a_fan_out_without_canary_keeps_its_n
         and job_name(m, "expand", Version.parse("3"), "a")
         == "shop-expand-3-" + (job_name(m, "expand", Version.parse("3"), "a").rsplit("-", 1)[1])
     )
+    long = dataclasses.replace(m, name="a" * 63)
+    for wave in ("canary", "rest"):
+        made = job_name(long, "background", Version.parse("2026.11.21.1234567890.1"), "a", wave)
+        assert len(made) <= 63 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", made) and f"-{wave}-" in made
     targets = m.spec.targets
     assert [wave_targets(targets, w).names for w in ("canary", "rest", "")] == [TENANTS[:1], TENANTS[1:], TENANTS]
+
+
+def test_undo_runs_its_canary_wave_first_and_only_the_rest_lowers_the_schema() -> None:
+    m = canary()
+    complete = applied(m, finish(applied(m, decide(observe(m))), finish(m, decide(observe(m)))))
+    lowered = migration(
+        "2",
+        complete.status,
+        2,
+        targets={"schemas": list(TENANTS), "canary": {"count": 1}},
+        rollback={"policy": "Undo"},
+        **ONLY_EXPAND,
+    )
+    first = decide(observe(lowered))
+    assert first.create.phase == "undo" and listed(lowered, first)[0] == "canary"
+    rest = finish(lowered, first)
+    assert rest.status["appliedVersion"] == "3" and listed(lowered, rest) == ("rest", 3, "tenant_b,tenant_c,tenant_d")
+    assert finish(applied(lowered, first), rest).status["appliedVersion"] == "2"
