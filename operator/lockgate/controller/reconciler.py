@@ -7,6 +7,7 @@ mark it dirty and it runs once more, so bursts of pod events cost one pass, not 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import enum
 import logging
@@ -90,11 +91,13 @@ class Reconciler:
         self._errors: dict[Key, Failure] = {}
 
     def request(self, key: Key) -> None:
+        """Passes and timers run in an empty context, not the caller's: a kopf handler's context holds
+        the whole body of the event that called it, which they would keep alive until they end."""
         if key in self._running:
             self._dirty.add(key)
             return
         self._running[key] = asyncio.get_running_loop().create_task(
-            self._loop(key), name=f"reconcile {key[0]}/{key[1]}"
+            self._loop(key), name=f"reconcile {key[0]}/{key[1]}", context=contextvars.Context()
         )
 
     async def _loop(self, key: Key) -> None:
@@ -259,7 +262,9 @@ class Reconciler:
         """Reconcile again after `delay` (contract delay, claim grace, retry after an error)."""
         if (timer := self._timers.pop(key, None)) is not None:
             timer.cancel()
-        self._timers[key] = asyncio.get_running_loop().call_later(max(0.05, delay), self._fire, key)
+        self._timers[key] = asyncio.get_running_loop().call_later(
+            max(0.05, delay), self._fire, key, context=contextvars.Context()
+        )
 
     def _fire(self, key: Key) -> None:
         self._timers.pop(key, None)
