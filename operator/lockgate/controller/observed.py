@@ -1,11 +1,14 @@
 """Compact, typed views of the objects the operator watches (pure).
 
 The kopf indexes store these views rather than whole objects, which keeps memory flat
-and gives the decision function plain values to work with.
+and gives the decision function plain values to work with. A view is read straight from the
+watch event's body (kopf's read-only view of it) and keeps only scalars and strings: nothing
+of the body stays alive through it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -125,7 +128,7 @@ class Observed:
     progress: dict[str, Progress] = field(default_factory=dict)  # background pod -> its last progress line
 
 
-def job_view(body: dict[str, Any]) -> JobView:
+def job_view(body: Mapping[str, Any]) -> JobView:
     meta, status = body["metadata"], body.get("status") or {}
     labels = meta.get("labels") or {}
     containers = body.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or [{}]
@@ -164,7 +167,7 @@ def job_state(status: dict[str, Any]) -> Result:
     return Result.RUNNING
 
 
-def job_pod_view(body: dict[str, Any]) -> JobPodView:
+def job_pod_view(body: Mapping[str, Any]) -> JobPodView:
     meta, status = body["metadata"], body.get("status") or {}
     terminated = next(
         (
@@ -211,7 +214,7 @@ def _unschedulable(status: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def pod_view(body: dict[str, Any]) -> PodView:
+def pod_view(body: Mapping[str, Any]) -> PodView:
     meta, status = body["metadata"], body.get("status") or {}
     gate = next(
         (
@@ -233,7 +236,7 @@ def pod_view(body: dict[str, Any]) -> PodView:
     )
 
 
-def workload_view(body: dict[str, Any]) -> WorkloadView:
+def workload_view(body: Mapping[str, Any]) -> WorkloadView:
     kind, meta = body.get("kind", ""), body["metadata"]
     spec, status = body.get("spec") or {}, body.get("status") or {}
     template_annotations = (spec.get("template", {}).get("metadata") or {}).get("annotations") or {}

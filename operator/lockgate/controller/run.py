@@ -8,6 +8,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from ..shared import redaction
+from .allocator import limit_arenas
 from .kube_client import load_config
 from .pod_security import Level
 
@@ -22,6 +23,7 @@ def run_operator(
     verbose: bool,
     pod_security: Level = Level.RESTRICTED,
 ) -> int:
+    limit_arenas()  # first: before any thread starts
     from . import handlers  # importing registers the kopf handlers
 
     handlers.OPERATOR.pod_security = pod_security
