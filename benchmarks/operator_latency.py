@@ -11,7 +11,8 @@ seconds once all is quiet.
 
 Starts its own control plane (the test harness), PostgreSQL and one operator for all namespaces.
 Run with `make bench-operator` or
-`.venv/bin/python benchmarks/operator_latency.py [--runs 20] [--many 1000] [--namespaces 50]`.
+`.venv/bin/python benchmarks/operator_latency.py [--runs 20] [--many 1000] [--namespaces 50]`;
+`--runs 0` measures only the SchemaMigrations created at once.
 All times are observed through watches by this process, as a user would see them.
 """
 
@@ -151,9 +152,10 @@ def one_run(kube: Kube, clock: Clock, i: int) -> tuple[float, float, float]:
     return applied_to_job, gate_after_job, clock.wait(("job", contract.metadata.name, "created")) - rolled
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory now (VmRSS), or the most it has been (VmHWM, the peak)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -327,7 +329,7 @@ def many(kube: Kube, operator: ManagedProcess, count: int, namespaces: list[str]
         lags = [scale.ready[k] - scale.job_done[k] for k in keys if k in scale.job_done]
     report("Job finished -> Ready", lags)
     print(
-        f"operator memory: {before:.0f} MiB RSS before them, {rss_mib(operator.pid):.0f} MiB RSS with {count + earlier} SchemaMigrations, their Jobs, pods and Deployments indexed"
+        f"operator memory: {before:.0f} MiB RSS before them, {rss_mib(operator.pid):.0f} MiB RSS with {count + earlier} SchemaMigrations, their Jobs, pods and Deployments indexed (peak {rss_mib(operator.pid, 'VmHWM'):.0f} MiB)"
     )
 
 
@@ -337,7 +339,7 @@ def idle_cpu(operator: ManagedProcess, seconds: int) -> None:
     used = cpu_seconds(operator.pid)
     time.sleep(seconds)
     print(
-        f"operator idle: {cpu_seconds(operator.pid) - used:.2f} s CPU over {seconds} s, {rss_mib(operator.pid):.0f} MiB RSS"
+        f"operator idle: {cpu_seconds(operator.pid) - used:.2f} s CPU over {seconds} s, {rss_mib(operator.pid):.0f} MiB RSS (peak {rss_mib(operator.pid, 'VmHWM'):.0f} MiB)"
     )
 
 
