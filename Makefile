@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Go's standard install location, for shells whose PATH lacks it (the control-plane build needs go).
 export PATH := $(or $(PATH),/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin):/usr/local/go/bin
 
-.PHONY: test check lint typecheck reference demo venv postgres flyway node-deps cluster-bin health-bin promtool-bin argocd-bin images cluster-up cluster-down bench bench-big bench-backfill bench-startup bench-operator e2e-kind clean
+.PHONY: test check lint typecheck reference demo venv postgres flyway node-deps cluster-bin health-bin promtool-bin argocd-bin images cluster-up cluster-down bench bench-big bench-backfill bench-startup bench-operator bench-operator-cache e2e-kind clean
 
 test: lint postgres flyway node-deps cluster-bin health-bin promtool-bin argocd-bin images
 	$(PY) -m pytest
@@ -121,6 +121,10 @@ bench-startup: venv postgres flyway
 # Operator reaction times; then 1,000 SchemaMigrations in 50 namespaces: memory, time to Ready, idle CPU.
 bench-operator: venv postgres node-deps cluster-bin images
 	$(PY) benchmarks/operator_latency.py --runs 20 --many 1000 --namespaces 50
+
+# No cluster: the Python memory the operator keeps per SchemaMigration, Job and Job pod, by line.
+bench-operator-cache: venv
+	$(PY) benchmarks/operator_cache.py
 
 # The end-to-end tests on a kind cluster, where a Docker engine exists.
 e2e-kind:
