@@ -1,14 +1,17 @@
 """Many tenants on the real node: one SchemaMigration over four schemas is one Indexed Job; the
 tenant whose script fails is named with the runner's cause while the others finish, the gate stays
-closed, and fixing the cause and retrying brings the last tenant up without applying anything twice;
-a tenant added later catches up on its own.
+closed, `lockgate status --targets` shows each tenant's state, and fixing the cause and retrying
+brings the last tenant up without applying anything twice; a tenant added later catches up on its own.
 Canary first: a failing canary is named and nothing else runs; fixed and retried, the rest wait for
 the canary approval, then run.
 A database per tenant: the pods get the tenants' Secrets only, and a missing one fails its tenant."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -24,6 +27,19 @@ pytestmark = pytest.mark.timeout(600, func_only=True)
 TENANTS = ["tenant_a", "tenant_b", "tenant_c", "tenant_d"]
 SCRIPTS = {"V1__items.sql": "CREATE TABLE items (id int PRIMARY KEY, tenant text NOT NULL DEFAULT current_schema());"}
 CAUSE = 'V1__items.sql line 1: [42P07] relation "items" already exists'
+
+
+def lockgate_status(cluster: Any, namespace: str, *args: str) -> Any:
+    """`lockgate status` as a person runs it, with the test's kubeconfig: its JSON, or its lines."""
+    ran = subprocess.run(
+        [sys.executable, "-m", "lockgate", "status", "-n", namespace, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+        timeout=60,
+    )
+    assert ran.returncode == 0, ran.stderr
+    return json.loads(ran.stdout) if "--json" in args else ran.stdout.splitlines()
 
 
 def phase_is(phase: str) -> Any:
@@ -59,6 +75,15 @@ def test_a_failing_tenant_is_named_the_others_finish_the_gate_stays_closed_and_a
         assert [row[2] for row in history(database_url, f"{tenant}.lockgate_schema_history")] == ["V1__items.sql"]
     [job] = migrations.jobs("tenants")
     assert (job.spec.completion_mode, job.spec.completions, job.spec.parallelism) == ("Indexed", 4, 2)
+    detail = lockgate_status(cluster, namespace, "tenants", "--targets", "--json")
+    assert {t["target"]: t["phases"]["expand"]["state"] for t in detail["targets"]} == dict(
+        tenant_a="succeeded", tenant_b="succeeded", tenant_c="failed", tenant_d="succeeded"
+    )
+    assert detail["targets"][2]["phases"]["expand"]["error"] == CAUSE
+    assert all(t["phases"]["expand"]["seconds"] >= 0 for t in detail["targets"])  # each pod's start to end
+    table = lockgate_status(cluster, namespace, "tenants", "--targets")
+    assert table[0].split() == ["TARGET", "EXPAND"] and table[3].split()[:2] == ["tenant_c", "failed"]
+    assert f"tenant_c (expand): {CAUSE}" in table
 
     query(database_url, "DROP TABLE tenant_c.items")
     migrations.patch("tenants", {"metadata": {"annotations": {"lockgate.dev/retry": "1"}}})

@@ -111,6 +111,11 @@ def _wait(wait: argparse.ArgumentParser) -> None:
 def _status(status: argparse.ArgumentParser) -> None:
     status.add_argument("name", nargs="?", help="one SchemaMigration (default: all)")
     status.add_argument("-n", "--namespace", help="namespace (default: all namespaces, or 'default' with NAME)")
+    status.add_argument(
+        "--targets",
+        action="store_true",
+        help="each tenant of NAME's spec.targets in each phase of its version: state, duration, the failed cause",
+    )
     _json_option(status)
 
 

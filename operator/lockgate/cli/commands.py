@@ -216,6 +216,8 @@ def cmd_wait(args: argparse.Namespace, out: Output) -> int:
 def cmd_status(args: argparse.Namespace, out: Output) -> int:
     from .status_view import list_migrations, render
 
+    if args.targets:
+        return _status_targets(args, out)
     with _api_errors():
         migrations = list_migrations(args.namespace, args.name)
     if args.json:
@@ -235,6 +237,26 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
             out.progress(line)
     if not migrations:
         out.progress("no SchemaMigrations found")
+    return 0
+
+
+def _status_targets(args: argparse.Namespace, out: Output) -> int:
+    from datetime import datetime, timezone
+
+    from .status_view import list_migrations
+    from .targets_view import document, read_phase_jobs, table
+
+    if not args.name:
+        raise UsageError("lockgate status --targets needs the SchemaMigration's name: lockgate status NAME --targets")
+    with _api_errors():
+        [body] = list_migrations(args.namespace, args.name)
+        phase_jobs = read_phase_jobs(body)
+    now = datetime.now(timezone.utc)
+    if args.json:
+        out.document(document(phase_jobs, now))
+    else:
+        for line in table(phase_jobs, now):
+            out.progress(line)
     return 0
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..shared.report import cut
-from ..shared.targets import DATABASE, SCHEMA, SCHEMA_NAME
+from ..shared.targets import DATABASE, SCHEMA, SCHEMA_NAME, per_index
 
 if TYPE_CHECKING:  # observed.py reads spec.py, which reads this module
     from ..shared.versions import Version
@@ -199,7 +199,8 @@ def tally(job: JobView, pods: tuple[JobPodView, ...]) -> Tally:
     done, failed = indexes(job.completed_indexes), indexes(job.failed_indexes)
     finished = len(done) + len(failed)
     running = 0 if not job.live else min(job.active, len(job.targets) - finished)
-    named = [(job.targets[i], _cause(job, i, pods)) for i in sorted(failed)[:FAILURES_SHOWN] if i < len(job.targets)]
+    covered = per_index(job.targets)
+    named = [(", ".join(covered[i]), cause(job, i, pods)) for i in sorted(failed)[:FAILURES_SHOWN] if i < len(covered)]
     return Tally(len(job.targets), len(done), len(failed), running, tuple(named), digest(job.targets))
 
 
@@ -208,7 +209,8 @@ def digest(names: tuple[str, ...]) -> str:
     return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:12]
 
 
-def _cause(job: JobView, index: int, pods: tuple[JobPodView, ...]) -> str:
+def cause(job: JobView, index: int, pods: tuple[JobPodView, ...]) -> str:
+    """Why an index failed: its last pod's report, else what Kubernetes says (bounded)."""
     ran = sorted((p for p in pods if p.job == job.name and p.index == index), key=lambda p: p.finished or "")
     said = next((p.report.error for p in reversed(ran) if p.report and p.report.error), None)
     if said is None and ran and ran[-1].report:

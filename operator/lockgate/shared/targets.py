@@ -25,3 +25,9 @@ def joined(names: tuple[str, ...]) -> str:
 
 def split(text: str | None) -> tuple[str, ...]:
     return tuple(name for name in (text or "").split(",") if name)
+
+
+def per_index(names: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """The targets each index of a fan-out Job covers, in index order: one each. The one place
+    that maps indexes to targets, for the operator's counts and `lockgate status --targets`."""
+    return tuple((name,) for name in names)
