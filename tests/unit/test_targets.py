@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 import yaml
 
+from lockgate.controller.background import progress_status
 from lockgate.controller.decide import decide
 from lockgate.controller.history_entry import Result
 from lockgate.controller.manifests import job_manifest
 from lockgate.controller.observed import JobPodView, job_pod_view, job_view
 from lockgate.controller.spec import parse_spec
 from lockgate.controller.targets import Tally, digest, indexes, tally
+from lockgate.shared.progress import Progress
 from lockgate.shared.report import parse_report
 from tests.release_walk import applied, conditions, job, migration, observe
 from tests.unit.test_spec import with_defaults
@@ -291,3 +293,21 @@ def test_targets_added_to_a_single_database_migration_get_the_phases_it_already_
     tenants = fan_out(ONLY_EXPAND, schemas=SCHEMAS)
     catch_up = decide(observe(dataclasses.replace(tenants, status=done.status, generation=2)))
     assert catch_up.create is not None and catch_up.create.phase == "expand" and conditions(catch_up)["Ready"] == "True"
+
+
+def test_background_progress_is_summed_over_the_tenants_walking() -> None:
+    walking = [dataclasses.replace(index_pod("bg", i, 0), finished=None, report=None, started=True) for i in (1, 2)]
+    lines = {walking[0].name: Progress("A3__fill.sql", "running", 1000, 10, 40.0, 100.0, 30)}
+    lines[walking[1].name] = Progress("A3__fill.sql", "running", 2000, 20, 80.0, 200.0, 5)
+    bg = dataclasses.replace(indexed("bg", Result.RUNNING, "0", active=2), phase="background")
+    observed = dataclasses.replace(observe(fan_out(schemas=SCHEMAS), jobs=[bg], job_pods=walking), progress=lines)
+    progress = progress_status(observed)
+    assert progress is not None
+    assert (progress["rows"], progress["batches"], progress["rowsPerSecond"], progress["percent"]) == (
+        3000,
+        30,
+        300.0,
+        None,
+    )
+    assert progress["targets"] == {"walking": 2, "done": 1, "total": 3}
+    assert progress["summary"] == "3,000 rows, 2 walking, 1/3 done"

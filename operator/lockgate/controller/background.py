@@ -11,9 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..shared.phases import Phase
+from ..shared.progress import Progress, summed
 from .ledger import JobRef
 from .observed import JobView, Observed
 from .spec import Migration
+from .targets import indexes
 
 # How often the status shows new progress while a background Job runs (logs are not watched).
 PROGRESS_REFRESH = 10.0
@@ -30,13 +32,26 @@ def progress_pods(observed: Observed) -> tuple[str, ...]:
 
 
 def progress_status(observed: Observed) -> dict[str, Any] | None:
-    """status.progress: the newest progress any running background pod reported."""
+    """status.progress: the newest progress a running background pod reported; for a fan-out Job,
+    the walks of the targets in flight summed, and how many targets are done."""
     reports = [(pod, observed.progress[pod.name]) for pod in observed.job_pods if pod.name in observed.progress]
     if not reports:
         return None
     pod, progress = reports[-1]
+    job = next((j for j in observed.jobs if j.name == pod.job), None)
+    if job is None or not job.targets:
+        return _progress(pod.job, progress, progress.summary())
+    walks = [p for mine, p in reports if mine.job == job.name]
+    done = len(indexes(job.completed_indexes))
+    fan_out = {"walking": len(walks), "done": done, "total": len(job.targets)}
+    total = summed(walks)
+    summary = f"{total.summary()}, {len(walks)} walking, {done}/{len(job.targets)} done"
+    return _progress(job.name, total, summary) | {"targets": fan_out}
+
+
+def _progress(job: str, progress: Progress, summary: str) -> dict[str, Any]:
     return {
-        "job": pod.job,
+        "job": job,
         "script": progress.script,
         "state": progress.state,
         "rows": progress.rows,
@@ -44,7 +59,7 @@ def progress_status(observed: Observed) -> dict[str, Any] | None:
         "percent": progress.percent,
         "rowsPerSecond": progress.rate,
         "etaSeconds": progress.eta_seconds,
-        "summary": progress.summary(),
+        "summary": summary,
     }
 
 

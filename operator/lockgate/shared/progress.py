@@ -32,6 +32,23 @@ class Progress:
         return f"{percent}{self.rows:,} rows{eta}{waiting}"
 
 
+def summed(walks: list[Progress]) -> Progress:
+    """The walks of several tenants in flight at once, as one: rows, batches and rates add up; a
+    percent and an ETA do not (each walks its own table's key range), so those stay unknown."""
+    if len(walks) == 1:
+        return walks[0]
+    states = {w.state for w in walks}
+    return Progress(
+        script=", ".join(sorted({w.script for w in walks})),
+        state="running" if "running" in states else sorted(states)[0],
+        rows=sum(w.rows for w in walks),
+        batches=sum(w.batches for w in walks),
+        percent=None,
+        rate=sum(w.rate for w in walks if w.rate is not None) or None,
+        eta_seconds=None,
+    )
+
+
 def progress_line(view: dict[str, Any]) -> str:
     """The marked line for one update, from the runner's progress view (header.view)."""
     progress = Progress(
