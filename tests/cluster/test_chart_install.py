@@ -418,3 +418,42 @@ def test_helm_4_install_wait_fails_fast_when_the_operator_lacks_a_permission(
     )
     assert seconds < 120, f"helm --wait took {seconds:.0f}s of its 300s timeout"
     print(f"helm install --wait with the operator lacking a permission: failed after {seconds:.1f}s (timeout 300s)")
+
+
+def test_a_secret_selector_without_the_chart_value_says_which_to_set_and_goes_on_once_granted(
+    cluster: Any, kube: Kube, namespace: str, database_url: str, release_factory: Callable[[str], Release]
+) -> None:
+    """spec.targets.databases.selector needs `list` on Secrets, which the chart grants only with
+    rbac.secretSelector=true: without it the SchemaMigration says so; granted, it migrates with no edit."""
+    release = release_factory(namespace).install(cluster.real_image)
+    release.operator_pod()
+    assert not release.can("list", "secrets", namespace)
+    url = in_cluster_url(database_url, cluster.node_ip)
+    labels = {"lockgate.dev/tenant": "yes"}
+    kube.core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "t1-db", "labels": labels}, "stringData": {"url": url}}
+    )
+    kube.core.create_namespaced_config_map(namespace, {"metadata": {"name": "sel-scripts"}, "data": SCRIPTS})
+    spec = {"version": "1", "image": cluster.real_image, "imagePullPolicy": "Never"}
+    spec |= {
+        "migrations": {"configMap": {"name": "sel-scripts"}},
+        "targets": {"databases": {"selector": {"matchLabels": labels}}},
+    }
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "SchemaMigration", "metadata": {"name": "sel"}, "spec": spec}
+    kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    stalled = watch_until(
+        kube.custom.list_namespaced_custom_object,
+        lambda b: "rbac.secretSelector=true" in str((b.get("status") or {}).get("conditions")),
+        timeout=MIGRATION_READY_SECONDS,
+        group=GROUP, version=VERSION, namespace=namespace, plural=PLURAL, field_selector="metadata.name=sel",
+    )  # fmt: skip
+    assert kstatus(stalled)[0] == "Failed" and not kube.batch.list_namespaced_job(namespace).items
+
+    # What rbac.secretSelector=true adds (tests/tools/test_chart.py): `list`, no get or watch.
+    role = kube.rbac.read_cluster_role(release.fullname)
+    role.rules.append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]})
+    kube.rbac.replace_cluster_role(release.fullname, role)
+    done = wait_ready(kube, namespace, "sel")  # picked up within the selector's refresh: no edit needed
+    assert done["status"]["targets"]["phases"]["expand"]["succeeded"] == 1 and "t" in tables(database_url)
+    assert not release.can("get", "secrets", namespace)
+    assert_no_password_in(release.log(), database_url)

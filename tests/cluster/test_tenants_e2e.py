@@ -4,7 +4,8 @@ closed, `lockgate status --targets` shows each tenant's state, and fixing the ca
 brings the last tenant up without applying anything twice; a tenant added later catches up on its own.
 Canary first: a failing canary is named and nothing else runs; fixed and retried, the rest wait for
 the canary approval, then run.
-A database per tenant: the pods get the tenants' Secrets only, and a missing one fails its tenant."""
+A database per tenant: the pods get the tenants' Secrets only, and a missing one fails its tenant;
+Secrets picked by label, one labelled later becoming a new target."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from tests.runner_support import history, query
 pytestmark = pytest.mark.timeout(600, func_only=True)
 TENANTS = ["tenant_a", "tenant_b", "tenant_c", "tenant_d"]
 SCRIPTS = {"V1__items.sql": "CREATE TABLE items (id int PRIMARY KEY, tenant text NOT NULL DEFAULT current_schema());"}
+ONLY_EXPAND = {"backoffLimit": 0, "background": {"enabled": False}, "contract": {"enabled": False}}
 CAUSE = 'V1__items.sql line 1: [42P07] relation "items" already exists'
 
 
@@ -210,5 +212,48 @@ def test_a_database_per_tenant_runs_with_only_its_secret_and_a_missing_secret_fa
     migrations.patch("dbs", {"metadata": {"annotations": {"lockgate.dev/retry": "1"}}})
     done = migrations.wait("dbs", phase_is("Complete"), timeout=240)
     assert done["status"]["appliedVersion"] == "1" and done["status"]["targets"]["summary"] == "2/2 expand"
+    for url in urls.values():
+        assert [row[2] for row in history(url)] == ["V1__items.sql"]
+
+
+def test_tenants_secrets_picked_by_label_and_a_secret_labelled_later_catches_up(
+    kube: Kube, namespace: str, migrations: Migrations, run_operator: Any, postgres: Any, cluster: Any
+) -> None:
+    suffix = namespace[-6:].replace("-", "_")
+    urls = {f"tenant-{n}-db": postgres.create_database(f"s_{n}_{suffix}") for n in ("one", "two", "three")}
+    labels = {"lockgate.dev/tenant": "yes"}
+
+    def tenant_secret(name: str, labelled: bool = True) -> None:
+        url = in_cluster_url(urls[name], cluster.node_ip)
+        meta = {"name": name, "labels": labels if labelled else {"lockgate.dev/tenant": "no"}}
+        kube.core.create_namespaced_secret(namespace, {"metadata": meta, "stringData": {"url": url}})
+
+    tenant_secret("tenant-one-db")
+    tenant_secret("tenant-two-db")
+    tenant_secret("tenant-three-db", labelled=False)
+    run_operator()
+    body = migrations.body(
+        "sel",
+        "1",
+        migrations.scripts("sel-r1", SCRIPTS),
+        targets={"databases": {"selector": {"matchLabels": labels}}},
+        **ONLY_EXPAND,
+    )
+    del body["spec"]["database"]
+    kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    done = migrations.wait("sel", phase_is("Complete"), timeout=240)
+    assert done["status"]["targets"]["summary"] == "2/2 expand"
+    [job] = migrations.jobs("sel")
+    [volume] = [v for v in job.spec.template.spec.volumes if v.projected]
+    # the labelled ones only, by name
+    assert [s.secret.name for s in volume.projected.sources] == ["tenant-one-db", "tenant-two-db"]
+
+    # Labelled later: a new target, caught up with no edit of the SchemaMigration (Secrets are listed
+    # again at least every 30 s), the two others applying nothing twice.
+    kube.core.patch_namespaced_secret("tenant-three-db", namespace, {"metadata": {"labels": labels}})
+    caught_up = migrations.wait(
+        "sel", lambda b: (b.get("status") or {}).get("targets", {}).get("summary") == "3/3 expand", timeout=240
+    )
+    assert caught_up["metadata"]["generation"] == 1 and condition(caught_up, "Ready")["status"] == "True"
     for url in urls.values():
         assert [row[2] for row in history(url)] == ["V1__items.sql"]

@@ -317,6 +317,14 @@ def test_watch_namespaces_grants_roles_in_those_namespaces_only() -> None:
     assert env_of(docs)["LOCKGATE_WATCH_NAMESPACES"] == "a,b"
 
 
+def test_secret_selector_adds_list_on_secrets_only_where_the_other_rules_apply() -> None:
+    """Opt-in (spec.targets.databases.selector): `list`, never get or watch, and no more widely."""
+    with_selector = EXPECTED_RULES | {("", "secrets"): {"list"}}
+    assert permissions(operator_role(render({"rbac": {"secretSelector": True}}))["rules"]) == with_selector
+    roles = only(render({"rbac": {"secretSelector": True}, "watchNamespaces": ["a"]}), "Role")
+    assert [(r["metadata"]["namespace"], permissions(r["rules"])) for r in roles] == [("a", with_selector)]
+
+
 # roles for people
 
 

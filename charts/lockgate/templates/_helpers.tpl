@@ -94,4 +94,11 @@ No Secrets: migration Jobs read the database URL themselves through secretKeyRef
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- if .Values.rbac.secretSelector }}
+# spec.targets.databases.selector: lockgate lists the matching Secrets' names only (metadata),
+# but this right would let whoever holds the token read their data too.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["list"]
+{{- end }}
 {{- end }}

@@ -25,6 +25,7 @@ from .ledger import JobRef, JobRequest, Ledger
 from .observed import JobView, Observed, PodView
 from .phase_plan import blocked, plan_for
 from .status import status_of
+from .targets import SELECTOR_REFRESH
 
 EVENTS_RECHECK = 10.0
 
@@ -82,11 +83,15 @@ def decide(observed: Observed) -> Decision:
 
 
 def _recheck(observed: Observed) -> float | None:
-    """Events and logs are not watched: while a started Job runs no container, or a background
-    Job runs, look again soon (for why it does not start, and for its progress)."""
+    """Events, logs and Secrets are not watched: while a started Job runs no container, or a
+    background Job runs, look again soon (for why it does not start, and for its progress); with a
+    Secret selector, now and then (a new tenant's Secret is a new target)."""
     if starting(observed):
         return EVENTS_RECHECK
-    return PROGRESS_REFRESH if progress_pods(observed) else None
+    if progress_pods(observed):
+        return PROGRESS_REFRESH
+    targets = observed.migration.spec.targets if observed.migration else None
+    return SELECTOR_REFRESH if targets and targets.selector else None
 
 
 def _result_kept(job: JobView, ledger: Ledger) -> bool:

@@ -26,6 +26,7 @@ CONFLICT, NOT_FOUND, INVALID = 409, 404, 422
 # Each call mostly waits on the API server; with a thousand SchemaMigrations active, too few
 # threads make every reconcile queue behind the others' calls.
 API_CALLS_IN_FLIGHT = 32
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 LOG_TAIL_LINES = 20  # the runner writes a progress line every few seconds: the newest is near the end
 
 
@@ -72,10 +73,16 @@ class KubeApi:
         self.api = api_client or client.ApiClient(_pooled())
 
     def _call(
-        self, method: str, path: str, body: Any = None, query: list[tuple[str, str]] | None = None, patch: str = ""
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        patch: str = "",
+        accept: str = "application/json",
     ) -> bytes:
         """One request; a status other than 2xx raises ApiException, as the generated client does."""
-        headers = {"Accept": "application/json", **({"Content-Type": patch or "application/json"} if body else {})}
+        headers = {"Accept": accept, **({"Content-Type": patch or "application/json"} if body else {})}
         request = self.api.param_serialize(
             method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"]
         )
@@ -172,6 +179,13 @@ class KubeApi:
                 return False
             raise
         return True
+
+    def secret_names(self, namespace: str, selector: str) -> tuple[str, ...]:
+        """The names of the Secrets that match a label selector: their metadata only (the API server
+        sends no data in a PartialObjectMetadataList), for spec.targets.databases.selector."""
+        query = [("labelSelector", selector)]
+        found = self._json("GET", _core(namespace, "secrets"), query=query, accept=METADATA_ONLY)
+        return tuple(item["metadata"]["name"] for item in found.get("items") or [])
 
     def log_tail(self, namespace: str, pod: str) -> str:
         """The end of a migration pod's log, where the runner's newest progress line is."""

@@ -29,7 +29,7 @@ from ..shared.versions import Version
 from .history_entry import FINAL, HistoryEntry, Result
 from .observed import JobPodView, JobView, Observed
 from .spec import Migration
-from .targets import CANARY, WHOLE, Tally, applied_total, tally
+from .targets import CANARY, WHOLE, Tally, applied_total, digest, tally
 
 HISTORY_LIMIT = 20
 # A claim younger than this is left alone while the Job shows up in the watch; an older one
@@ -317,8 +317,11 @@ def next_job(
 
 
 def attempt_key(migration: Migration) -> str:
-    """Changes when the spec changes or the retry annotation does: the only ways to retry a failed Job."""
-    return hashlib.sha256(f"{migration.generation}/{migration.retry_token}".encode()).hexdigest()[:6]
+    """Changes when the spec changes or the retry annotation does: the only ways to retry a failed
+    Job; with a Secret selector also when its matches do, as a spec listing them would."""
+    targets = migration.spec.targets
+    matched = f"/{digest(targets.names)}" if targets and targets.selector else ""
+    return hashlib.sha256(f"{migration.generation}/{migration.retry_token}{matched}".encode()).hexdigest()[:6]
 
 
 def job_name(migration: Migration, phase: str, version: Version, attempt: str, wave: str = WHOLE) -> str:

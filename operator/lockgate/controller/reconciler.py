@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from ..shared.progress import last_progress
 from . import metrics
 from .background import progress_pods
@@ -26,12 +28,13 @@ from .ledger import JobRequest
 from .manifests import job_manifest
 from .observed import Observed
 from .pod_security import Level
-from .spec import Migration, parse_migration
+from .spec import Migration, parse_migration, with_selected
 from .status import merge_patch
 
 log = logging.getLogger("lockgate.reconciler")
 Key = tuple[str, str]  # (namespace, SchemaMigration name)
 MAX_CONFLICTS = 5
+FORBIDDEN = 403
 # An API server outage shorter than this (a restart, an etcd election) is retried quietly: no
 # Stalled, no Warning Event. Refusals (403, 422) show at once.
 TRANSIENT_GRACE = 60.0
@@ -138,7 +141,7 @@ class Reconciler:
         failure = self._errors.get(key)
         shown = failure is not None and failure.shown(time.monotonic())
         observed = dataclasses.replace(self.observe(key), error=failure.message if failure and shown else None)
-        observed = await self._with_progress(await self._with_warnings(observed))
+        observed = await self._with_selected(await self._with_progress(await self._with_warnings(observed)))
         for _ in range(MAX_CONFLICTS):
             decision = decide(observed)
             if decision.status is not None:
@@ -148,10 +151,23 @@ class Reconciler:
                 return
             metrics.STATUS_CONFLICTS.inc()
             fresh = await asyncio.to_thread(self.kube.get_migration, *key)
-            observed = dataclasses.replace(
-                observed, migration=parse_migration(fresh, self.pod_security) if fresh else None
-            )
+            migration = parse_migration(fresh, self.pod_security) if fresh else None
+            observed = await self._with_selected(dataclasses.replace(observed, migration=migration))
         self._schedule(key, 1.0)
+
+    async def _with_selected(self, observed: Observed) -> Observed:
+        """Add the Secrets spec.targets.databases.selector matches, as targets (spec.with_selected). A
+        403 (the chart grants `list` on Secrets only when asked) is a problem of the spec until granted."""
+        m = observed.migration
+        if m is None or m.spec.targets is None or not m.spec.targets.selector or m.spec.problems:
+            return observed
+        try:
+            found = await asyncio.to_thread(self.kube.secret_names, observed.namespace, m.spec.targets.selector)
+        except ApiException as exc:
+            if exc.status != FORBIDDEN:
+                raise
+            found = None
+        return dataclasses.replace(observed, migration=with_selected(m, found))
 
     async def _with_warnings(self, observed: Observed) -> Observed:
         """Add the Warning Events that say why a started Job runs no container (diagnosis.py)."""

@@ -8,6 +8,7 @@ such a spec runs nothing and is Stalled (MigrationSpec.problems).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Callable, Mapping
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 from ..shared.phases import Phase
 from ..shared.versions import Version
 from .pod_security import Level, violations
-from .targets import Targets, parse_targets
+from .targets import Targets, parse_targets, selected
 
 GROUP, VERSION, PLURAL, KIND = "lockgate.dev", "v1alpha1", "schemamigrations", "SchemaMigration"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -244,3 +245,14 @@ def _checked(problems: list[str], field: str, parse: Callable[[Any], T], raw: An
 
 def _phase(block: dict[str, Any]) -> PhaseSpec:
     return PhaseSpec(enabled=bool(block.get("enabled", True)), command=block.get("command"), args=block.get("args"))
+
+
+def with_selected(m: Migration, found: tuple[str, ...] | None) -> Migration:
+    """The SchemaMigration with the Secrets spec.targets.databases.selector matched as targets
+    (targets.selected); the operator lists them (reconciler.py)."""
+    targets = m.spec.targets
+    if targets is None or not targets.selector:
+        return m
+    resolved, problems = selected(targets, found)
+    spec = dataclasses.replace(m.spec, targets=resolved, problems=m.spec.problems + tuple(problems))
+    return dataclasses.replace(m, spec=spec)

@@ -14,6 +14,7 @@ two waves, a Job each: the first `canary.count` targets, then the others (waves.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Mapping
@@ -33,6 +34,18 @@ MAX_TARGETS = 1000  # the CRD's maxItems: the list travels in the Job's environm
 FAILURES_SHOWN = 10  # failed targets named in status, each in one line
 CAUSE_CHARS = 300
 SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+LABEL = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?")  # a label value
+LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+# Secrets are not watched (`list` is the one right a selector asks for): its matches are listed at
+# each pass, and at least this often, so a new tenant's Secret becomes a target soon.
+SELECTOR_REFRESH = 30.0
+_REQUIREMENT = "In and NotIn take label values, Exists and DoesNotExist none; each matchLabels value is a label value"
+SECRETS, SELECTOR = "spec.targets.databases.secrets", "spec.targets.databases.selector"
+SECRETS_FORBIDDEN = (
+    f"{SELECTOR}: the operator may not list Secrets in this namespace: install its chart with "
+    "rbac.secretSelector=true (it then lists their names only, never their data), or list the tenants' "
+    f"Secrets in {SECRETS}"
+)
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,7 @@ class Targets:
     max_failed: int | None = None  # None: every index runs, however many fail
     canary: int = 0  # how many targets, first in the list, run first (0: no canary wave)
     canary_approval: bool = False  # the rest of expand waits for lockgate.dev/approve-canary
+    selector: str = ""  # DATABASE: a label selector over Secrets; the matches follow `names` (selected)
 
 
 # A Job's wave: every target, or with a canary the first `canary` targets, then the others.
@@ -82,20 +96,20 @@ def parse_targets(raw: Mapping[str, Any], has_database: bool, history_table: str
         if history_table and "." in history_table:
             problems.append("spec.database.historyTable: give the table's name only: each schema keeps its own")
     else:
-        kind, names, pattern, field = (
-            DATABASE,
-            list((databases or {}).get("secrets") or []),
-            SECRET_NAME,
-            "spec.targets.databases.secrets",
-        )
+        kind, names, pattern, field = DATABASE, list((databases or {}).get("secrets") or []), SECRET_NAME, SECRETS
         if has_database:
             problems.append("spec.database: remove it: with targets.databases each tenant's Secret holds its URL")
-    problems += _name_problems(field, names, pattern)
+    raw_selector = (databases or {}).get("selector")
+    selector, wrong = label_selector(raw_selector)
+    problems += wrong
+    if names or raw_selector is None:  # a selector alone may list none (`selected` checks what it matched)
+        problems += _name_problems(field, names, pattern)
     max_failed, canary = raw.get("maxFailed"), raw.get("canary") or {}
     count = canary.get("count", 0) if isinstance(canary.get("count", 0), int) else -1
-    if canary and not 1 <= count < len(names):
+    most = (MAX_TARGETS if raw_selector is not None else len(names)) - 1  # a selector's matches: `selected`
+    if canary and not 1 <= count <= most:
         problems.append(
-            f"spec.targets.canary.count: {canary.get('count')!r} is not between 1 and {len(names) - 1}: the canary "
+            f"spec.targets.canary.count: {canary.get('count')!r} is not between 1 and {most}: the canary "
             "wave runs the first count targets and leaves at least one for the rest"
         )
     return (
@@ -107,9 +121,52 @@ def parse_targets(raw: Mapping[str, Any], has_database: bool, history_table: str
             max_failed=int(max_failed) if max_failed is not None else None,
             canary=max(count, 0),
             canary_approval=bool(canary.get("requireApproval", False)),
+            selector=selector,
         ),
         problems,
     )
+
+
+def label_selector(raw: Mapping[str, Any] | None) -> tuple[str, list[str]]:
+    """spec.targets.databases.selector as the API's labelSelector query, and what is wrong with it."""
+    if raw is None:
+        return "", []
+    terms = [(k, "=", [v]) for k, v in sorted((raw.get("matchLabels") or {}).items())]
+    terms += [(e.get("key"), e.get("operator"), list(e.get("values") or [])) for e in raw.get("matchExpressions") or []]
+    parts, problems = [], []
+    for key, operator, values in terms:
+        if not isinstance(key, str) or not LABEL_KEY.fullmatch(key):
+            problems.append(f"{SELECTOR}: {key!r} is not a label key")
+        elif (
+            operator in ("=", "In", "NotIn")
+            and values
+            and all(isinstance(v, str) and LABEL.fullmatch(v) for v in values)
+        ):
+            parts.append(f"{key}={values[0]}" if operator == "=" else f"{key} {operator.lower()} ({','.join(values)})")
+        elif operator in ("Exists", "DoesNotExist") and not values:
+            parts.append(key if operator == "Exists" else f"!{key}")
+        else:
+            problems.append(f"{SELECTOR}: {key} {operator} {values}: {_REQUIREMENT}")
+    if not terms:
+        problems.append(f"{SELECTOR}: give matchLabels or matchExpressions: an empty one would take every Secret")
+    return ",".join(parts), problems
+
+
+def selected(targets: Targets, found: tuple[str, ...] | None) -> tuple[Targets, list[str]]:
+    """spec.targets with the Secrets its selector matched (`found`; None: the operator may not list
+    Secrets) after those it lists, by name, and what is wrong: a new match is a new target."""
+    names = targets.names + tuple(sorted(set(found or ()) - set(targets.names)))
+    if found is None:
+        problems = [SECRETS_FORBIDDEN]
+    elif not names:
+        problems = [f"{SELECTOR}: no Secret here matches {targets.selector} and {SECRETS} lists none"]
+    else:
+        problems = _name_problems(f"{SECRETS} and the selector's matches", list(names), SECRET_NAME)
+    if names and targets.canary >= len(names):
+        problems.append(
+            f"spec.targets.canary.count: {targets.canary} leaves none of the {len(names)} targets for the rest"
+        )
+    return dataclasses.replace(targets, names=names), problems
 
 
 def _name_problems(field: str, names: list[str], pattern: re.Pattern[str]) -> list[str]:
