@@ -311,3 +311,20 @@ def test_background_progress_is_summed_over_the_tenants_walking() -> None:
     )
     assert progress["targets"] == {"walking": 2, "done": 1, "total": 3}
     assert progress["summary"] == "3,000 rows, 2 walking, 1/3 done"
+
+
+def test_a_target_added_while_expand_runs_keeps_the_gate_closed_until_a_job_over_every_target_expanded() -> None:
+    m = fan_out(ONLY_EXPAND, schemas=SCHEMAS)
+    first = decide(observe(m))
+    grown = dataclasses.replace(fan_out(ONLY_EXPAND, schemas=[*SCHEMAS, "tenant_d"]), generation=2)
+    old_list = indexed(first.create.name, Result.SUCCEEDED, "0-2", attempt=first.create.attempt)
+    finished = decide(observe(applied(grown, first), jobs=[old_list]))
+    assert "appliedVersion" not in finished.status and conditions(finished)["Ready"] == "False"
+    assert finished.create is not None and finished.create.phase == "expand" and finished.create.name != old_list.name
+    every = dataclasses.replace(
+        indexed(finished.create.name, Result.SUCCEEDED, "0-3", attempt=finished.create.attempt),
+        targets=(*SCHEMAS, "tenant_d"),
+    )
+    opened = decide(observe(applied(grown, finished), jobs=[old_list, every]))
+    assert opened.status["appliedVersion"] == "3" and conditions(opened)["Ready"] == "True"
+    assert opened.create is None and opened.status["targets"]["summary"] == "4/4 expand"

@@ -29,7 +29,7 @@ from ..shared.versions import Version
 from .history_entry import FINAL, HistoryEntry, Result
 from .observed import JobPodView, JobView, Observed
 from .spec import Migration
-from .targets import CANARY, WHOLE, Tally, applied_total, digest, tally
+from .targets import CANARY, WHOLE, Tally, applied_total, digest, tally, wave_targets
 
 HISTORY_LIMIT = 20
 # A claim younger than this is left alone while the Job shows up in the watch; an older one
@@ -195,7 +195,8 @@ class Ledger:
                 retry = 1.0
                 continue
             finished = self._finish(job, version, entry, report, observed)
-            if finished.result == Result.SUCCEEDED and job.wave != CANARY:  # the canaries alone open no gate
+            # The canaries alone open no gate, nor a Job over an older target list (a target added while it ran).
+            if finished.result == Result.SUCCEEDED and job.wave != CANARY and _covers_spec(job, observed.migration):
                 self._advance(job.phase, version)
             done.append(finished)
         return done, retry
@@ -342,6 +343,14 @@ def job_name(migration: Migration, phase: str, version: Version, attempt: str, w
 def _joined(name: str, phase: str, version: str, digest: str) -> str:
     suffix = f"-{phase}-{version}-{digest}"
     return name[: 63 - len(suffix)].rstrip("-.") + suffix
+
+
+def _covers_spec(job: JobView, migration: Migration | None) -> bool:
+    """Whether the Job covered every target its wave lists now; if not, the phase runs again over
+    them all (plan_for), and only that Job's success advances the version: the gate opens once
+    every target expanded."""
+    targets = migration.spec.targets if migration else None
+    return targets is None or digest(job.targets) == digest(wave_targets(targets, job.wave or WHOLE).names)
 
 
 def _newer(current: Version | None, version: Version) -> Version:
