@@ -15,7 +15,7 @@ import yaml
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
-from devcluster.kube import Kube, watch_until
+from devcluster.kube import Kube, deployment_rolled_out, watch_until
 from devcluster.postgres import free_port, in_cluster_url
 from devcluster.workloads import CRD, condition, operator_command
 from lockgate.controller.observed import Observed, job_pod_view, job_view
@@ -156,6 +156,17 @@ class Migrations:
 @pytest.fixture
 def migrations(kube: Kube, namespace: str, cluster: Any, database_url: str) -> Migrations:
     return Migrations(kube, namespace, cluster.real_image, database_url, cluster.node_ip)
+
+
+def rolled_out(kube: Kube, namespace: str, name: str, timeout: float = 90) -> Any:
+    """The Deployment `name` once rolled out: its pods passed the gate."""
+    return watch_until(
+        kube.apps.list_namespaced_deployment,
+        deployment_rolled_out,
+        timeout=timeout,
+        namespace=namespace,
+        field_selector=f"metadata.name={name}",
+    )
 
 
 @dataclass

@@ -14,10 +14,10 @@ from typing import Any
 from kubernetes.client.rest import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
-from devcluster.kube import Kube, deployment_rolled_out, watch_until
+from devcluster.kube import Kube, watch_until
 from devcluster.workloads import condition, gated_deployment, require_version
 from lockgate.controller.spec import GATE_CONDITION, GROUP, PLURAL, VERSION
-from tests.operator_fixtures import JobRecorder, Migrations, Operator
+from tests.operator_fixtures import JobRecorder, Migrations, Operator, rolled_out
 from tests.runner_support import history, query
 
 RELEASE_1 = {
@@ -30,16 +30,6 @@ RELEASE_2 = RELEASE_1 | {
     "A2__backfill.sql": "UPDATE users SET email = name || '@example.com';",
     "C2__drop_name.sql": "ALTER TABLE users DROP COLUMN name;",
 }
-
-
-def rolled_out(kube: Kube, namespace: str, name: str, timeout: float = 90) -> Any:
-    return watch_until(
-        kube.apps.list_namespaced_deployment,
-        deployment_rolled_out,
-        timeout=timeout,
-        namespace=namespace,
-        field_selector=f"metadata.name={name}",
-    )
 
 
 def gate_of(pod: Any) -> Any:

@@ -23,6 +23,7 @@ from devcluster.workloads import condition
 from lockgate.controller.spec import GROUP, PLURAL, VERSION
 from tests.operator_fixtures import Migrations
 from tests.runner_support import history, query
+from tests.tenants_support import create_over_databases, phase_is, tenant_databases, tenant_secret
 
 pytestmark = pytest.mark.timeout(600, func_only=True)
 TENANTS = ["tenant_a", "tenant_b", "tenant_c", "tenant_d"]
@@ -42,10 +43,6 @@ def lockgate_status(cluster: Any, namespace: str, *args: str) -> Any:
     )
     assert ran.returncode == 0, ran.stderr
     return json.loads(ran.stdout) if "--json" in args else ran.stdout.splitlines()
-
-
-def phase_is(phase: str) -> Any:
-    return lambda body: (body.get("status") or {}).get("phase") == phase
 
 
 def test_a_failing_tenant_is_named_the_others_finish_the_gate_stays_closed_and_a_retry_fixes_it(
@@ -169,28 +166,20 @@ def test_a_failing_canary_stops_the_rest_and_once_fixed_the_rest_wait_for_the_ap
 def test_a_database_per_tenant_runs_with_only_its_secret_and_a_missing_secret_fails_its_tenant_only(
     kube: Kube, namespace: str, migrations: Migrations, run_operator: Any, postgres: Any, cluster: Any
 ) -> None:
-    urls = {
-        f"tenant-{n}-db": postgres.create_database(f"t_{n}_{namespace[-6:].replace('-', '_')}") for n in ("one", "two")
-    }
-    kube.core.create_namespaced_secret(
-        namespace,
-        {
-            "metadata": {"name": "tenant-one-db"},
-            "stringData": {"url": in_cluster_url(urls["tenant-one-db"], cluster.node_ip)},
-        },
-    )
+    urls = tenant_databases(postgres, namespace, "one", "two")
+    tenant_secret(kube, namespace, "tenant-one-db", urls["tenant-one-db"], cluster.node_ip)
     run_operator()
-    body = migrations.body(
+    create_over_databases(
+        kube,
+        migrations,
         "dbs",
         "1",
         migrations.scripts("dbs-r1", SCRIPTS),
-        targets={"databases": {"secrets": list(urls)}},
+        list(urls),
         backoffLimit=0,
         background={"enabled": False},
         contract={"enabled": False},
     )
-    del body["spec"]["database"]
-    kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
     failed = migrations.wait("dbs", phase_is("Failed"), timeout=240)
     named = failed["status"]["targets"]["failed"]
     assert [f["target"] for f in named] == ["tenant-two-db"], named
@@ -202,13 +191,7 @@ def test_a_database_per_tenant_runs_with_only_its_secret_and_a_missing_secret_fa
     [volume] = [v for v in pod_spec.volumes if v.projected]
     assert [source.secret.name for source in volume.projected.sources] == list(urls)
 
-    kube.core.create_namespaced_secret(
-        namespace,
-        {
-            "metadata": {"name": "tenant-two-db"},
-            "stringData": {"url": in_cluster_url(urls["tenant-two-db"], cluster.node_ip)},
-        },
-    )
+    tenant_secret(kube, namespace, "tenant-two-db", urls["tenant-two-db"], cluster.node_ip)
     migrations.patch("dbs", {"metadata": {"annotations": {"lockgate.dev/retry": "1"}}})
     done = migrations.wait("dbs", phase_is("Complete"), timeout=240)
     assert done["status"]["appliedVersion"] == "1" and done["status"]["targets"]["summary"] == "2/2 expand"
