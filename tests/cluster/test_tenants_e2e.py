@@ -5,7 +5,8 @@ brings the last tenant up without applying anything twice; a tenant added later 
 Canary first: a failing canary is named and nothing else runs; fixed and retried, the rest wait for
 the canary approval, then run.
 A database per tenant: the pods get the tenants' Secrets only, and a missing one fails its tenant;
-Secrets picked by label, one labelled later becoming a new target."""
+Secrets picked by label, one labelled later becoming a new target.
+Several tenants per pod: the failing one is named and the next one of its pod still applied."""
 
 from __future__ import annotations
 
@@ -240,3 +241,30 @@ def test_tenants_secrets_picked_by_label_and_a_secret_labelled_later_catches_up(
     assert caught_up["metadata"]["generation"] == 1 and condition(caught_up, "Ready")["status"] == "True"
     for url in urls.values():
         assert [row[2] for row in history(url)] == ["V1__items.sql"]
+
+
+def test_several_tenants_per_pod_the_failing_one_named_the_rest_of_its_pod_applied(
+    namespace: str, migrations: Migrations, run_operator: Any, database_url: str
+) -> None:
+    tenants = [*TENANTS, "tenant_e"]
+    for tenant in tenants:
+        query(database_url, f"CREATE SCHEMA {tenant}")
+    query(database_url, "CREATE TABLE tenant_c.items (id int)")  # index 1 holds tenant_c and tenant_d
+    run_operator()
+    migrations.create(
+        "chunks",
+        "1",
+        migrations.scripts("chunks-r1", SCRIPTS),
+        targets={"schemas": tenants, "perPod": 2},
+        backoffLimit=0,
+        background={"enabled": False},
+        contract={"enabled": False},
+    )
+    failed = migrations.wait("chunks", phase_is("Failed"), timeout=240)
+    targets = failed["status"]["targets"]
+    assert targets["failed"] == [{"phase": "expand", "target": "tenant_c", "error": CAUSE}]
+    assert targets["summary"] == "4/5 expand, 1 failed"
+    for tenant in ("tenant_a", "tenant_b", "tenant_d", "tenant_e"):  # tenant_d after tenant_c in its pod
+        assert [row[2] for row in history(database_url, f"{tenant}.lockgate_schema_history")] == ["V1__items.sql"]
+    [job] = migrations.jobs("chunks")
+    assert (job.spec.completions, job.status.failed_indexes) == (3, "1")

@@ -4,6 +4,7 @@ a database target reads its URL from the file the Job mounts for its Secret."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,9 @@ SCRIPTS = {
 }
 
 
-def in_job(index: int, kind: str, targets: list[str]) -> dict[str, str]:
-    return {"LOCKGATE_TARGET_KIND": kind, "LOCKGATE_TARGETS": ",".join(targets), "JOB_COMPLETION_INDEX": str(index)}
+def in_job(index: int, kind: str, targets: list[str], per_pod: int = 1) -> dict[str, str]:
+    env = {"LOCKGATE_TARGET_KIND": kind, "LOCKGATE_TARGETS": ",".join(targets), "JOB_COMPLETION_INDEX": str(index)}
+    return env | ({"LOCKGATE_TARGETS_PER_POD": str(per_pod)} if per_pod > 1 else {})
 
 
 def test_each_index_migrates_its_own_schema_with_its_own_history(tmp_path: Path, database_url: str) -> None:
@@ -43,6 +45,30 @@ def test_each_index_migrates_its_own_schema_with_its_own_history(tmp_path: Path,
     assert advisory_key("tenant_a.lockgate_schema_history", "expand") != advisory_key(
         "tenant_b.lockgate_schema_history", "expand"
     )
+
+
+def test_a_pod_of_several_targets_migrates_each_past_a_failing_one_and_names_it(
+    tmp_path: Path, database_url: str
+) -> None:
+    schemas = ["tenant_a", "tenant_b", "tenant_c", "tenant_d", "tenant_e"]
+    for schema in schemas:
+        query(database_url, f"CREATE SCHEMA {schema}")
+    query(database_url, "CREATE TABLE tenant_c.items (id int)")  # V1 collides there, and only there
+    d = write(tmp_path / "m", SCRIPTS)
+    report = tmp_path / "termination-log"
+    env = in_job(0, "schema", schemas, per_pod=4) | {"LOCKGATE_SUMMARY_FILE": str(report)}
+    chunk = lockgate("migrate", "--dir", str(d), url=database_url, **env)
+    assert chunk.code == 1, chunk.err
+    for schema in ("tenant_a", "tenant_b", "tenant_d"):  # before and after the failing one
+        assert [row[2] for row in history(database_url, f"{schema}.lockgate_schema_history")] == list(SCRIPTS)
+    assert query(database_url, "SELECT to_regclass('tenant_e.items')") == [(None,)]  # index 1's
+    cause = 'V1__items.sql line 1: [42P07] relation "items" already exists'
+    assert f"1 of 4 targets of this pod failed: tenant_c: {cause}" in chunk.err
+    said = json.loads(report.read_text())
+    assert (said["exit_code"], said["failed_count"], said["failed_targets"]) == (1, 1, [["tenant_c", cause]])
+    assert said["applied_count"] == 6
+    last = lockgate("migrate", "--dir", str(d), url=database_url, **in_job(1, "schema", schemas, per_pod=4))
+    assert last.code == 0 and "in schema tenant_e" in last.out, last.err
 
 
 def test_a_schema_that_does_not_exist_fails_its_index_only_and_says_so(tmp_path: Path, database_url: str) -> None:

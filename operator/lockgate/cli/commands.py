@@ -15,7 +15,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING
 
 from ..runner.options import Limits, Options
-from ..shared.errors import ClusterError, LockgateError, UsageError, ValidationRefused
+from ..shared.errors import ClusterError, LockgateError, Paused, UsageError, ValidationRefused
 from ..shared.phases import EXEC
 from .output import Output
 
@@ -33,15 +33,22 @@ def options_from(args: argparse.Namespace) -> Options:
     return Options(**{f.name: getattr(args, f.name) for f in fields(Options) if hasattr(args, f.name)}, limits=limits)
 
 
-def _database(args: argparse.Namespace) -> Database:
+def _targets() -> tuple[targets.Target, ...]:
+    """This pod's targets in a fan-out Job (LOCKGATE_TARGETS...), none elsewhere."""
+    from ..runner import targets
+    from ..shared.targets import INDEX_ENV, KIND_ENV, NAMES_ENV, PER_POD_ENV
+
+    env = os.environ.get
+    return targets.pick(env(KIND_ENV), env(NAMES_ENV), env(INDEX_ENV), env(PER_POD_ENV))
+
+
+def _database(args: argparse.Namespace, target: targets.Target | None) -> Database:
     from ..runner import targets
     from ..runner.connection import parse_url
     from ..runner.database import Database
-    from ..shared.targets import INDEX_ENV, KIND_ENV, NAMES_ENV, SCHEMA
+    from ..shared.targets import SCHEMA
 
     url, schema = args.database_url or os.environ.get("LOCKGATE_DATABASE_URL"), args.schema
-    env = os.environ.get
-    target = targets.pick(env(KIND_ENV), env(NAMES_ENV), env(INDEX_ENV))
     if target and target.kind == SCHEMA:
         schema = target.name
     elif target:
@@ -50,6 +57,16 @@ def _database(args: argparse.Namespace) -> Database:
         raise UsageError("no database URL: pass --database-url or set LOCKGATE_DATABASE_URL")
     table = targets.schema_history_table(schema, args.history_table) if schema else args.history_table
     return Database(parse_url(url), table, schema)
+
+
+def _one_target() -> targets.Target | None:
+    chunk = _targets()
+    if len(chunk) > 1:
+        raise UsageError(
+            f"this pod has {len(chunk)} targets (LOCKGATE_TARGETS_PER_POD): a command other than "
+            "lockgate migrate or undo takes one per pod; set spec.targets.perPod to 1"
+        )
+    return chunk[0] if chunk else None
 
 
 def _target_url(target: targets.Target) -> str:
@@ -83,11 +100,13 @@ def _scripts(args: argparse.Namespace) -> list[Script]:
     return load_scripts(_scripts_dir(args), args.encoding)
 
 
-def _runner(args: argparse.Namespace, out: Output, needs_dir: bool = True) -> Runner:
+def _runner(
+    args: argparse.Namespace, out: Output, needs_dir: bool = True, target: targets.Target | None = None
+) -> Runner:
     from ..runner.execute import Runner
 
     scripts = _scripts(args) if needs_dir else []
-    return Runner(_database(args), scripts, options_from(args), out.progress)
+    return Runner(_database(args, target), scripts, options_from(args), out.progress)
 
 
 def cmd_migrate(args: argparse.Namespace, out: Output) -> int:
@@ -122,22 +141,61 @@ def _run_command(
     needs_dir: bool = True,
     announce: Callable[[Runner], None] | None = None,
 ) -> int:
-    """Run one runner command. Commands with --summary-file (migrate, undo) write it on every
-    path, a failure to load the scripts or reach the database included: the operator reads it."""
+    """Run one runner command, on each of this pod's targets in turn in a fan-out Job. Commands with
+    --summary-file (migrate, undo) write it on every path, a failure to load the scripts or reach
+    the database included: the operator reads it."""
     summary_file: str | None = getattr(args, "summary_file", None)
     try:
-        runner = _runner(args, out, needs_dir)
+        chunk = _targets()
+    except LockgateError as exc:
+        return out.finish(_failed_before_start(args, exc), summary_file)
+
+    def run(target: targets.Target | None) -> Summary:
+        return _summary(args, out, command, needs_dir, announce, target)
+
+    return out.finish(
+        run(chunk[0] if chunk else None) if len(chunk) <= 1 else _run_chunk(out, run, chunk), summary_file
+    )
+
+
+def _run_chunk(out: Output, run: Callable[[targets.Target], Summary], chunk: tuple[targets.Target, ...]) -> Summary:
+    """Each target in turn, past a failing one: every target gets its run, and the pod's report
+    names each that failed. A pause (SIGTERM) stops here: the pod is going away."""
+    from ..runner.summary import chunk_summary
+
+    results = []
+    for target in chunk:
+        out.progress(f"{target.describe()}:")
+        summary = run(target)
+        if not out.json_mode:
+            out.finish(summary)
+        results.append((target.name, summary))
+        if summary.exit_code == Paused.exit_code:
+            break
+    return chunk_summary(results, len(chunk))
+
+
+def _summary(
+    args: argparse.Namespace,
+    out: Output,
+    command: Callable[[Runner], Summary],
+    needs_dir: bool,
+    announce: Callable[[Runner], None] | None,
+    target: targets.Target | None,
+) -> Summary:
+    try:
+        runner = _runner(args, out, needs_dir, target)
     except Exception as exc:
         from ..runner.database import unexpected
 
         error = exc if isinstance(exc, LockgateError) else unexpected(exc)
         if not hasattr(args, "summary_file"):
             raise error from None
-        return out.finish(_failed_before_start(args, error), summary_file)
+        return _failed_before_start(args, error)
     if announce:
         announce(runner)
     try:
-        return out.finish(command(runner), summary_file)
+        return command(runner)
     finally:
         runner.db.close()
 
@@ -162,7 +220,7 @@ def cmd_exec(args: argparse.Namespace, out: Output) -> int:
     try:
         if not argv:
             raise UsageError("lockgate exec needs a command: lockgate exec [OPTIONS] -- COMMAND [ARGS...]")
-        db = _database(args)
+        db = _database(args, _one_target())
     except LockgateError as exc:
         summary = Summary("exec", EXEC, args.version_label)
         summary.fail(exc)
@@ -174,7 +232,7 @@ def cmd_exec(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_info(args: argparse.Namespace, out: Output) -> int:
-    runner = _runner(args, out)
+    runner = _runner(args, out, target=_one_target())
     try:
         listing = runner.info()
     finally:

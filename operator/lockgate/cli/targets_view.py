@@ -69,7 +69,7 @@ def _phase(entry: PhaseJob, job: JobView, now: datetime) -> list[tuple[str, Ran]
         if mine.index is not None:
             last[mine.index] = mine
     found = []
-    for index, names in enumerate(per_index(job.targets)):
+    for index, names in enumerate(per_index(job.targets, job.per_pod)):
         pod = last.get(index)
         if index in done or index in failed:
             state = SUCCEEDED if index in done else FAILED

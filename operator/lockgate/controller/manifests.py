@@ -1,5 +1,5 @@
 """The migration Job for one (SchemaMigration, phase, version, attempt) (pure); with spec.targets, an
-Indexed Job whose pods each migrate one target of its wave (targets.py)."""
+Indexed Job whose pods each migrate perPod targets of its wave in turn (targets.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from ..shared.errors import Paused
 from ..shared.phases import UNDO
-from ..shared.targets import DATABASE, KIND_ENV, NAMES_ENV, SECRETS_DIR, joined
+from ..shared.targets import DATABASE, KIND_ENV, NAMES_ENV, PER_POD_ENV, SECRETS_DIR, joined
 from .ledger import JobRequest
 from .spec import (
     API_VERSION,
@@ -201,6 +201,8 @@ def _env(migration: Migration, request: JobRequest) -> list[dict[str, Any]]:
     if targets := _targets(migration, request):  # each pod picks its own by its completion index (runner/targets.py)
         env.append({"name": KIND_ENV, "value": targets.kind})
         env.append({"name": NAMES_ENV, "value": joined(targets.names)})
+        if targets.per_pod > 1:
+            env.append({"name": PER_POD_ENV, "value": str(targets.per_pod)})
     env += [
         {"name": "LOCKGATE_MIGRATIONS_DIR", "value": spec.migrations_path},
         {"name": "LOCKGATE_SUMMARY_FILE", "value": TERMINATION_LOG},

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..shared.progress import Progress
 from ..shared.report import RunnerReport, parse_report
-from ..shared.targets import NAMES_ENV, split
+from ..shared.targets import NAMES_ENV, PER_POD_ENV, split
 from ..shared.versions import Version
 from .conditions import find
 from .history_entry import Result
@@ -53,6 +53,7 @@ class JobView:
     deadline: int | None = None  # spec.activeDeadlineSeconds
     failed_pods: int = 0
     targets: tuple[str, ...] = ()  # a fan-out Job's tenants, in index order; empty for one database
+    per_pod: int = 1  # how many of them each index migrates (shared.targets.per_index)
     completed_indexes: str = ""  # an Indexed Job's status: "0,2-4"
     failed_indexes: str = ""
     active: int = 0
@@ -152,12 +153,17 @@ def job_view(body: Mapping[str, Any]) -> JobView:
         failed_message=failed.get("message", ""),
         deadline=body.get("spec", {}).get("activeDeadlineSeconds"),
         failed_pods=status.get("failed", 0),
-        targets=split(next((e.get("value") for e in containers[0].get("env") or [] if e.get("name") == NAMES_ENV), "")),
+        targets=split(_env(containers[0], NAMES_ENV)),
+        per_pod=max(1, int(per_pod)) if (per_pod := _env(containers[0], PER_POD_ENV)).isdigit() else 1,
         completed_indexes=status.get("completedIndexes") or "",
         failed_indexes=status.get("failedIndexes") or "",
         active=status.get("active", 0),
         wave=labels.get(WAVE_LABEL, ""),
     )
+
+
+def _env(container: dict[str, Any], name: str) -> str:
+    return next((e.get("value") or "" for e in container.get("env") or [] if e.get("name") == name), "")
 
 
 def job_state(status: dict[str, Any]) -> Result:

@@ -207,7 +207,7 @@ def parse_spec(spec: dict[str, Any], pod_security: Level = Level.RESTRICTED) -> 
     targets = None
     if spec.get("targets") is not None:
         targets, wrong = parse_targets(spec["targets"], bool(database), database.get("historyTable"))
-        problems += wrong
+        problems += wrong + _own_commands_per_pod(spec, targets.per_pod)
     elif not secret:
         problems.append("spec.database: set it, or spec.targets for many tenants")
     return MigrationSpec(
@@ -232,6 +232,14 @@ def parse_spec(spec: dict[str, Any], pod_security: Level = Level.RESTRICTED) -> 
         targets=targets,
         problems=tuple(problems),
     )
+
+
+def _own_commands_per_pod(spec: dict[str, Any], per_pod: int) -> list[str]:
+    """Only lockgate's own commands migrate a pod's several targets in turn: another tool gets one."""
+    if per_pod == 1:
+        return []
+    own = [n for n in (*Phase, "rollback") if ((spec.get(n) or {}).get("command") or ["lockgate"])[0] != "lockgate"]
+    return [f"spec.{n}.command: another tool migrates one target per pod: set spec.targets.perPod to 1" for n in own]
 
 
 def _checked(problems: list[str], field: str, parse: Callable[[Any], T], raw: Any, fallback: F) -> T | F:

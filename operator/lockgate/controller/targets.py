@@ -1,12 +1,14 @@
 """Many tenants, one SchemaMigration: spec.targets, its Indexed Job and how its targets stand (pure).
 
 Each phase of each version still has exactly one Job (ledger.py): for spec.targets it is an Indexed
-Job with one index per target, in the order the spec lists them. Kubernetes runs the indexes,
+Job with one index per perPod targets, in the order the spec lists them (shared.targets.per_index),
+the pod of an index migrating them one after another. Kubernetes runs the indexes,
 at most maxParallel at a time, retries each one on its own (backoffLimitPerIndex) and stops the Job
 once more than maxFailed indexes failed (maxFailedIndexes); the Job is Complete only when every
 index succeeded, so the gate for a version opens only when every target expanded it, and a
 target's failure leaves the others running and the Job Failed, naming it. The operator learns a
-failure's cause from the index's pod (its termination message), never from a database. Each
+failure's cause from the index's pod (its termination message, which names each failed target of
+several), never from a database. Each
 finished Job records which target list it covered: a phase that succeeded for another list than
 the spec's runs again (waves.behind), so new targets catch up. With a canary, each phase runs in
 two waves, a Job each: the first `canary.count` targets, then the others (waves.py).
@@ -30,6 +32,7 @@ if TYPE_CHECKING:  # observed.py reads spec.py, which reads this module
     from .observed import JobPodView, JobView
 
 DEFAULT_MAX_PARALLEL = 4
+DEFAULT_PER_POD = 1
 MAX_TARGETS = 1000  # the CRD's maxItems: the list travels in the Job's environment
 FAILURES_SHOWN = 10  # failed targets named in status, each in one line
 CAUSE_CHARS = 300
@@ -57,6 +60,7 @@ class Targets:
     url_key: str = "url"  # DATABASE: the key of each Secret that holds its URL
     max_parallel: int = DEFAULT_MAX_PARALLEL
     max_failed: int | None = None  # None: every index runs, however many fail
+    per_pod: int = DEFAULT_PER_POD  # targets each index migrates, one after another (shared.targets.per_index)
     canary: int = 0  # how many targets, first in the list, run first (0: no canary wave)
     canary_approval: bool = False  # the rest of expand waits for lockgate.dev/approve-canary
     selector: str = ""  # DATABASE: a label selector over Secrets; the matches follow `names` (selected)
@@ -105,6 +109,8 @@ def parse_targets(raw: Mapping[str, Any], has_database: bool, history_table: str
     if names or raw_selector is None:  # a selector alone may list none (`selected` checks what it matched)
         problems += _name_problems(field, names, pattern)
     max_failed, canary = raw.get("maxFailed"), raw.get("canary") or {}
+    if int(raw.get("perPod", DEFAULT_PER_POD)) < 1:
+        problems.append("spec.targets.perPod: give 1 or more targets per pod")
     count = canary.get("count", 0) if isinstance(canary.get("count", 0), int) else -1
     most = (MAX_TARGETS if raw_selector is not None else len(names)) - 1  # a selector's matches: `selected`
     if canary and not 1 <= count <= most:
@@ -119,6 +125,7 @@ def parse_targets(raw: Mapping[str, Any], has_database: bool, history_table: str
             url_key=(databases or {}).get("key", "url"),
             max_parallel=int(raw.get("maxParallel", DEFAULT_MAX_PARALLEL)),
             max_failed=int(max_failed) if max_failed is not None else None,
+            per_pod=int(raw.get("perPod", DEFAULT_PER_POD)),
             canary=max(count, 0),
             canary_approval=bool(canary.get("requireApproval", False)),
             selector=selector,
@@ -181,8 +188,8 @@ def _name_problems(field: str, names: list[str], pattern: re.Pattern[str]) -> li
 
 
 def indexed_job(targets: Targets, backoff_limit: int) -> dict[str, Any]:
-    """The Job spec fields of a fan-out Job: one index per target, retried on its own."""
-    total = len(targets.names)
+    """The Job spec fields of a fan-out Job: one index per perPod targets, retried on its own."""
+    total = len(per_index(targets.names, targets.per_pod))
     fields: dict[str, Any] = {
         "completionMode": "Indexed",
         "completions": total,
@@ -252,13 +259,27 @@ class Tally:
 
 
 def tally(job: JobView, pods: tuple[JobPodView, ...]) -> Tally:
-    """Where a fan-out Job's targets stand, from its status and its pods' reports."""
+    """Where a fan-out Job's targets stand, from its status and its pods' reports. A failed index
+    failed the targets its pod's report names; without such a report, every target it covers."""
     done, failed = indexes(job.completed_indexes), indexes(job.failed_indexes)
-    finished = len(done) + len(failed)
-    running = 0 if not job.live else min(job.active, len(job.targets) - finished)
-    covered = per_index(job.targets)
-    named = [(", ".join(covered[i]), cause(job, i, pods)) for i in sorted(failed)[:FAILURES_SHOWN] if i < len(covered)]
-    return Tally(len(job.targets), len(done), len(failed), running, tuple(named), digest(job.targets))
+    covered = per_index(job.targets, job.per_pod)
+    finished = sum(len(covered[i]) for i in done | failed if i < len(covered))
+    lost = [_failed_targets(job, i, covered[i], pods) for i in sorted(failed) if i < len(covered)]
+    failed_count = sum(count for count, _ in lost)
+    running = 0 if not job.live else min(job.active * job.per_pod, len(job.targets) - finished)
+    named = tuple(pair for _, pairs in lost for pair in pairs)[:FAILURES_SHOWN]
+    return Tally(len(job.targets), finished - failed_count, failed_count, running, named, digest(job.targets))
+
+
+def _failed_targets(
+    job: JobView, index: int, names: tuple[str, ...], pods: tuple[JobPodView, ...]
+) -> tuple[int, list[tuple[str, str]]]:
+    """How many targets of a failed index failed, and those its last report names with their causes."""
+    ran = sorted((p for p in pods if p.job == job.name and p.index == index), key=lambda p: p.finished or "")
+    report = ran[-1].report if ran else None
+    if report and report.failed_count:  # a pod of several targets named its failed ones
+        return report.failed_count, [(t, cut(c, CAUSE_CHARS)) for t, c in report.failed_targets]
+    return len(names), [(", ".join(names), cause(job, index, pods))]
 
 
 def digest(names: tuple[str, ...]) -> str:

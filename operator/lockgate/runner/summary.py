@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..shared.errors import LockgateError, MigrationFailed, ValidationRefused
+from ..shared.errors import LockgateError, MigrationFailed, Paused, ValidationRefused
 from ..shared.phases import REPEATABLE, UNDO
-from ..shared.report import TERMINATION_MESSAGE_LIMIT, ErrorReport, Report, cut, encode
+from ..shared.report import TERMINATION_MESSAGE_LIMIT, ErrorReport, Report, cut, encode, error_text, excerpt
 from .scripts import KIND_PHASE, Kind, Script
+
+CAUSE_CHARS = 200  # each failed target's cause in a chunk's report: a dozen fit in 4 KiB
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class Summary:
     exit_code: int = 0
     message: str | None = None
     duration_ms: int = 0
+    failed_targets: list[tuple[str, str]] = field(default_factory=list)  # a pod of several targets
+    failed_count: int | None = None
 
     def fail(self, exc: LockgateError) -> None:
         """Record why the command ended early; what was applied before stays in `applied`."""
@@ -49,6 +53,13 @@ class Summary:
 
     def compact(self, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
         """The report for a termination message, in under `limit` bytes: long texts cut."""
+        return encode(self._report(), limit)
+
+    def cause(self) -> str:
+        """Why it failed, in one line, as the operator reads it from the report."""
+        return excerpt(error_text(dict(self._report())))
+
+    def _report(self) -> Report:
         report: Report = {
             "command": self.command,
             "phase": self.phase,
@@ -63,7 +74,32 @@ class Summary:
             "error": _error_report(self.error),
             "problems": [cut(p, 300) for p in self.problems[:5]],
         }
-        return encode(report, limit)
+        if self.failed_count is not None:
+            report["failed_targets"] = [(t, cut(c, CAUSE_CHARS)) for t, c in self.failed_targets]
+            report["failed_count"] = self.failed_count
+        return report
+
+
+def chunk_summary(results: list[tuple[str, Summary]], total: int) -> Summary:
+    """One report for a pod that migrated several targets one after another (`total` of them;
+    fewer ran when a pause stopped it): the failed targets named with their causes, the exit code
+    of a pause first (the pod is not counted as failed, and its rerun finds the done targets done),
+    else of the first failure."""
+    first = results[0][1]
+    failed = [(target, s) for target, s in results if s.exit_code]
+    combined = Summary(first.command, first.phase, first.target, failed_count=len(failed))
+    combined.applied = [a for _, s in results for a in s.applied]
+    combined.pending = [p for _, s in results for p in s.pending]
+    combined.duration_ms = sum(s.duration_ms for _, s in results)
+    versions = {s.schema_version for _, s in results}
+    combined.schema_version = versions.pop() if len(versions) == 1 else None
+    combined.failed_targets = [(target, s.cause()) for target, s in failed]
+    codes = [s.exit_code for _, s in failed]
+    combined.exit_code = Paused.exit_code if Paused.exit_code in codes else codes[0] if codes else 0
+    if failed:
+        named = "; ".join(f"{target}: {cause}" for target, cause in combined.failed_targets)
+        combined.message = f"{len(failed)} of {total} targets of this pod failed: {named}"
+    return combined
 
 
 def pending_entry(script: Script) -> dict[str, Any]:

@@ -1,7 +1,8 @@
-"""Which tenant a pod of a fan-out Job migrates, and where that tenant keeps its history (pure).
+"""Which tenants a pod of a fan-out Job migrates, and where each keeps its history (pure).
 
 The operator lists a SchemaMigration's targets in its Indexed Job (shared/targets.py); Kubernetes
-gives each pod its index (JOB_COMPLETION_INDEX). A schema target runs against the one
+gives each pod its index (JOB_COMPLETION_INDEX), which stands for LOCKGATE_TARGETS_PER_POD targets
+in a row (shared.targets.per_index), migrated one after another. A schema target runs against the one
 database URL with that schema first on the search_path and its own history table (so its own
 lock keys) in that schema; a database target reads its URL from the file the Job mounts for its
 Secret, named after the Secret (the operator itself never reads it).
@@ -12,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..shared.errors import UsageError
-from ..shared.targets import KINDS, SCHEMA_NAME, split
+from ..shared.targets import KINDS, SCHEMA_NAME, per_index, split
 
 
 @dataclass(frozen=True)
@@ -26,21 +27,26 @@ class Target:
         return f"target {self.index + 1} of {self.total}: {self.kind} {self.name}"
 
 
-def pick(kind: str | None, names: str | None, index: str | None) -> Target | None:
-    """This pod's target from the Job's environment, or None outside a fan-out Job."""
+def pick(kind: str | None, names: str | None, index: str | None, per_pod: str | None = None) -> tuple[Target, ...]:
+    """This pod's targets from the Job's environment, in order; none outside a fan-out Job."""
     if not kind and not names:
-        return None
+        return ()
     if kind not in KINDS:
         raise UsageError(f"LOCKGATE_TARGET_KIND {kind!r} is not one of {', '.join(KINDS)}")
     listed = split(names)
     if not listed:
         raise UsageError("LOCKGATE_TARGETS lists no target")
-    if index is None or not index.isdigit() or int(index) >= len(listed):
+    if per_pod is not None and (not per_pod.isdigit() or int(per_pod) < 1):
+        raise UsageError(f"LOCKGATE_TARGETS_PER_POD {per_pod!r} is not a whole number of at least 1")
+    size = int(per_pod or 1)
+    chunks = per_index(listed, size)
+    if index is None or not index.isdigit() or int(index) >= len(chunks):
         raise UsageError(
-            f"JOB_COMPLETION_INDEX {index!r} is not an index of the {len(listed)} targets: "
+            f"JOB_COMPLETION_INDEX {index!r} is not an index of the {len(listed)} targets, {size} per index: "
             "run it in an Indexed Job (completionMode: Indexed) whose completions match LOCKGATE_TARGETS"
         )
-    return Target(kind, listed[int(index)], int(index), len(listed))
+    first = int(index) * size
+    return tuple(Target(kind, name, first + n, len(listed)) for n, name in enumerate(chunks[int(index)]))
 
 
 def schema_history_table(schema: str, table: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from . import redaction
 
@@ -40,6 +40,10 @@ class Report(TypedDict):
     applied: list[tuple[str, int]]  # (version or script, ms), newest kept when cut
     error: ErrorReport | None
     problems: list[str]
+    # A pod migrating several targets: each failed one with its cause, the last ones dropped when
+    # too long (failed_count keeps how many failed).
+    failed_targets: NotRequired[list[tuple[str, str]]]
+    failed_count: NotRequired[int]
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class RunnerReport:
     applied: int | None = None
     schema_version: str | None = None
     error: str | None = None
+    failed_targets: tuple[tuple[str, str], ...] = ()  # a pod of several targets: (target, cause)
+    failed_count: int | None = None  # how many of its targets failed; None: a pod of one target
 
 
 def encode(report: Report, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
@@ -57,6 +63,9 @@ def encode(report: Report, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
     text = json.dumps(report, separators=(",", ":"))
     while len(text.encode()) >= limit and report["applied"]:
         report["applied"] = report["applied"][len(report["applied"]) // 2 + 1 :]
+        text = json.dumps(report, separators=(",", ":"))
+    while len(text.encode()) >= limit and report.get("failed_targets"):
+        report["failed_targets"] = report["failed_targets"][:-1]
         text = json.dumps(report, separators=(",", ":"))
     return text
 
@@ -74,11 +83,20 @@ def parse_report(message: str | None, exit_code: int | None) -> RunnerReport:
         exit_code=doc.get("exit_code", exit_code),
         applied=doc.get("applied_count"),
         schema_version=doc.get("schema_version"),
-        error=excerpt(_error_text(doc)) if doc.get("exit_code") else None,
+        error=excerpt(error_text(doc)) if doc.get("exit_code") else None,
+        failed_targets=_pairs(doc.get("failed_targets")),
+        failed_count=doc["failed_count"] if isinstance(doc.get("failed_count"), int) else None,
     )
 
 
-def _error_text(doc: dict[str, Any]) -> str:
+def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
+    """(target, cause) pairs, as a chunk's report lists them; anything else reads as none."""
+    if not isinstance(value, list):
+        return ()
+    return tuple((str(p[0]), str(p[1])) for p in value if isinstance(p, list) and len(p) == 2)
+
+
+def error_text(doc: dict[str, Any]) -> str:
     error = doc.get("error") or {}
     if error:
         where = f"{error.get('script')} line {error.get('line')}" if error.get("script") else "migration"

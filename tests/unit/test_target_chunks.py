@@ -1,0 +1,134 @@
+"""Several targets per pod (spec.targets.perPod): the index -> targets mapping both sides use, the
+Job it gives, how the operator counts and names a chunk's failed targets, and the runner's loop
+over its chunk (the real CLI in-process, on SQLite files as the tenants' databases)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lockgate.cli import main
+from lockgate.controller.history_entry import Result
+from lockgate.controller.observed import JobPodView, job_view
+from lockgate.controller.spec import parse_spec
+from lockgate.controller.targets import tally
+from lockgate.runner.summary import Summary, chunk_summary
+from lockgate.runner.targets import pick
+from lockgate.shared.errors import MigrationFailed, Paused, UsageError
+from lockgate.shared.report import parse_report
+from lockgate.shared.targets import per_index
+from tests.release_walk import job
+from tests.unit.test_targets import DATABASE, fan_out, manifest, spec
+
+NAMES = ("t0", "t1", "t2", "t3", "t4")
+
+
+@pytest.mark.parametrize("per_pod", [1, 2, 3, 5, 7])
+def test_the_indexes_cover_every_target_once_in_order(per_pod: int) -> None:
+    chunks = per_index(NAMES, per_pod)
+    assert [name for names in chunks for name in names] == list(NAMES)
+    assert len(chunks) == -(-len(NAMES) // per_pod) and all(0 < len(names) <= per_pod for names in chunks)
+
+
+def test_a_pod_picks_its_chunk_and_a_wrong_index_or_size_is_refused() -> None:
+    picked = pick("schema", ",".join(NAMES), "1", "2")
+    assert [(t.name, t.index, t.total) for t in picked] == [("t2", 2, 5), ("t3", 3, 5)]
+    assert [t.name for t in pick("schema", ",".join(NAMES), "2", "2")] == ["t4"]
+    assert [t.name for t in pick("schema", ",".join(NAMES), "4", None)] == ["t4"]  # one per pod by default
+    with pytest.raises(UsageError, match="is not an index of the 5 targets, 2 per index"):
+        pick("schema", ",".join(NAMES), "3", "2")
+    with pytest.raises(UsageError, match="LOCKGATE_TARGETS_PER_POD '0'"):
+        pick("schema", ",".join(NAMES), "0", "0")
+
+
+def test_per_pod_makes_fewer_indexes_and_tells_the_pods() -> None:
+    body = manifest(fan_out(schemas=list(NAMES), perPod=2, maxParallel=8, maxFailed=4))
+    job_spec = body["spec"]
+    assert (job_spec["completions"], job_spec["parallelism"], job_spec["maxFailedIndexes"]) == (3, 3, 3)
+    env = {e["name"]: e.get("value") for e in job_spec["template"]["spec"]["containers"][0]["env"]}
+    assert env["LOCKGATE_TARGETS_PER_POD"] == "2" and env["LOCKGATE_TARGETS"] == ",".join(NAMES)
+    body["metadata"]["uid"] = "j1"
+    assert job_view(body).per_pod == 2
+    one = manifest(fan_out(schemas=list(NAMES)))["spec"]
+    assert one["completions"] == 5
+    assert "LOCKGATE_TARGETS_PER_POD" not in {e["name"] for e in one["template"]["spec"]["containers"][0]["env"]}
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"perPod": 0}, "spec.targets.perPod: give 1 or more"),
+        ({"perPod": 2, "command": ["flyway"]}, "spec.expand.command: another tool migrates one target per pod"),
+    ],
+)
+def test_per_pod_problems_are_refused(fields: dict[str, Any], problem: str) -> None:
+    command = {"expand": {"command": fields.pop("command")}} if "command" in fields else {}
+    parsed = parse_spec(spec(targets={"schemas": list(NAMES), **fields}, database=DATABASE, **command))
+    assert any(problem in p for p in parsed.problems), parsed.problems
+
+
+def chunk_pod(index: int, exit_code: int, failed: list[list[str]] | None) -> JobPodView:
+    said: dict[str, Any] = {"exit_code": exit_code, "applied_count": 1, "message": "some failed"}
+    if failed is not None:
+        said |= {"failed_targets": failed, "failed_count": len(failed)}
+    return JobPodView(f"j-{index}", "j", "2026-12-06T10:00:00Z", parse_report(json.dumps(said), exit_code), index=index)
+
+
+def test_a_failed_chunk_counts_and_names_the_targets_its_report_names() -> None:
+    view = dataclasses.replace(
+        job("j", state=Result.FAILED), targets=NAMES, per_pod=2, completed_indexes="1", failed_indexes="0,2"
+    )
+    pods = (chunk_pod(0, 1, [["t1", "boom"]]), chunk_pod(2, 1, None))  # index 2: a report of one target
+    counts = tally(view, pods)
+    assert (counts.succeeded, counts.failed, counts.pending) == (3, 2, 0)
+    assert counts.failures == (("t1", "boom"), ("t4", "some failed"))
+    lost = tally(dataclasses.replace(view, failed_indexes="0,2"), ())  # no pod left: its whole chunk
+    assert [t for t, _ in lost.failures] == ["t0", "t1", "t4"] and lost.failed == 3
+
+
+def failed_summary(message: str, exc: type[MigrationFailed] | type[Paused] = MigrationFailed) -> Summary:
+    summary = Summary("migrate", "expand")
+    summary.fail(exc(message))
+    return summary
+
+
+def test_a_chunks_report_names_each_failed_target_and_fits_a_termination_message() -> None:
+    ok = Summary("migrate", "expand", applied=[{"version": "1", "script": "V1__a.sql", "ms": 3}], schema_version="1")
+    combined = chunk_summary([("t0", ok), ("t1", failed_summary("boom")), ("t2", ok)], 3)
+    assert combined.exit_code == 1 and combined.message == "1 of 3 targets of this pod failed: t1: boom"
+    assert (len(combined.applied), combined.schema_version) == (2, None)
+    assert chunk_summary([("t0", ok), ("t1", failed_summary("stop", Paused))], 3).exit_code == Paused.exit_code
+    many = chunk_summary([(f"tenant_{i:03}_" + "x" * 50, failed_summary("y" * 500)) for i in range(100)], 100)
+    text = many.compact()
+    doc = json.loads(text)
+    assert len(text.encode()) < 4096 and doc["failed_count"] == 100 and 5 < len(doc["failed_targets"]) < 100
+    assert parse_report(text, 1).failed_targets[0] == ("tenant_000_" + "x" * 50, "y" * 199 + "…")
+
+
+def test_the_runner_migrates_each_target_of_its_chunk_past_a_failing_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scripts, secrets = tmp_path / "m", tmp_path / "secrets"
+    scripts.mkdir()
+    secrets.mkdir()
+    (scripts / "V1__items.sql").write_text("CREATE TABLE items (id int);")
+    tenants = ["a-db", "b-db", "c-db", "d-db"]
+    for tenant in ("a-db", "c-db", "d-db"):  # b-db's Secret is missing
+        (secrets / tenant).write_text(f"sqlite:///{tmp_path / tenant}.sqlite")
+    report = tmp_path / "report"
+    env = {"LOCKGATE_TARGET_KIND": "database", "LOCKGATE_TARGETS": ",".join(tenants), "JOB_COMPLETION_INDEX": "0"}
+    env |= {"LOCKGATE_TARGETS_PER_POD": "3", "LOCKGATE_TARGET_SECRETS_DIR": str(secrets)}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code = main(["migrate", "--dir", str(scripts), "--summary-file", str(report)])
+    assert code == 2  # the first failure's: a missing Secret is a usage error
+    assert [t for t in tenants if (tmp_path / f"{t}.sqlite").exists()] == ["a-db", "c-db"]  # d-db is index 1's
+    said = json.loads(report.read_text())
+    assert said["failed_count"] == 1 and [t for t, _ in said["failed_targets"]] == ["b-db"]
+    assert "the Secret b-db or its URL key does not exist" in said["failed_targets"][0][1]
+    out = capsys.readouterr()
+    assert "target 3 of 4: database c-db:" in out.out and "1 of 3 targets of this pod failed: b-db" in out.err
