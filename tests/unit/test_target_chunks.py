@@ -87,7 +87,7 @@ def test_a_failed_chunk_counts_and_names_the_targets_its_report_names() -> None:
     assert (counts.succeeded, counts.failed, counts.pending) == (3, 2, 0)
     assert counts.failures == (("t1", "boom"), ("t4", "some failed"))
     lost = tally(dataclasses.replace(view, failed_indexes="0,2"), ())  # no pod left: its whole chunk
-    assert [t for t, _ in lost.failures] == ["t0", "t1", "t4"] and lost.failed == 3
+    assert [t for t, _ in lost.failures] == ["t0, t1", "t4"] and lost.failed == 3  # one line per index
 
 
 def failed_summary(message: str, exc: type[MigrationFailed] | type[Paused] = MigrationFailed) -> Summary:
