@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kubernetes import watch  # noqa: E402
 
+from benchmarks.bench_cluster import create_namespace  # noqa: E402
 from devcluster.clusters import LocalCluster  # noqa: E402
 from devcluster.kube import Kube, deployment_rolled_out, watch_until  # noqa: E402
 from devcluster.node import POD_CIDR  # noqa: E402
@@ -179,13 +180,7 @@ def report(label: str, values: list[float]) -> None:
 
 def prepare_namespace(kube: Kube, namespace: str, database_url: str) -> None:
     """A namespace with the database Secret and the scripts ConfigMap the SchemaMigrations name."""
-    kube.core.create_namespace({"metadata": {"name": namespace}})
-    watch_until(
-        kube.core.list_namespaced_service_account,
-        lambda sa: True,
-        namespace=namespace,
-        field_selector="metadata.name=default",
-    )
+    create_namespace(kube, namespace)
     kube.core.create_namespaced_secret(namespace, {"metadata": {"name": "db"}, "stringData": {"url": database_url}})
     kube.core.create_namespaced_config_map(
         namespace,
