@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lockgate.cli import main
+from lockgate.cli.targets_view import PhaseJob, target_rows
 from lockgate.controller.history_entry import Result
 from lockgate.controller.observed import JobPodView, job_view
 from lockgate.controller.spec import parse_spec
@@ -132,3 +134,19 @@ def test_the_runner_migrates_each_target_of_its_chunk_past_a_failing_one(
     assert "the Secret b-db or its URL key does not exist" in said["failed_targets"][0][1]
     out = capsys.readouterr()
     assert "target 3 of 4: database c-db:" in out.out and "1 of 3 targets of this pod failed: b-db" in out.err
+
+
+def test_status_targets_reads_which_target_of_a_failed_chunk_failed() -> None:
+    view = dataclasses.replace(
+        job("j", state=Result.FAILED), targets=NAMES, per_pod=2, completed_indexes="1", failed_indexes="0,2"
+    )
+    pods = (chunk_pod(0, 1, [["t1", "boom"]]), chunk_pod(2, 1, None))
+    rows = target_rows([PhaseJob("expand", "j", view, pods, ())], datetime(2026, 12, 6, 10, tzinfo=timezone.utc))
+    states = {name: (phases["expand"].state, phases["expand"].error) for name, phases in rows.items()}
+    assert states == {
+        "t0": ("succeeded", None),  # its pod's report names only t1
+        "t1": ("failed", "boom"),
+        "t2": ("succeeded", None),
+        "t3": ("succeeded", None),
+        "t4": ("failed", "some failed"),  # a pod of one target: its own error
+    }

@@ -9,7 +9,7 @@ in its termination message). A Job deleted since (its TTL) leaves the counts in 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -77,8 +77,19 @@ def _phase(entry: PhaseJob, job: JobView, now: datetime) -> list[tuple[str, Ran]
             state = RUNNING if job.live and pod and pod.finished is None else PENDING
         seconds = _seconds(started.get(pod.name), pod.finished, now) if pod and state != PENDING else None
         ran = Ran(state, job.name, seconds, cause(job, index, entry.pods) if state == FAILED else None)
-        found += [(name, ran) for name in names]
+        found += [(name, _in_chunk(ran, name, pod)) for name in names]
     return found
+
+
+def _in_chunk(ran: Ran, name: str, pod: JobPodView | None) -> Ran:
+    """One target of a failed index of several: its pod's report names the ones that failed, each with its cause."""
+    report = pod.report if pod else None
+    if ran.state != FAILED or not report or not report.failed_count:
+        return ran
+    said = dict(report.failed_targets)
+    if name in said:
+        return replace(ran, error=said[name])
+    return replace(ran, state=SUCCEEDED, error=None) if len(said) == report.failed_count else ran
 
 
 def _seconds(start: str | None, end: str | None, now: datetime) -> int | None:
