@@ -14,6 +14,7 @@ import pytest
 
 from lockgate.cli import main
 from lockgate.cli.targets_view import PhaseJob, target_rows
+from lockgate.controller.background import progress_status
 from lockgate.controller.history_entry import Result
 from lockgate.controller.observed import JobPodView, job_view
 from lockgate.controller.spec import parse_spec
@@ -21,9 +22,10 @@ from lockgate.controller.targets import tally
 from lockgate.runner.summary import Summary, chunk_summary
 from lockgate.runner.targets import pick
 from lockgate.shared.errors import MigrationFailed, Paused, UsageError
+from lockgate.shared.progress import Progress
 from lockgate.shared.report import parse_report
 from lockgate.shared.targets import per_index
-from tests.release_walk import job
+from tests.release_walk import job, observe
 from tests.unit.test_targets import DATABASE, fan_out, manifest, spec
 
 NAMES = ("t0", "t1", "t2", "t3", "t4")
@@ -150,3 +152,14 @@ def test_status_targets_reads_which_target_of_a_failed_chunk_failed() -> None:
         "t3": ("succeeded", None),
         "t4": ("failed", "some failed"),  # a pod of one target: its own error
     }
+
+
+def test_background_progress_counts_the_targets_of_the_completed_indexes() -> None:
+    walking = dataclasses.replace(chunk_pod(2, 0, None), finished=None, report=None, started=True)
+    bg = dataclasses.replace(job("j", phase="background"), targets=NAMES, per_pod=2, completed_indexes="0-1", active=1)
+    lines = {walking.name: Progress("A3__fill.sql", "running", 1000, 10, 40.0, 100.0, 30)}
+    observed = dataclasses.replace(
+        observe(fan_out(schemas=list(NAMES))), jobs=(bg,), job_pods=(walking,), progress=lines
+    )
+    progress = progress_status(observed)
+    assert progress is not None and progress["targets"] == {"walking": 1, "done": 4, "total": 5}

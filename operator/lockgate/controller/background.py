@@ -12,6 +12,7 @@ from typing import Any
 
 from ..shared.phases import Phase
 from ..shared.progress import Progress, summed
+from ..shared.targets import per_index
 from .ledger import JobRef
 from .observed import JobView, Observed
 from .spec import Migration
@@ -42,7 +43,8 @@ def progress_status(observed: Observed) -> dict[str, Any] | None:
     if job is None or not job.targets:
         return _progress(pod.job, progress, progress.summary())
     walks = [p for mine, p in reports if mine.job == job.name]
-    done = len(indexes(job.completed_indexes))
+    covered = per_index(job.targets, job.per_pod)  # a completed index: every target it covers
+    done = sum(len(covered[i]) for i in indexes(job.completed_indexes) if i < len(covered))
     fan_out = {"walking": len(walks), "done": done, "total": len(job.targets)}
     total = summed(walks)
     summary = f"{total.summary()}, {len(walks)} walking, {done}/{len(job.targets)} done"
