@@ -5,9 +5,9 @@ PY := $(VENV)/bin/python
 # Go's standard install location, for shells whose PATH lacks it (the control-plane build needs go).
 export PATH := $(or $(PATH),/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin):/usr/local/go/bin
 
-.PHONY: test check lint typecheck reference demo venv postgres flyway node-deps cluster-bin health-bin promtool-bin argocd-bin images cluster-up cluster-down bench bench-big bench-backfill bench-startup bench-operator bench-operator-cache bench-fanout e2e-kind clean
+.PHONY: test check lint typecheck reference demo venv postgres flyway node-deps cluster-bin registry-bin health-bin promtool-bin argocd-bin images cluster-up cluster-down bench bench-big bench-backfill bench-startup bench-operator bench-operator-cache bench-fanout e2e-kind clean
 
-test: lint postgres flyway node-deps cluster-bin health-bin promtool-bin argocd-bin images
+test: lint postgres flyway node-deps cluster-bin registry-bin health-bin promtool-bin argocd-bin images
 	$(PY) -m pytest
 
 # Lint, types and the unit tier (tests/tiers.py): seconds, no root, no server, no cluster, no Go build.
@@ -29,7 +29,7 @@ reference: venv
 	cp crds/lockgate.dev_schemamigrations.yaml charts/lockgate/crds/
 
 # The local demo: control plane, PostgreSQL, the operator and examples/shop, two releases, narrated.
-demo: venv postgres node-deps cluster-bin images
+demo: venv postgres node-deps cluster-bin registry-bin images
 	$(PY) hack/demo.py
 
 venv: $(VENV)/.installed
@@ -59,8 +59,9 @@ flyway:
 	@hack/fetch-flyway.sh >/dev/null
 
 # The real node's parts from Debian: runc, the CNI plugins, iptables and conntrack (kube-proxy),
-# buildah and mmdebstrap (the images; no registry is reachable, so they are built, never pulled).
-NODE_PACKAGES := runc containernetworking-plugins iptables conntrack buildah mmdebstrap
+# buildah and mmdebstrap (the images are built here, not pulled from the internet), skopeo (pushes
+# them to the cluster's registry) and apache2-utils (htpasswd, for the registry that wants a login).
+NODE_PACKAGES := runc containernetworking-plugins iptables conntrack buildah mmdebstrap skopeo apache2-utils
 node-deps:
 	@missing="$$(for p in $(NODE_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done)"; \
 	if [ -n "$$missing" ]; then \
@@ -77,6 +78,10 @@ images: venv node-deps cluster-bin
 # containerd, helm (Helm 4) and helm3 (cached; a warm run builds nothing).
 cluster-bin:
 	@hack/build-cluster-bin.sh >/dev/null
+
+# The CNCF distribution registry v3.1.2: the cluster's registry, which the node pulls from (cached).
+registry-bin:
+	@hack/build-registry.sh >/dev/null
 
 # hack/health: kstatus and Argo CD's Lua engine, which the status tests read objects with (cached).
 health-bin:
@@ -97,7 +102,7 @@ argocd-bin:
 
 # The tests' control plane and real node outside pytest; the admin kubeconfig is $(CLUSTER_DIR)/kubeconfig.
 CLUSTER_DIR ?= .cache/cluster
-cluster-up: venv node-deps cluster-bin images
+cluster-up: venv node-deps cluster-bin registry-bin images
 	$(PY) -m devcluster up --dir $(CLUSTER_DIR)
 
 cluster-down:

@@ -1,6 +1,7 @@
 """The test cluster outside pytest.
 
-    python -m devcluster up --dir DIR     start it in the background; the admin kubeconfig is DIR/kubeconfig
+    python -m devcluster up --dir DIR     start it in the background; the admin kubeconfig is DIR/kubeconfig,
+                                          the registry's HOST:PORT in DIR/registry
     python -m devcluster down --dir DIR   stop it
 
 `up` builds the binaries and images if needed (progress on stderr), then returns once the control
@@ -19,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from devcluster.binaries import REPO, cluster_bin_dir
+from devcluster.binaries import REPO, cluster_bin_dir, registry_bin
 from devcluster.clusters import LocalCluster
 from devcluster.images.targets import build_images
 
@@ -50,6 +51,7 @@ def up(directory: Path) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "ready").unlink(missing_ok=True)
     bin_dir = cluster_bin_dir()
+    registry_bin()
     build_images()  # here, not in the background process, so its progress reaches the terminal
     command = [
         sys.executable,
@@ -76,7 +78,8 @@ def up(directory: Path) -> int:
             return 1
         time.sleep(0.2)
     print(
-        f"lockgate test cluster up: kubeconfig written to {directory / 'kubeconfig'} (pid {server.pid} in {_pid_file(directory)}); "
+        f"lockgate test cluster up: kubeconfig written to {directory / 'kubeconfig'}, its registry "
+        f"http://{(directory / 'registry').read_text().strip()} (pid {server.pid} in {_pid_file(directory)}); "
         f"stop it with: python -m devcluster down --dir {directory}"
     )
     return 0
@@ -98,6 +101,8 @@ def serve(directory: Path, bin_dir: Path) -> int:
     except Exception as e:
         print(f"error: {e}", flush=True)
         return 1
+    assert cluster.registry is not None
+    (directory / "registry").write_text(f"{cluster.registry.host}\n")  # for scripts: REGISTRY=$(cat DIR/registry)
     print(f"up in {cluster.startup_seconds:.1f}s; kubeconfig {cluster.kubeconfig}", flush=True)
     (directory / "ready").touch()
     try:

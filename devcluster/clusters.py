@@ -12,16 +12,17 @@ from pathlib import Path
 from typing import IO
 
 from devcluster import host
-from devcluster.binaries import cluster_bin_dir
+from devcluster.binaries import cluster_bin_dir, registry_bin
 from devcluster.controlplane import START_TIMEOUT, ControlPlane
 from devcluster.images.recipes import PAUSE_IMAGE, Image
 from devcluster.images.targets import build_images
 from devcluster.kube import Kube
 from devcluster.node import NODE_NAME, Node, NodeLayout, host_node_ip, node_is_ready
 from devcluster.processes import ComponentError
+from devcluster.registry import Registry
 
-# The project's image as tests name it: built from the Dockerfile and imported into the node's
-# containerd; on an existing cluster it must be loadable there (e.g. `kind load docker-image lockgate:dev`).
+# The project's image as tests name it: built from the Dockerfile and pulled by the node from the
+# cluster's registry; on an existing cluster it must be loadable there (e.g. `kind load docker-image lockgate:dev`).
 TEST_IMAGE = os.environ.get("LOCKGATE_TEST_IMAGE", "lockgate:dev")
 # An image that runs for ever and does nothing: the "app" of gated Deployments in the tests.
 IDLE_IMAGE = PAUSE_IMAGE
@@ -41,6 +42,7 @@ class LocalCluster:
         self.node_name = NODE_NAME
         self.node_ip = ""
         self.control_plane: ControlPlane | None = None
+        self.registry: Registry | None = None
         self.node: Node | None = None
         self.startup_seconds = 0.0
         self._lock: IO[str] | None = None
@@ -57,19 +59,24 @@ class LocalCluster:
 
     def start(self, images: list[Image] | None = None) -> LocalCluster:
         bin_dir = self.bin_dir = self.bin_dir or cluster_bin_dir()
+        registry_binary = registry_bin()
         self._take_host()
         try:
             # Once the host is ours: while this waited for another cluster, a checkout sharing the
             # cache may have built and pruned archives (warm, this checks and builds nothing).
             images = images if images is not None else build_images()
             started = time.monotonic()
+            self.registry = Registry(
+                self.directory / "registry", registry_binary, self.directory / "logs" / "registry.log"
+            )
+            self.registry.start().push_all(images)
             self.node_ip = host_node_ip()
             self.control_plane = ControlPlane(self.directory, self.bin_dir, self.node_name, self.node_ip).start()
             assert self.control_plane.pki is not None
             layout = NodeLayout(self.directory / "node")
             shutil.rmtree(layout.root, ignore_errors=True)  # a reused directory starts a fresh node
             self.node = Node(layout, bin_dir, self.node_ip, self.control_plane.server, self.control_plane.pki)
-            self.node.start(images)
+            self.node.start(self.registry.host)
             self._wait_node_ready()
         except BaseException:
             self.stop()
@@ -83,6 +90,8 @@ class LocalCluster:
             self.node.stop()
         if self.control_plane:
             self.control_plane.stop()
+        if self.registry:
+            self.registry.stop()
         if self._host_before is not None:
             undone = host.restore(self._host_before, self.directory / "node")
             log = self.directory / "logs" / "host-restore.log"

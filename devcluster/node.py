@@ -1,8 +1,8 @@
 """A real Kubernetes node on this host: containerd with runc and the CNI bridge, the kubelet and
-kube-proxy, running images imported from the local build (no registry is reachable here).
+kube-proxy, pulling its images from the cluster's registry (`devcluster.registry`).
 
-The configuration files are pure functions of the node's layout; `Node` writes them, starts the
-three daemons and imports the images. Host-wide changes are undone by `devcluster.host`.
+The configuration files are pure functions of the node's layout; `Node` writes them and starts the
+three daemons. Host-wide changes are undone by `devcluster.host`.
 """
 
 from __future__ import annotations
@@ -10,18 +10,18 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from devcluster.controlplane import url_ok
-from devcluster.images.recipes import PAUSE_IMAGE, Image
+from devcluster.images.recipes import PAUSE_IMAGE
 from devcluster.kubeconfig import write_kubeconfig
 from devcluster.pki import ClusterPKI
 from devcluster.postgres import free_port
 from devcluster.processes import ComponentError, ManagedProcess, wait_until_ready
+from devcluster.registry import hosts_toml
 
 NODE_NAME = "lockgate-node"
 POD_CIDR = "10.88.0.0/16"
@@ -30,6 +30,9 @@ BRIDGE = "lockgate0"
 CNI_BIN_DIR = Path("/usr/lib/cni")
 RUNC = Path("/usr/sbin/runc")
 START_TIMEOUT = 120.0
+# The registries the images' refs name (docker.io/library/lockgate:dev, registry.k8s.io/pause):
+# the node pulls them from the cluster's registry, as an air-gapped cluster from its mirror.
+SERVED_REGISTRIES = ("docker.io", "registry.k8s.io")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,11 @@ class NodeLayout:
     @property
     def kubelet_dir(self) -> Path:
         return self.root / "kubelet"
+
+    @property
+    def registry_hosts(self) -> Path:
+        """containerd's config_path: one `HOST[:PORT]/hosts.toml` a registry (read at each pull)."""
+        return self.root / "certs.d"
 
 
 def node_ip(route_output: str, addresses_output: str) -> str:
@@ -93,6 +101,9 @@ state = '{state}'
 
 [plugins.'io.containerd.cri.v1.images'.pinned_images]
   sandbox = '{PAUSE_IMAGE}'
+
+[plugins.'io.containerd.cri.v1.images'.registry]
+  config_path = '{layout.registry_hosts}'
 
 [plugins.'io.containerd.cri.v1.runtime']
   # No CAP_SYS_RESOURCE on these machines: a container may not get a lower OOM score than ours.
@@ -165,10 +176,8 @@ def kubelet_config(layout: NodeLayout, pki: ClusterPKI, ip: str, ports: KubeletP
         "oomScoreAdj": 0,
         "podLogsDir": str(layout.root / "pod-logs"),
         "failSwapOn": False,
-        # Imported images cannot be pulled again: never garbage-collect them; and a full
-        # development disk should not evict the tests' pods.
-        "imageGCHighThresholdPercent": 100,
-        "imageGCLowThresholdPercent": 99,
+        # Image garbage collection stays at its defaults (images come back from the registry);
+        # a full development disk should not evict the tests' pods.
         "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
         "serializeImagePulls": False,
     }
@@ -198,7 +207,7 @@ def host_node_ip() -> str:
 
 
 class Node:
-    """containerd, then the images, then the kubelet and kube-proxy; stopped in reverse."""
+    """containerd (pulling from `registry_url`), then the kubelet and kube-proxy; stopped in reverse."""
 
     def __init__(self, layout: NodeLayout, bin_dir: Path, ip: str, server: str, pki: ClusterPKI) -> None:
         self.layout = layout
@@ -208,10 +217,11 @@ class Node:
         self.pki = pki
         self.processes: list[ManagedProcess] = []
 
-    def start(self, images: Sequence[Image]) -> Node:
+    def start(self, registry_host: str) -> Node:
         self.layout.root.mkdir(parents=True, exist_ok=True)
+        for served in (*SERVED_REGISTRIES, registry_host):
+            self.trust_registry(served, f"http://{registry_host}")
         self._start_containerd()
-        self._import(images)
         self._start_kubelet()
         self._start_kube_proxy()
         return self
@@ -228,11 +238,11 @@ class Node:
         containerd = self._launch("containerd", ["--config", str(self.layout.containerd_config)])
         wait_until_ready(containerd, lambda: self._ctr("version").returncode == 0, START_TIMEOUT)
 
-    def _import(self, images: Sequence[Image]) -> None:
-        for image in images:
-            result = self._ctr("--namespace", "k8s.io", "images", "import", str(image.archive))
-            if result.returncode != 0:
-                raise ComponentError(f"importing {image.ref} from {image.archive} failed: {result.stderr.strip()}")
+    def trust_registry(self, host: str, server: str) -> None:
+        """Pull images named `host/...` from `server` (plain HTTP): containerd reads this at each pull."""
+        directory = self.layout.registry_hosts / host
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "hosts.toml").write_text(hosts_toml(server))
 
     def _ctr(self, *args: str) -> subprocess.CompletedProcess[str]:
         argv = [str(self.bin_dir / "ctr"), "--address", str(self.layout.containerd_socket), *args]

@@ -33,7 +33,7 @@ WARM_UP_REQUESTS = 20
 
 def manifests(lockgate_image: str, app_image: str, directory: Path = EXAMPLE) -> list[dict[str, Any]]:
     """An example's SchemaMigration and Deployment (the shop's unless `directory` names another) with
-    the locally built images (never pulled: no registry here)."""
+    the locally built images (pulled once from the cluster's registry)."""
     documents = []
     for name in ("schemamigration.yaml", "deployment.yaml"):
         documents += [d for d in yaml.safe_load_all((directory / name).read_text()) if d]
@@ -43,10 +43,10 @@ def manifests(lockgate_image: str, app_image: str, directory: Path = EXAMPLE) ->
 def with_local_images(document: dict[str, Any], lockgate_image: str, app_image: str) -> dict[str, Any]:
     """A manifest of the examples run on the locally built images instead of the published ones."""
     if document["kind"] == "SchemaMigration":
-        document["spec"].update(image=lockgate_image, imagePullPolicy="Never")
+        document["spec"].update(image=lockgate_image, imagePullPolicy="IfNotPresent")
     elif document["kind"] == "Deployment":
         for container in document["spec"]["template"]["spec"]["containers"]:
-            container.update(image=app_image, imagePullPolicy="Never")
+            container.update(image=app_image, imagePullPolicy="IfNotPresent")
     return document
 
 

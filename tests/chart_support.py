@@ -95,7 +95,7 @@ def install_app(
 ) -> tuple[subprocess.CompletedProcess[str], float]:
     sets = {
         "migrations.image": image,
-        "migrations.imagePullPolicy": "Never",
+        "migrations.imagePullPolicy": "IfNotPresent",
         "migrations.configMap": config_map,
         "app.image": IDLE_IMAGE,
         **values,

@@ -76,7 +76,7 @@ def migration_body(name: str, version: str, image: str, secret: str, **spec: Any
         "spec": {
             "version": version,
             "image": image,
-            "imagePullPolicy": "Never",
+            "imagePullPolicy": "IfNotPresent",
             "database": {"urlFrom": {"secretKeyRef": {"name": secret, "key": "url"}}},
             **spec,
         },

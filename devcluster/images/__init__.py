@@ -1,7 +1,7 @@
-"""The container images the dev cluster's real node runs, built here: no registry is reachable.
+"""The container images the dev cluster's real node runs, built here: nothing is pulled from the internet.
 
-`build_images()` returns docker-archive tarballs, each importable with
-`ctr -n k8s.io images import <archive>` under its ref:
+`build_images()` returns docker-archive tarballs, each holding one image under its ref (the cluster
+pushes them to its registry, `devcluster.registry`):
 
 - pause: containerd's sandbox image, Kubernetes' own pause.c (from the Go module cache) compiled statically;
 - lockgate: the repository's Dockerfile, built for real with buildah;

@@ -69,7 +69,7 @@ EXAMPLES = (
 @dataclass(frozen=True)
 class Image:
     ref: str
-    archive: Path  # docker-archive tarball; `ctr -n k8s.io images import` names the image `ref`
+    archive: Path  # docker-archive tarball holding the image under `ref`
 
 
 class ImageBuildError(RuntimeError):

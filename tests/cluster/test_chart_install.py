@@ -73,7 +73,7 @@ class Release:
         repository, tag = split_image(image)
         skip_crds = crd_exists(self.kube)  # helm would skip it anyway; say so explicitly
         values = {
-            "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+            "image": {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"},
             "healthPort": free_port(),
             "metricsPort": free_port(),
             **values,
@@ -213,7 +213,7 @@ def create_migration(kube: Kube, namespace: str, name: str, image: str, database
         "spec": {
             "version": "1",
             "image": image,
-            "imagePullPolicy": "Never",
+            "imagePullPolicy": "IfNotPresent",
             "database": {"urlFrom": {"secretKeyRef": {"name": f"{name}-db", "key": "url"}}},
             "migrations": {"configMap": {"name": f"{name}-scripts"}},
         },

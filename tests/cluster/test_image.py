@@ -2,7 +2,7 @@
 
 The Dockerfile's structure (stages, user, entrypoint, what the final stage holds) is checked
 against what the Helm chart and the operator expect; the image itself (built with buildah by
-devcluster.images and imported into the node's containerd) runs in a pod as the chart runs it:
+devcluster.images and pulled by the node from the cluster's registry) runs in a pod as the chart runs it:
 non-root, read-only root filesystem, only /tmp writable.
 """
 

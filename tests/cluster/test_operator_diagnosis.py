@@ -77,7 +77,7 @@ BROKEN: list[tuple[str, dict[str, Any], tuple[str, ...], Fix | None]] = [
     ),
     (
         "image-never-pulled",
-        {"image": "registry.invalid/never-loaded:1"},
+        {"image": "registry.invalid/never-loaded:1", "imagePullPolicy": "Never"},
         ("ErrImageNeverPull", "imagePullPolicy"),
         None,
     ),

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from devcluster import host
 from devcluster.binaries import REPO, cluster_bin_dir
 from devcluster.clusters import HOST_LOCK
-from devcluster.images.recipes import LOCKGATE_IMAGE, PAUSE_IMAGE
+from devcluster.images.recipes import PAUSE_IMAGE
 from devcluster.images.targets import build_images, default_cache_dir
 
 pytestmark = [
@@ -47,7 +48,7 @@ def kubectl_json(kubeconfig: Path, *args: str) -> dict:
 def run_idle_pod(kubeconfig: Path) -> None:
     """A running pod, so the node has a containerd shim for `down` to stop."""
     kubectl = [str(cluster_bin_dir() / "kubectl"), "--kubeconfig", str(kubeconfig)]
-    container = {"name": "idle", "image": PAUSE_IMAGE, "imagePullPolicy": "Never"}
+    container = {"name": "idle", "image": PAUSE_IMAGE, "imagePullPolicy": "IfNotPresent"}
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "idle"}, "spec": {"containers": [container]}}
     for _ in range(60):  # until the namespace's default ServiceAccount exists
         created = subprocess.run([*kubectl, "create", "-f", "-"], input=json.dumps(pod), capture_output=True, text=True)
@@ -100,9 +101,12 @@ def test_up_runs_a_real_node_and_down_leaves_the_host_as_it_was(tmp_path: Path) 
             info = node["status"]["nodeInfo"]
             assert info["kubeletVersion"].startswith("v1.35.")
             assert info["containerRuntimeVersion"].startswith("containerd://2.")
-            images = {name for image in node["status"]["images"] for name in image.get("names", [])}
-            assert any(name.startswith(LOCKGATE_IMAGE) for name in images), images
+            catalog = urllib.request.urlopen(f"http://{(directory / 'registry').read_text().strip()}/v2/_catalog")
+            assert {"library/lockgate", "pause"} <= set(json.load(catalog)["repositories"])
             run_idle_pod(directory / "kubeconfig")
+            (node,) = kubectl_json(directory / "kubeconfig", "get", "nodes")["items"]
+            images = {name for image in node["status"]["images"] for name in image.get("names", [])}
+            assert PAUSE_IMAGE in images, images  # pulled from the registry for the sandbox and the pod
             assert any("containerd-shim" in line for line in processes_naming(directory)), "no shim to leave behind"
         finally:
             down = devcluster("down", "--dir", str(directory), env=env)
