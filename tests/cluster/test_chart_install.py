@@ -13,7 +13,7 @@ import re
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import pytest
 import yaml
 from kubernetes.client.rest import ApiException
 
+from devcluster.images.recipes import LOCKGATE_IMAGE
 from devcluster.kube import Kube, watch_until
 from devcluster.postgres import free_port, in_cluster_url
 from tests.chart_support import CHART, REPO, bin_dir, helm, install_app, split_image
@@ -69,11 +70,12 @@ class Release:
     def service_account(self) -> str:
         return f"system:serviceaccount:{self.namespace}:{self.fullname}"
 
-    def install(self, image: str, **values: Any) -> Release:
+    def install(self, image: str, chart: Sequence[str] = (str(CHART),), digest: str = "", **values: Any) -> Release:
+        """`helm install` of `chart` (the checkout's unless it names another: `oci://...` and its flags)."""
         repository, tag = split_image(image)
         skip_crds = crd_exists(self.kube)  # helm would skip it anyway; say so explicitly
         values = {
-            "image": {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"},
+            "image": {"repository": repository, "tag": tag, "digest": digest, "pullPolicy": "IfNotPresent"},
             "healthPort": free_port(),
             "metricsPort": free_port(),
             **values,
@@ -84,7 +86,7 @@ class Release:
         args = [
             "install",
             self.name,
-            str(CHART),
+            *chart,
             "--namespace",
             self.namespace,
             "--values",
@@ -457,3 +459,33 @@ def test_a_secret_selector_without_the_chart_value_says_which_to_set_and_goes_on
     assert done["status"]["targets"]["phases"]["expand"]["succeeded"] == 1 and "t" in tables(database_url)
     assert not release.can("get", "secrets", namespace)
     assert_no_password_in(release.log(), database_url)
+
+
+def test_the_chart_installs_from_an_oci_registry_with_the_image_pinned_by_digest(
+    cluster: Any,
+    kube: Kube,
+    namespace: str,
+    database_url: str,
+    tmp_path: Path,
+    release_factory: Callable[[str], Release],
+) -> None:
+    """README's install section: `helm package`, `helm push` to oci://, `helm install` from there
+    (Helm 4), the image by digest from the registry the node pulls from."""
+    if not cluster.local:
+        pytest.skip("the local cluster's registry")
+    registry = cluster.registry
+    version = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
+    helm("package", str(CHART), "--destination", str(tmp_path))
+    pushed = helm("push", str(tmp_path / f"lockgate-{version}.tgz"), f"oci://{registry.host}/charts", "--plain-http")
+    assert f"Pushed: {registry.host}/charts/lockgate:{version}" in pushed.stdout + pushed.stderr
+    repository, _ = split_image(registry.ref(LOCKGATE_IMAGE))  # 127.0.0.1:PORT/library/lockgate
+    digest = registry.pushed[LOCKGATE_IMAGE]
+    chart = (f"oci://{registry.host}/charts/lockgate", "--version", version, "--plain-http")
+    release = release_factory(namespace).install(registry.ref(LOCKGATE_IMAGE), chart=chart, digest=digest)
+    pod = release.operator_pod()
+    assert pod.spec.containers[0].image == f"{repository}@{digest}"
+    assert pod.status.container_statuses[0].image_id.endswith(digest)
+    listed = helm("list", "-n", namespace, "-o", "json", kubeconfig=release.kubeconfig).stdout
+    assert f'"chart":"lockgate-{version}"' in listed.replace(" ", "")
+    create_migration(kube, namespace, "shop", f"{repository}@{digest}", database_url, cluster.node_ip)
+    assert_migrated_with_kubectl(release, namespace, "shop", database_url)
