@@ -1,7 +1,7 @@
 """The test cluster outside pytest.
 
     python -m devcluster up --dir DIR     start it in the background; the admin kubeconfig is DIR/kubeconfig,
-                                          the registry's HOST:PORT in DIR/registry
+                                          the registry's HOST:PORT in DIR/registry-host
     python -m devcluster down --dir DIR   stop it
 
 `up` builds the binaries and images if needed (progress on stderr), then returns once the control
@@ -79,7 +79,7 @@ def up(directory: Path) -> int:
         time.sleep(0.2)
     print(
         f"lockgate test cluster up: kubeconfig written to {directory / 'kubeconfig'}, its registry "
-        f"http://{(directory / 'registry').read_text().strip()} (pid {server.pid} in {_pid_file(directory)}); "
+        f"http://{(directory / 'registry-host').read_text().strip()} (pid {server.pid} in {_pid_file(directory)}); "
         f"stop it with: python -m devcluster down --dir {directory}"
     )
     return 0
@@ -101,11 +101,13 @@ def serve(directory: Path, bin_dir: Path) -> int:
     except Exception as e:
         print(f"error: {e}", flush=True)
         return 1
-    assert cluster.registry is not None
-    (directory / "registry").write_text(f"{cluster.registry.host}\n")  # for scripts: REGISTRY=$(cat DIR/registry)
-    print(f"up in {cluster.startup_seconds:.1f}s; kubeconfig {cluster.kubeconfig}", flush=True)
-    (directory / "ready").touch()
     try:
+        assert cluster.registry is not None
+        (directory / "registry-host").write_text(
+            f"{cluster.registry.host}\n"
+        )  # scripts: REGISTRY=$(cat DIR/registry-host)
+        print(f"up in {cluster.startup_seconds:.1f}s; kubeconfig {cluster.kubeconfig}", flush=True)
+        (directory / "ready").touch()
         stop.wait()
     finally:
         cluster.stop()

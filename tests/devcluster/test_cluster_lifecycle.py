@@ -101,7 +101,7 @@ def test_up_runs_a_real_node_and_down_leaves_the_host_as_it_was(tmp_path: Path) 
             info = node["status"]["nodeInfo"]
             assert info["kubeletVersion"].startswith("v1.35.")
             assert info["containerRuntimeVersion"].startswith("containerd://2.")
-            catalog = urllib.request.urlopen(f"http://{(directory / 'registry').read_text().strip()}/v2/_catalog")
+            catalog = urllib.request.urlopen(f"http://{(directory / 'registry-host').read_text().strip()}/v2/_catalog")
             assert {"library/lockgate", "pause"} <= set(json.load(catalog)["repositories"])
             run_idle_pod(directory / "kubeconfig")
             (node,) = kubectl_json(directory / "kubeconfig", "get", "nodes")["items"]
