@@ -66,13 +66,13 @@ class LocalCluster:
             # cache may have built and pruned archives (warm, this checks and builds nothing).
             images = images if images is not None else build_images()
             started = time.monotonic()
+            self.node_ip = host_node_ip()
+            self.control_plane = ControlPlane(self.directory, self.bin_dir, self.node_name, self.node_ip).start()
+            assert self.control_plane.pki is not None
             self.registry = Registry(
                 self.directory / "registry", registry_binary, self.directory / "logs" / "registry.log"
             )
             self.registry.start().push_all(images)
-            self.node_ip = host_node_ip()
-            self.control_plane = ControlPlane(self.directory, self.bin_dir, self.node_name, self.node_ip).start()
-            assert self.control_plane.pki is not None
             layout = NodeLayout(self.directory / "node")
             shutil.rmtree(layout.root, ignore_errors=True)  # a reused directory starts a fresh node
             self.node = Node(layout, bin_dir, self.node_ip, self.control_plane.server, self.control_plane.pki)
