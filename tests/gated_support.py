@@ -22,9 +22,9 @@ RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
 
 
 def example_migration(path: Path, image: str) -> dict[str, Any]:
-    """An example's SchemaMigration with the locally built image (never pulled: no registry here)."""
+    """An example's SchemaMigration with the locally built image (pulled once from the cluster's registry)."""
     document: dict[str, Any] = yaml.safe_load(path.read_text())
-    document["spec"].update(image=image, imagePullPolicy="Never")
+    document["spec"].update(image=image, imagePullPolicy="IfNotPresent")
     return document
 
 
