@@ -108,7 +108,7 @@ def with_post_sync_hook(documents: list[dict[str, Any]], image: str) -> list[dic
                         {
                             "name": "contract",
                             "image": image,
-                            "imagePullPolicy": "Never",
+                            "imagePullPolicy": "IfNotPresent",
                             "command": ["python", "-c", "pass"],
                         }
                     ],
