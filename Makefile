@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Go's standard install location, for shells whose PATH lacks it (the control-plane build needs go).
 export PATH := $(or $(PATH),/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin):/usr/local/go/bin
 
-.PHONY: test check lint typecheck reference demo venv postgres flyway node-deps cluster-bin registry-bin health-bin promtool-bin argocd-bin images cluster-up cluster-down bench bench-big bench-backfill bench-startup bench-operator bench-operator-cache bench-fanout e2e-kind clean
+.PHONY: test check lint typecheck reference demo venv postgres flyway node-deps cluster-bin registry-bin health-bin promtool-bin argocd-bin images cluster-up cluster-down bench bench-big bench-backfill bench-startup bench-operator bench-operator-cache bench-fanout bench-registry e2e-kind clean
 
 test: lint postgres flyway node-deps cluster-bin registry-bin health-bin promtool-bin argocd-bin images
 	$(PY) -m pytest
@@ -134,6 +134,10 @@ bench-operator-cache: venv
 # One SchemaMigration over 1,000 tenant databases, then 1,000 schemas: time, operator memory, status size; beside a loop.
 bench-fanout: venv postgres node-deps cluster-bin images
 	$(PY) benchmarks/fanout.py --targets 1000
+
+# What the registry adds to a cluster start: the images pushed into empty storage, then into kept storage.
+bench-registry: venv node-deps registry-bin images
+	$(PY) benchmarks/registry_push.py
 
 # The end-to-end tests on a kind cluster, where a Docker engine exists.
 e2e-kind:

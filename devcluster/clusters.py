@@ -19,7 +19,7 @@ from devcluster.images.targets import build_images
 from devcluster.kube import Kube
 from devcluster.node import NODE_NAME, Node, NodeLayout, host_node_ip, node_is_ready
 from devcluster.processes import ComponentError
-from devcluster.registry import Registry
+from devcluster.registry import Registry, kept_storage
 
 # The project's image as tests name it: built from the Dockerfile and pulled by the node from the
 # cluster's registry; on an existing cluster it must be loadable there (e.g. `kind load docker-image lockgate:dev`).
@@ -69,9 +69,9 @@ class LocalCluster:
             self.node_ip = host_node_ip()
             self.control_plane = ControlPlane(self.directory, self.bin_dir, self.node_name, self.node_ip).start()
             assert self.control_plane.pki is not None
-            self.registry = Registry(
-                self.directory / "registry", registry_binary, self.directory / "logs" / "registry.log"
-            )
+            log = self.directory / "logs" / "registry.log"
+            # One cluster per host at a time (the host lock), so one registry on the kept storage.
+            self.registry = Registry(self.directory / "registry", registry_binary, log, storage=kept_storage())
             self.registry.start().push_all(images)
             layout = NodeLayout(self.directory / "node")
             shutil.rmtree(layout.root, ignore_errors=True)  # a reused directory starts a fresh node

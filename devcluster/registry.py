@@ -3,6 +3,10 @@ loopback, plain HTTP. The images are pushed to it with skopeo from the build's a
 node's containerd pulls every image from it, as any cluster pulls from its registry (the node's
 containerd is a host process, so 127.0.0.1 is the host's). It also serves charts (`helm push`).
 
+The cluster's registry keeps its storage in the cache across starts (`kept_storage()`), so an image
+it already holds under its tag is not pushed again: skopeo's own reuse of blobs is keyed by the
+registry's host:port, which is new at each start.
+
 The configurations are pure functions; `Registry` runs one, optionally requiring htpasswd logins.
 """
 
@@ -12,6 +16,7 @@ import base64
 import json
 import os
 import subprocess
+import tarfile
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -21,12 +26,22 @@ from pathlib import Path
 import yaml
 
 from devcluster.images.recipes import Image
+from devcluster.images.targets import default_cache_dir
 from devcluster.postgres import free_port
 from devcluster.processes import ComponentError, ManagedProcess, wait_until_ready
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 60.0
 PUSH_TIMEOUT = 600  # seconds: skopeo compresses each layer on the way (lockgate's image: ~100 MB)
+MANIFEST_TYPES = (
+    "application/vnd.docker.distribution.manifest.v2+json",  # what skopeo pushes from a docker-archive
+    "application/vnd.oci.image.manifest.v1+json",
+)
+
+
+def kept_storage() -> Path:
+    """The cluster's registry storage, beside the image archives: kept from one start to the next."""
+    return default_cache_dir().parent / "registry-storage"
 
 
 def registry_config(storage: Path, address: str, htpasswd: Path | None = None) -> dict[str, object]:
@@ -49,6 +64,28 @@ def repository(ref: str) -> str:
     if not path or not ("." in domain or ":" in domain or domain == "localhost"):
         raise ValueError(f"{ref!r} is not a fully qualified image reference (registry/path:tag)")
     return path
+
+
+def name_and_tag(ref: str) -> tuple[str, str]:
+    """`docker.io/library/lockgate:dev` -> (`library/lockgate`, `dev`)."""
+    name, _, tag = repository(ref).rpartition(":")
+    if not name or "/" in tag:
+        raise ValueError(f"{ref!r} names no tag")
+    return name, tag
+
+
+def archive_config_digest(archive_manifest: str) -> str:
+    """The image's config digest (its ID) from a docker-archive's manifest.json: the config file is
+    named by its sha256 (`HEX.json`, or `blobs/sha256/HEX` in Docker 25's archives)."""
+    (entry,) = json.loads(archive_manifest)
+    return "sha256:" + Path(entry["Config"]).name.removesuffix(".json")
+
+
+def holds(manifest: dict[str, object], config_digest: str) -> bool:
+    """A registry manifest is of the image whose config is `config_digest`: the config names every
+    layer by its uncompressed digest, so the same config is the same image, however it was compressed."""
+    config = manifest.get("config")
+    return isinstance(config, dict) and config.get("digest") == config_digest
 
 
 def hosts_toml(server: str) -> str:
@@ -77,8 +114,11 @@ def answers(url: str) -> bool:
 class Registry:
     """One registry process with its storage and configuration under `root`; stopped with `stop()`."""
 
-    def __init__(self, root: Path, binary: Path, log: Path, login: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, root: Path, binary: Path, log: Path, login: tuple[str, str] | None = None, storage: Path | None = None
+    ) -> None:
         self.root = root
+        self.storage = storage or root / "storage"
         self.binary = binary
         self.log = log
         self.login = login
@@ -101,9 +141,11 @@ class Registry:
         htpasswd = self._write_logins() if self.login else None
         self.auth_file.write_text(docker_config(self.host, *self.login) if self.login else "{}")
         config = self.root / "config.yml"
-        config.write_text(yaml.safe_dump(registry_config(self.root / "storage", self.host, htpasswd)))
+        config.write_text(yaml.safe_dump(registry_config(self.storage, self.host, htpasswd)))
         # No OpenTelemetry collector here: without this it exports spans to localhost:4318 and logs each failure.
         env = {**os.environ, "OTEL_TRACES_EXPORTER": "none"}
+        if self.storage.exists():  # kept storage: drop the images no tag names any more (0.1 s)
+            self._collect_garbage(config, env)
         argv = [str(self.binary), "serve", str(config)]
         self.process = ManagedProcess("registry", argv, self.log, env=env, die_with_parent=True).start()
         wait_until_ready(self.process, lambda: answers(f"{self.url}/v2/"), START_TIMEOUT)
@@ -123,7 +165,11 @@ class Registry:
             list(pool.map(self.push, images))
 
     def push(self, image: Image) -> str:
-        """Push a built image's archive under `self.ref(image.ref)`; returns its manifest digest."""
+        """Push a built image's archive under `self.ref(image.ref)`, unless that tag already holds the
+        image; returns its manifest digest."""
+        if held := self._held(image):
+            self.pushed[image.ref] = held
+            return held
         digest_file = self.root / f"{image.archive.name}.digest"
         command = [
             "skopeo",
@@ -143,6 +189,35 @@ class Registry:
             raise ComponentError(f"pushing {image.archive} to {self.ref(image.ref)} failed: {result.stderr.strip()}")
         self.pushed[image.ref] = digest_file.read_text().strip()
         return self.pushed[image.ref]
+
+    def _held(self, image: Image) -> str | None:
+        """The manifest digest under the image's tag when it is of the archive's image, else None."""
+        name, tag = name_and_tag(image.ref)
+        request = urllib.request.Request(
+            f"{self.url}/v2/{name}/manifests/{tag}", headers={"Accept": ",".join(MANIFEST_TYPES)}
+        )
+        if self.login:
+            request.add_header("Authorization", "Basic " + base64.b64encode(":".join(self.login).encode()).decode())
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                manifest, digest = json.load(response), response.headers["Docker-Content-Digest"]
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return None
+            raise ComponentError(f"reading {self.ref(image.ref)}: HTTP {e.code}") from None
+        with tarfile.open(image.archive) as archive:  # an uncompressed tar: its index is read by seeking
+            member = archive.extractfile("manifest.json")
+            assert member is not None, f"{image.archive} has no manifest.json"
+            config_digest = archive_config_digest(member.read().decode())
+        return str(digest) if holds(manifest, config_digest) else None
+
+    def _collect_garbage(self, config: Path, env: dict[str, str]) -> None:
+        command = [str(self.binary), "garbage-collect", "--delete-untagged", str(config)]
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("a") as log:
+            result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=PUSH_TIMEOUT)
+        if result.returncode != 0:
+            raise ComponentError(f"registry garbage-collect on {self.storage} failed: see {self.log}")
 
     def _write_logins(self) -> Path:
         assert self.login is not None

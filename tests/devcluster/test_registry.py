@@ -8,6 +8,7 @@ import base64
 import json
 import re
 import secrets
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -22,7 +23,16 @@ from devcluster.clusters import LocalCluster
 from devcluster.images.recipes import PAUSE_IMAGE, Image
 from devcluster.images.targets import build_images
 from devcluster.kube import Kube, watch_until
-from devcluster.registry import Registry, docker_config, hosts_toml, registry_config, repository
+from devcluster.registry import (
+    Registry,
+    archive_config_digest,
+    docker_config,
+    holds,
+    hosts_toml,
+    name_and_tag,
+    registry_config,
+    repository,
+)
 
 # --- the pure core ----------------------------------------------------------------------------
 
@@ -34,6 +44,23 @@ def test_a_ref_s_repository_is_its_path_inside_its_registry() -> None:
     for short in ("lockgate:dev", "library/lockgate:dev"):  # Docker's short names: which registry is a guess
         with pytest.raises(ValueError, match="not a fully qualified"):
             repository(short)
+
+
+def test_a_ref_s_name_and_tag() -> None:
+    assert name_and_tag("docker.io/library/lockgate:dev") == ("library/lockgate", "dev")
+    assert name_and_tag("127.0.0.1:5000/pause:3.10") == ("pause", "3.10")
+    with pytest.raises(ValueError, match="names no tag"):
+        name_and_tag("127.0.0.1:5000/library/lockgate")
+
+
+def test_a_tag_already_holds_an_archive_s_image_when_its_config_is_the_same() -> None:
+    config = "sha256:" + "ab" * 32
+    buildah = json.dumps([{"Config": f"{'ab' * 32}.json", "RepoTags": ["x"], "Layers": []}])
+    docker = json.dumps([{"Config": f"blobs/sha256/{'ab' * 32}", "RepoTags": ["x"], "Layers": []}])
+    assert archive_config_digest(buildah) == archive_config_digest(docker) == config
+    assert holds({"schemaVersion": 2, "config": {"digest": config}}, config)
+    assert not holds({"schemaVersion": 2, "config": {"digest": "sha256:" + "cd" * 32}}, config)
+    assert not holds({"manifests": []}, config)  # an index is not one image's manifest
 
 
 def test_registry_configuration(tmp_path: Path) -> None:
@@ -102,6 +129,10 @@ def test_the_node_pulls_by_tag_and_by_digest_with_image_gc_on(
         assert pod.status.container_statuses[0].image_id.endswith(digest)
         assert any(f'Successfully pulled image "{image}"' in m for m in pull_events(kube, namespace, name))
     assert f"/v2/harness/idle/manifests/{digest}" in (cluster.directory / "logs" / "registry.log").read_text()
+    # The storage is kept across starts: the next start's garbage collection reclaims what this added.
+    urllib.request.urlopen(
+        urllib.request.Request(f"{cluster.registry.url}/v2/harness/idle/manifests/{digest}", method="DELETE")
+    )
     # Images are no longer pinned to the node: the kubelet collects unused ones, as everywhere.
     configz = json.loads(kube.core.connect_get_node_proxy_with_path(cluster.node_name, "configz"))["kubeletconfig"]
     assert (configz["imageGCHighThresholdPercent"], configz["imageGCLowThresholdPercent"]) == (85, 80)
