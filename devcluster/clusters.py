@@ -72,7 +72,12 @@ class LocalCluster:
             log = self.directory / "logs" / "registry.log"
             # One cluster per host at a time (the host lock), so one registry on the kept storage.
             self.registry = Registry(self.directory / "registry", registry_binary, log, storage=kept_storage())
+            pushing = time.monotonic()
             self.registry.start().push_all(images)
+            print(
+                f"[devcluster] registry up, {len(images)} images in it: {time.monotonic() - pushing:.1f}s",
+                file=sys.stderr,
+            )
             layout = NodeLayout(self.directory / "node")
             shutil.rmtree(layout.root, ignore_errors=True)  # a reused directory starts a fresh node
             self.node = Node(layout, bin_dir, self.node_ip, self.control_plane.server, self.control_plane.pki)
