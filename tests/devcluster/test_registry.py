@@ -134,7 +134,8 @@ def test_the_node_pulls_by_tag_and_by_digest_with_image_gc_on(
         urllib.request.Request(f"{cluster.registry.url}/v2/harness/idle/manifests/{digest}", method="DELETE")
     )
     # Images are no longer pinned to the node: the kubelet collects unused ones, as everywhere.
-    configz = json.loads(kube.core.connect_get_node_proxy_with_path(cluster.node_name, "configz"))["kubeletconfig"]
+    answer = kube.core.connect_get_node_proxy_with_path(cluster.node_name, "configz", _preload_content=False)
+    configz = json.loads(answer.data)["kubeletconfig"]  # unparsed: the client would give a str of a dict
     assert (configz["imageGCHighThresholdPercent"], configz["imageGCLowThresholdPercent"]) == (85, 80)
 
 
