@@ -436,7 +436,7 @@ def test_a_secret_selector_without_the_chart_value_says_which_to_set_and_goes_on
         namespace, {"metadata": {"name": "t1-db", "labels": labels}, "stringData": {"url": url}}
     )
     kube.core.create_namespaced_config_map(namespace, {"metadata": {"name": "sel-scripts"}, "data": SCRIPTS})
-    spec = {"version": "1", "image": cluster.real_image, "imagePullPolicy": "Never"}
+    spec = {"version": "1", "image": cluster.real_image, "imagePullPolicy": "IfNotPresent"}
     spec |= {
         "migrations": {"configMap": {"name": "sel-scripts"}},
         "targets": {"databases": {"selector": {"matchLabels": labels}}},
