@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from devcluster.kube import Kube
+from devcluster.shop import wait_for
 from devcluster.workloads import condition
 from tests.operator_fixtures import Migrations
 from tests.runner_support import query
@@ -45,7 +46,12 @@ def test_progress_shows_while_background_runs_and_pause_resumes_after_the_last_b
     paused = migrations.wait("shop", lambda b: b.get("status", {}).get("phase") == "Paused", timeout=30)
     assert "lockgate.dev/paused" in condition(paused, "Reconciling")["message"]
     [job] = [j for j in migrations.jobs("shop") if j.metadata.labels["lockgate.dev/phase"] == "background"]
-    assert kube.batch.read_namespaced_job(job.metadata.name, namespace).spec.suspend is True
+    # The status is written first (it guards the act), so the Job is suspended a moment after Paused shows.
+    wait_for(
+        "the paused Job to be suspended",
+        lambda: kube.batch.read_namespaced_job(job.metadata.name, namespace).spec.suspend is True,
+        timeout=10,
+    )
     deadline = time.monotonic() + 60
     while running_background_pods(kube, namespace):  # SIGTERM: the runner commits its batch and exits
         assert time.monotonic() < deadline, "the paused Job's pod did not stop"
