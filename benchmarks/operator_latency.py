@@ -33,13 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kubernetes import watch  # noqa: E402
 
-from benchmarks.bench_cluster import create_namespace  # noqa: E402
-from devcluster.clusters import LocalCluster  # noqa: E402
+from benchmarks.bench_cluster import cluster_with_operator, create_namespace  # noqa: E402
 from devcluster.kube import Kube, deployment_rolled_out, watch_until  # noqa: E402
 from devcluster.node import POD_CIDR  # noqa: E402
 from devcluster.postgres import PostgresServer, in_cluster_url  # noqa: E402
 from devcluster.processes import ManagedProcess  # noqa: E402
-from devcluster.workloads import CRD, condition, gated_deployment, operator_command, require_version  # noqa: E402
+from devcluster.workloads import condition, gated_deployment, require_version  # noqa: E402
 from lockgate.controller.spec import GATE_CONDITION, GROUP, OWNER_ANNOTATION, OWNER_LABEL, PLURAL, VERSION  # noqa: E402
 
 NS = "bench"
@@ -198,26 +197,14 @@ def main() -> None:
     parser.add_argument("--namespaces", type=int, default=1, help="spread the --many SchemaMigrations over this many")
     parser.add_argument("--idle", type=int, default=60, help="seconds over which to measure idle CPU at the end")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="lockgate-bench-") as tmp:
-        cluster = LocalCluster(Path(tmp) / "cluster").start()
-        postgres = PostgresServer(pod_access=(cluster.node_ip, POD_CIDR)).start()
-        operator = None
+    with tempfile.TemporaryDirectory(prefix="lockgate-bench-") as tmp, cluster_with_operator(Path(tmp)) as bench:
+        kube, operator = bench.kube, bench.operator
+        postgres = PostgresServer(pod_access=(bench.cluster.node_ip, POD_CIDR)).start()
         try:
-            kube = Kube.from_kubeconfig(cluster.kubeconfig)
-            import yaml
-
-            kube.apiextensions.create_custom_resource_definition(yaml.safe_load(CRD.read_text()))
-            database_url = in_cluster_url(postgres.create_database("bench"), cluster.node_ip)
+            database_url = in_cluster_url(postgres.create_database("bench"), bench.cluster.node_ip)
             spread = [f"bench-{n}" for n in range(args.namespaces)] if args.namespaces > 1 else []
             for namespace in [NS, *spread]:
                 prepare_namespace(kube, namespace, database_url)
-            operator = ManagedProcess(
-                "operator",
-                operator_command(None),  # one operator for all namespaces, as a cluster-wide install runs
-                Path(tmp) / "operator.log",
-                env={"KUBECONFIG": str(cluster.kubeconfig), "PATH": "/usr/bin:/bin"},
-            ).start()
-            time.sleep(2)
             clock = Clock(kube).start()
             idle = rss_mib(operator.pid)
             print(f"operator memory at start, nothing to do: {idle:.0f} MiB RSS")
@@ -238,10 +225,7 @@ def main() -> None:
             many(kube, operator, args.many, spread or [NS], args.runs)
             idle_cpu(operator, args.idle)
         finally:
-            if operator:
-                operator.stop()
             postgres.stop()
-            cluster.stop()
 
 
 class Scale:
