@@ -15,6 +15,7 @@ import pytest
 from lockgate.cli import main
 from lockgate.cli.targets_view import PhaseJob, target_rows
 from lockgate.controller.background import progress_status
+from lockgate.controller.decide import decide
 from lockgate.controller.history_entry import Result
 from lockgate.controller.observed import JobPodView, job_view
 from lockgate.controller.spec import parse_spec
@@ -25,7 +26,7 @@ from lockgate.shared.errors import MigrationFailed, Paused, UsageError
 from lockgate.shared.progress import Progress
 from lockgate.shared.report import parse_report
 from lockgate.shared.targets import per_index
-from tests.release_walk import job, observe
+from tests.release_walk import applied, job, observe
 from tests.unit.test_targets import DATABASE, fan_out, manifest, spec
 
 NAMES = ("t0", "t1", "t2", "t3", "t4")
@@ -92,6 +93,25 @@ def test_a_failed_chunk_counts_and_names_the_targets_its_report_names() -> None:
     assert counts.failures == (("t1", "boom"), ("t4", "some failed"))
     lost = tally(dataclasses.replace(view, failed_indexes="0,2"), ())  # no pod left: its whole chunk
     assert [t for t, _ in lost.failures] == ["t0, t1", "t4"] and lost.failed == 3  # one line per index
+
+
+def test_a_spent_failure_budget_counts_indexes_and_says_how_many_targets_that_is() -> None:
+    m = fan_out(schemas=list(NAMES), perPod=2, maxFailed=1)
+    first = decide(observe(m))
+    stopped = dataclasses.replace(
+        job(first.create.name, state=Result.FAILED, attempt=first.create.attempt),
+        targets=NAMES,
+        per_pod=2,
+        failed_indexes="0-1",
+        failed_reason="MaxFailedIndexesExceeded",
+        max_failed=1,
+    )
+    pods = [dataclasses.replace(chunk_pod(i, 1, [[f"t{2 * i}", "boom"]]), job=stopped.name) for i in (0, 1)]
+    [entry] = decide(observe(applied(m, first), jobs=[stopped], job_pods=pods)).status["history"]
+    assert entry["error"].endswith(
+        "more indexes failed than spec.targets.maxFailed (1) allows (it counts indexes, each a pod of 2 targets "
+        "with spec.targets.perPod 2: up to 2 targets), so the Job stopped the others"
+    )
 
 
 def failed_summary(message: str, exc: type[MigrationFailed] | type[Paused] = MigrationFailed) -> Summary:

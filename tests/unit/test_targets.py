@@ -216,13 +216,13 @@ def test_a_spent_failure_budget_says_the_job_stopped_the_others() -> None:
     first = decide(observe(m))
     name, attempt = first.create.name, first.create.attempt
     stopped = dataclasses.replace(
-        indexed(name, Result.FAILED, "", "0-1", attempt=attempt), failed_reason="MaxFailedIndexesExceeded"
+        indexed(name, Result.FAILED, "", "0-1", attempt=attempt), failed_reason="MaxFailedIndexesExceeded", max_failed=1
     )
     pods = [index_pod(name, i, 1, "boom") for i in (0, 1)]
     failed = decide(observe(applied(m, first), jobs=[stopped], job_pods=pods))
     [entry] = failed.status["history"]
     assert entry["error"].startswith("2 of 3 targets failed: tenant_a: ") and entry["error"].endswith(
-        "more targets failed than spec.targets.maxFailed allows, so the Job stopped the others"
+        "more indexes failed than spec.targets.maxFailed (1) allows, so the Job stopped the others"
     )
     assert entry["targets"]["pending"] == 1 and failed.status["targets"]["summary"] == "0/3 expand, 2 failed"
 

@@ -353,6 +353,16 @@ def _covers_spec(job: JobView, migration: Migration | None) -> bool:
     return targets is None or digest(job.targets) == digest(wave_targets(targets, job.wave or WHOLE).names)
 
 
+def _over_budget(job: JobView) -> str:
+    """Why Kubernetes stopped the Job: maxFailedIndexes counts indexes, each a pod of perPod targets."""
+    most = f" ({job.max_failed})" if job.max_failed is not None else ""
+    said = f"more indexes failed than spec.targets.maxFailed{most} allows"
+    if job.per_pod == 1:
+        return said
+    targets = f"up to {job.max_failed * job.per_pod} targets" if job.max_failed is not None else "more targets"
+    return f"{said} (it counts indexes, each a pod of {job.per_pod} targets with spec.targets.perPod {job.per_pod}: {targets})"
+
+
 def _newer(current: Version | None, version: Version) -> Version:
     return version if current is None else max(current, version)
 
@@ -370,7 +380,7 @@ def _error(job: JobView, report: RunnerReport | None, counts: Tally | None = Non
     if job.state != Result.FAILED:
         return said
     if said and counts and job.failed_reason == "MaxFailedIndexesExceeded":
-        return f"{said}; more targets failed than spec.targets.maxFailed allows, so the Job stopped the others"
+        return f"{said}; {_over_budget(job)}, so the Job stopped the others"
     if job.failed_reason == "DeadlineExceeded":
         where = f" (its last output: {said})" if said else ""
         return f"the Job ran longer than activeDeadlineSeconds ({job.deadline} s) and was stopped{where}: raise spec.activeDeadlineSeconds or make the migration faster"

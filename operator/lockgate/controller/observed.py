@@ -58,6 +58,7 @@ class JobView:
     failed_indexes: str = ""
     active: int = 0
     wave: str = ""  # with a canary: canary or rest (targets.waves)
+    max_failed: int | None = None  # spec.maxFailedIndexes: the failed indexes, not targets, it allows
 
     @property
     def live(self) -> bool:
@@ -159,6 +160,7 @@ def job_view(body: Mapping[str, Any]) -> JobView:
         failed_indexes=status.get("failedIndexes") or "",
         active=status.get("active", 0),
         wave=labels.get(WAVE_LABEL, ""),
+        max_failed=body.get("spec", {}).get("maxFailedIndexes"),
     )
 
 
