@@ -9,8 +9,8 @@ import pytest
 
 from lockgate.controller.decide import decide
 from lockgate.controller.history_entry import Result
+from lockgate.controller.selectors import SELECTOR, SELECTOR_REFRESH, label_selector
 from lockgate.controller.spec import parse_spec, with_selected
-from lockgate.controller.targets import SELECTOR_REFRESH, label_selector
 from tests.release_walk import applied, observe
 from tests.unit.test_targets import ONLY_EXPAND, fan_out, index_pod, indexed, manifest, spec
 
@@ -26,7 +26,10 @@ def test_a_selector_becomes_the_apis_label_query() -> None:
             {"key": "lockgate.dev/tenant", "operator": "Exists"},
         ],
     }
-    assert label_selector(raw) == ("app=notes,tier=paid,region in (eu,us),!example.com/frozen,lockgate.dev/tenant", [])
+    assert label_selector(raw, SELECTOR) == (
+        "app=notes,tier=paid,region in (eu,us),!example.com/frozen,lockgate.dev/tenant",
+        [],
+    )
 
 
 @pytest.mark.parametrize(

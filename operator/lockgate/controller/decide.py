@@ -24,8 +24,8 @@ from .history_entry import HistoryEntry, Result
 from .ledger import JobRef, JobRequest, Ledger
 from .observed import JobView, Observed, PodView
 from .phase_plan import blocked, plan_for
+from .selectors import SELECTOR_REFRESH
 from .status import status_of
-from .targets import SELECTOR_REFRESH
 
 EVENTS_RECHECK = 10.0
 
@@ -85,13 +85,13 @@ def decide(observed: Observed) -> Decision:
 def _recheck(observed: Observed) -> float | None:
     """Events, logs and Secrets are not watched: while a started Job runs no container, or a
     background Job runs, look again soon (for why it does not start, and for its progress); with a
-    Secret selector, now and then (a new tenant's Secret is a new target)."""
+    Secret selector, now and then (a new tenant's Secret is a new target, a relabelled one a canary)."""
     if starting(observed):
         return EVENTS_RECHECK
     if progress_pods(observed):
         return PROGRESS_REFRESH
     targets = observed.migration.spec.targets if observed.migration else None
-    return SELECTOR_REFRESH if targets and targets.selector else None
+    return SELECTOR_REFRESH if targets and (targets.selector or targets.canary_selector) else None
 
 
 def _result_kept(job: JobView, ledger: Ledger) -> bool:

@@ -319,9 +319,11 @@ def next_job(
 
 def attempt_key(migration: Migration) -> str:
     """Changes when the spec changes or the retry annotation does: the only ways to retry a failed
-    Job; with a Secret selector also when its matches do, as a spec listing them would."""
+    Job; with a Secret selector also when its matches do, as a spec listing them would (the
+    canary selector's too: relabelling the canaries is editing the canary wave)."""
     targets = migration.spec.targets
     matched = f"/{digest(targets.names)}" if targets and targets.selector else ""
+    matched += f"/{digest(targets.names[: targets.canary])}" if targets and targets.canary_selector else ""
     return hashlib.sha256(f"{migration.generation}/{migration.retry_token}{matched}".encode()).hexdigest()[:6]
 
 

@@ -156,18 +156,27 @@ class Reconciler:
         self._schedule(key, 1.0)
 
     async def _with_selected(self, observed: Observed) -> Observed:
-        """Add the Secrets spec.targets.databases.selector matches, as targets (spec.with_selected). A
-        403 (the chart grants `list` on Secrets only when asked) is a problem of the spec until granted."""
+        """Add the Secrets spec.targets.databases.selector matches, as targets, and order the canary
+        selector's first (spec.with_selected). A 403 (the chart grants `list` on Secrets only when
+        asked) is a problem of the spec until granted."""
         m = observed.migration
-        if m is None or m.spec.targets is None or not m.spec.targets.selector or m.spec.problems:
+        targets = m.spec.targets if m else None
+        if m is None or targets is None or not (targets.selector or targets.canary_selector) or m.spec.problems:
             return observed
+        found = await self._secret_names(observed.namespace, targets.selector)
+        canaries = await self._secret_names(observed.namespace, targets.canary_selector)
+        return dataclasses.replace(observed, migration=with_selected(m, found, canaries))
+
+    async def _secret_names(self, namespace: str, selector: str) -> tuple[str, ...] | None:
+        """The names of the Secrets a selector matches (none without one); None when forbidden."""
+        if not selector:
+            return ()
         try:
-            found = await asyncio.to_thread(self.kube.secret_names, observed.namespace, m.spec.targets.selector)
+            return await asyncio.to_thread(self.kube.secret_names, namespace, selector)
         except ApiException as exc:
             if exc.status != FORBIDDEN:
                 raise
-            found = None
-        return dataclasses.replace(observed, migration=with_selected(m, found))
+            return None
 
     async def _with_warnings(self, observed: Observed) -> Observed:
         """Add the Warning Events that say why a started Job runs no container (diagnosis.py)."""

@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 from ..shared.phases import Phase
 from ..shared.versions import Version
 from .pod_security import Level, violations
-from .targets import Targets, parse_targets, selected
+from .selectors import canaries_first, parse_selectors, selected
+from .targets import Targets, parse_targets
 
 GROUP, VERSION, PLURAL, KIND = "lockgate.dev", "v1alpha1", "schemamigrations", "SchemaMigration"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -207,7 +208,8 @@ def parse_spec(spec: dict[str, Any], pod_security: Level = Level.RESTRICTED) -> 
     targets = None
     if spec.get("targets") is not None:
         targets, wrong = parse_targets(spec["targets"], bool(database), database.get("historyTable"))
-        problems += wrong + _own_commands_per_pod(spec, targets.per_pod)
+        targets, labels = parse_selectors(spec["targets"], targets)
+        problems += wrong + labels + _own_commands_per_pod(spec, targets.per_pod)
     elif not secret:
         problems.append("spec.database: set it, or spec.targets for many tenants")
     return MigrationSpec(
@@ -255,12 +257,16 @@ def _phase(block: dict[str, Any]) -> PhaseSpec:
     return PhaseSpec(enabled=bool(block.get("enabled", True)), command=block.get("command"), args=block.get("args"))
 
 
-def with_selected(m: Migration, found: tuple[str, ...] | None) -> Migration:
+def with_selected(m: Migration, found: tuple[str, ...] | None, canaries: tuple[str, ...] | None = ()) -> Migration:
     """The SchemaMigration with the Secrets spec.targets.databases.selector matched as targets
-    (targets.selected); the operator lists them (reconciler.py)."""
+    (selectors.selected), those canary.selector matched first as the canary wave
+    (selectors.canaries_first); None: the operator may not list Secrets. It lists them (reconciler.py)."""
     targets = m.spec.targets
-    if targets is None or not targets.selector:
+    if targets is None or not (targets.selector or targets.canary_selector):
         return m
-    resolved, problems = selected(targets, found)
+    resolved, problems = selected(targets, found) if targets.selector else (targets, [])
+    if targets.canary_selector:
+        resolved, wrong = canaries_first(resolved, canaries)
+        problems += wrong
     spec = dataclasses.replace(m.spec, targets=resolved, problems=m.spec.problems + tuple(problems))
     return dataclasses.replace(m, spec=spec)

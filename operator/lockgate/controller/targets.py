@@ -11,12 +11,12 @@ failure's cause from the index's pod (its termination message, which names each 
 several), never from a database. Each
 finished Job records which target list it covered: a phase that succeeded for another list than
 the spec's runs again (waves.behind), so new targets catch up. With a canary, each phase runs in
-two waves, a Job each: the first `canary.count` targets, then the others (waves.py).
+two waves, a Job each: the first `canary` targets, then the others (waves.py); canary.selector
+moves its matches first (selectors.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import re
 from collections.abc import Mapping
@@ -37,18 +37,7 @@ MAX_TARGETS = 1000  # the CRD's maxItems: the list travels in the Job's environm
 FAILURES_SHOWN = 10  # failed targets named in status, each in one line
 CAUSE_CHARS = 300
 SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
-LABEL = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?")  # a label value
-LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
-# Secrets are not watched (`list` is the one right a selector asks for): its matches are listed at
-# each pass, and at least this often, so a new tenant's Secret becomes a target soon.
-SELECTOR_REFRESH = 30.0
-_REQUIREMENT = "In and NotIn take label values, Exists and DoesNotExist none; each matchLabels value is a label value"
-SECRETS, SELECTOR = "spec.targets.databases.secrets", "spec.targets.databases.selector"
-SECRETS_FORBIDDEN = (
-    f"{SELECTOR}: the operator may not list Secrets in this namespace: install its chart with "
-    "rbac.secretSelector=true (it then lists their names only, never their data), or list the tenants' "
-    f"Secrets in {SECRETS}"
-)
+SECRETS = "spec.targets.databases.secrets"
 
 
 @dataclass(frozen=True)
@@ -63,7 +52,10 @@ class Targets:
     per_pod: int = DEFAULT_PER_POD  # targets each index migrates, one after another (shared.targets.per_index)
     canary: int = 0  # how many targets, first in the list, run first (0: no canary wave)
     canary_approval: bool = False  # the rest of expand waits for lockgate.dev/approve-canary
-    selector: str = ""  # DATABASE: a label selector over Secrets; the matches follow `names` (selected)
+    # DATABASE: label selectors over Secrets (selectors.py): the matches follow `names`; the
+    # canary's matches come first in `names`, `canary` of them, once the operator listed them.
+    selector: str = ""
+    canary_selector: str = ""
 
 
 # A Job's wave: every target, or with a canary the first `canary` targets, then the others.
@@ -104,16 +96,16 @@ def parse_targets(raw: Mapping[str, Any], has_database: bool, history_table: str
         if has_database:
             problems.append("spec.database: remove it: with targets.databases each tenant's Secret holds its URL")
     raw_selector = (databases or {}).get("selector")
-    selector, wrong = label_selector(raw_selector)
-    problems += wrong
-    if names or raw_selector is None:  # a selector alone may list none (`selected` checks what it matched)
-        problems += _name_problems(field, names, pattern)
+    if names or raw_selector is None:  # a selector alone may list none (`selectors.selected` checks its matches)
+        problems += name_problems(field, names, pattern)
     max_failed, canary = raw.get("maxFailed"), raw.get("canary") or {}
     if int(raw.get("perPod", DEFAULT_PER_POD)) < 1:
         problems.append("spec.targets.perPod: give 1 or more targets per pod")
     count = canary.get("count", 0) if isinstance(canary.get("count", 0), int) else -1
     most = (MAX_TARGETS if raw_selector is not None else len(names)) - 1  # a selector's matches: `selected`
-    if canary and not 1 <= count <= most:
+    if canary and ("count" in canary) == ("selector" in canary):
+        problems.append("spec.targets.canary: set count (the first targets) or selector (by label), one of them")
+    elif "count" in canary and not 1 <= count <= most:
         problems.append(
             f"spec.targets.canary.count: {canary.get('count')!r} is not between 1 and {most}: the canary "
             "wave runs the first count targets and leaves at least one for the rest"
@@ -128,55 +120,12 @@ def parse_targets(raw: Mapping[str, Any], has_database: bool, history_table: str
             per_pod=int(raw.get("perPod", DEFAULT_PER_POD)),
             canary=max(count, 0),
             canary_approval=bool(canary.get("requireApproval", False)),
-            selector=selector,
         ),
         problems,
     )
 
 
-def label_selector(raw: Mapping[str, Any] | None) -> tuple[str, list[str]]:
-    """spec.targets.databases.selector as the API's labelSelector query, and what is wrong with it."""
-    if raw is None:
-        return "", []
-    terms = [(k, "=", [v]) for k, v in sorted((raw.get("matchLabels") or {}).items())]
-    terms += [(e.get("key"), e.get("operator"), list(e.get("values") or [])) for e in raw.get("matchExpressions") or []]
-    parts, problems = [], []
-    for key, operator, values in terms:
-        if not isinstance(key, str) or not LABEL_KEY.fullmatch(key):
-            problems.append(f"{SELECTOR}: {key!r} is not a label key")
-        elif (
-            operator in ("=", "In", "NotIn")
-            and values
-            and all(isinstance(v, str) and LABEL.fullmatch(v) for v in values)
-        ):
-            parts.append(f"{key}={values[0]}" if operator == "=" else f"{key} {operator.lower()} ({','.join(values)})")
-        elif operator in ("Exists", "DoesNotExist") and not values:
-            parts.append(key if operator == "Exists" else f"!{key}")
-        else:
-            problems.append(f"{SELECTOR}: {key} {operator} {values}: {_REQUIREMENT}")
-    if not terms:
-        problems.append(f"{SELECTOR}: give matchLabels or matchExpressions: an empty one would take every Secret")
-    return ",".join(parts), problems
-
-
-def selected(targets: Targets, found: tuple[str, ...] | None) -> tuple[Targets, list[str]]:
-    """spec.targets with the Secrets its selector matched (`found`; None: the operator may not list
-    Secrets) after those it lists, by name, and what is wrong: a new match is a new target."""
-    names = targets.names + tuple(sorted(set(found or ()) - set(targets.names)))
-    if found is None:
-        problems = [SECRETS_FORBIDDEN]
-    elif not names:
-        problems = [f"{SELECTOR}: no Secret here matches {targets.selector} and {SECRETS} lists none"]
-    else:
-        problems = _name_problems(f"{SECRETS} and the selector's matches", list(names), SECRET_NAME)
-    if names and targets.canary >= len(names):
-        problems.append(
-            f"spec.targets.canary.count: {targets.canary} leaves none of the {len(names)} targets for the rest"
-        )
-    return dataclasses.replace(targets, names=names), problems
-
-
-def _name_problems(field: str, names: list[str], pattern: re.Pattern[str]) -> list[str]:
+def name_problems(field: str, names: list[str], pattern: re.Pattern[str]) -> list[str]:
     problems = []
     if not names or len(names) > MAX_TARGETS:
         problems.append(f"{field}: list 1 to {MAX_TARGETS} targets")
