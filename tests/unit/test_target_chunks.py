@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from lockgate.cli import main
+from lockgate.cli.commands import _run_chunk
+from lockgate.cli.output import Output, write_report
 from lockgate.cli.targets_view import PhaseJob, target_rows
 from lockgate.controller.background import progress_status
 from lockgate.controller.decide import decide
@@ -183,3 +185,49 @@ def test_background_progress_counts_the_targets_of_the_completed_indexes() -> No
     )
     progress = progress_status(observed)
     assert progress is not None and progress["targets"] == {"walking": 1, "done": 4, "total": 5}
+
+
+def test_the_runner_rewrites_its_report_after_each_target_so_a_killed_pod_keeps_its_finished_ones(
+    tmp_path: Path,
+) -> None:
+    report, seen = tmp_path / "termination-log", []
+    report.write_text("x" * 5000)  # longer than any report: each rewrite must cut what was there
+    chunk = pick("schema", "t0,t1,t2", "0", "3")
+
+    def run(target: Any) -> Summary:
+        seen.append(json.loads(report.read_text()) if report.read_text().startswith("{") else None)
+        return failed_summary("boom") if target.name == "t1" else Summary("migrate", "expand", duration_ms=1500)
+
+    final = _run_chunk(Output(json_mode=True), run, chunk, str(report))
+    assert seen[0] is None and [(s["reported"], s["failed_count"]) for s in seen[1:]] == [(1, 0), (2, 1)]
+    assert seen[2]["durations"] == [1500, 0] and json.loads(report.read_text())["reported"] == 2  # the last: finish
+    assert final.durations == [1500, 0, 1500]
+    write_report(str(report), final.compact())
+    assert json.loads(report.read_text())["reported"] == 3 and report.read_text() == final.compact()
+
+
+def test_a_pod_killed_mid_chunk_counts_its_finished_targets_and_names_the_others() -> None:
+    killed = {"exit_code": 0, "applied_count": 2, "failed_targets": [], "failed_count": 0, "reported": 2}
+    pod = JobPodView("j-0-x", "j", "2026-12-06T10:00:00Z", parse_report(json.dumps(killed), 137), index=0)
+    view = dataclasses.replace(job("j", state=Result.FAILED), targets=NAMES, per_pod=5, failed_indexes="0")
+    counts = tally(view, (pod,))
+    died = "its pod died before reporting this target: kubectl logs j-0-x"
+    assert (counts.succeeded, counts.failed) == (2, 3)
+    assert counts.failures == (("t2", died), ("t3", died), ("t4", died))
+    rows = target_rows([PhaseJob("expand", "j", view, (pod,), ())], datetime(2026, 12, 6, 10, tzinfo=timezone.utc))
+    assert [(n, r["expand"].state, r["expand"].error) for n, r in rows.items()][1:3] == [
+        ("t1", "succeeded", None),
+        ("t2", "failed", died),
+    ]
+
+
+def test_fifty_targets_per_pod_fit_a_termination_message_durations_going_first() -> None:
+    ok = Summary("migrate", "expand", applied=[{"version": "1", "script": "V1__a.sql", "ms": 3}], duration_ms=40)
+    names = [f"tenant-{i:03}-" + "x" * 40 for i in range(50)]
+    small = json.loads(chunk_summary([(n, ok) for n in names], 50).compact())
+    assert (small["reported"], small["durations"]) == (50, [40] * 50)
+    failing = chunk_summary([(n, failed_summary("y" * 300)) for n in names], 50)
+    text = failing.compact()
+    doc = json.loads(text)
+    assert len(text.encode()) < 4096 and "durations" not in doc and (doc["reported"], doc["failed_count"]) == (50, 50)
+    assert 3 < len(doc["failed_targets"]) < 50 and parse_report(text, 1).durations == ()

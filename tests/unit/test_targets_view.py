@@ -100,3 +100,24 @@ def test_with_a_canary_each_waves_job_gives_its_own_targets_in_one_column() -> N
         {"version": "3", "phase": "expand", "wave": "rest", "job": "e-rest"},
     ]
     assert latest_jobs(history, "3") == {("expand", "canary"): "e-canary-2", ("expand", "rest"): "e-rest"}
+
+
+def test_several_targets_per_pod_show_their_own_durations_or_the_pods_marked_as_such() -> None:
+    said = {"exit_code": 0, "failed_targets": [], "failed_count": 0, "reported": 2, "durations": [40, 2500]}
+    chunk = JobPodView(
+        "chunk-0", "chunk", "2026-11-21T11:59:09Z", parse_report(json.dumps(said), 0), index=0, created="x"
+    )
+    running = JobPodView("chunk-1", "chunk", None, None, index=1, created="x")
+    view = dataclasses.replace(job("chunk"), targets=TENANTS, per_pod=2, completed_indexes="0", active=1)
+    started = (("chunk-0", "2026-11-21T11:59:00Z"), ("chunk-1", "2026-11-21T11:59:30Z"))
+    lines = table([PhaseJob("expand", "chunk", view, (chunk, running), started)], NOW)
+    assert [line.split() for line in lines[1:5]] == [
+        ["tenant_a", "succeeded", "40ms"],
+        ["tenant_b", "succeeded", "2s"],
+        ["tenant_c", "running", "30s", "(pod)"],  # no report yet: its pod's time, over its chunk
+        ["tenant_d", "running", "30s", "(pod)"],
+    ]
+    assert lines[5].startswith("(pod): its pod's duration, over all the targets it migrated")
+    doc = document([PhaseJob("expand", "chunk", view, (chunk, running), started)], NOW)
+    assert doc["targets"][0]["phases"]["expand"]["seconds"] == 0.04
+    assert doc["targets"][2]["phases"]["expand"]["seconds_of"] == "pod"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from ..runner.options import Limits, Options
 from ..shared.errors import ClusterError, LockgateError, Paused, UsageError, ValidationRefused
 from ..shared.phases import EXEC
-from .output import Output
+from .output import Output, write_report
 
 if TYPE_CHECKING:
     from ..runner import targets
@@ -154,13 +154,18 @@ def _run_command(
         return _summary(args, out, command, needs_dir, announce, target)
 
     return out.finish(
-        run(chunk[0] if chunk else None) if len(chunk) <= 1 else _run_chunk(out, run, chunk), summary_file
+        run(chunk[0] if chunk else None) if len(chunk) <= 1 else _run_chunk(out, run, chunk, summary_file),
+        summary_file,
     )
 
 
-def _run_chunk(out: Output, run: Callable[[targets.Target], Summary], chunk: tuple[targets.Target, ...]) -> Summary:
+def _run_chunk(
+    out: Output, run: Callable[[targets.Target], Summary], chunk: tuple[targets.Target, ...], summary_file: str | None
+) -> Summary:
     """Each target in turn, past a failing one: every target gets its run, and the pod's report
-    names each that failed. A pause (SIGTERM) stops here: the pod is going away."""
+    names each that failed. The report is rewritten after each target, so a pod killed mid-chunk
+    (SIGKILL, OOM) still reports the targets it finished. A pause (SIGTERM) stops here: the pod is
+    going away."""
     from ..runner.summary import chunk_summary
 
     results = []
@@ -172,6 +177,8 @@ def _run_chunk(out: Output, run: Callable[[targets.Target], Summary], chunk: tup
         results.append((target.name, summary))
         if summary.exit_code == Paused.exit_code:
             break
+        if summary_file and len(results) < len(chunk):
+            write_report(summary_file, chunk_summary(results, len(chunk)).compact())
     return chunk_summary(results, len(chunk))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, TextIO
 
@@ -32,8 +33,7 @@ class Output:
 
     def finish(self, summary: Summary, summary_file: str | None = None) -> int:
         if summary_file:
-            with open(summary_file, "w") as file:  # not pathlib: every command would import it
-                file.write(redaction.redact(summary.compact()))
+            write_report(summary_file, summary.compact())
         if self.json_mode:
             self.document(summary.to_dict())
         else:
@@ -66,3 +66,18 @@ class Output:
             outside = item.get("outside_transaction") or []
             extra = f"  (outside a transaction: line {', '.join(map(str, outside))})" if outside else ""
             self.progress(f"would apply {item['script']}{extra}")
+
+
+def write_report(path: str, text: str) -> None:
+    """Overwrite the report so that whoever reads it at any instant finds one whole JSON document:
+    the kubelet reads it when the container ends, a SIGKILL between two targets included. The new
+    text, padded with spaces (JSON's whitespace) over the old one, in one write, then cut to its
+    length. Not a temporary file renamed over it: /dev/termination-log is a bind mount, which a
+    rename cannot replace."""
+    data = redaction.redact(text).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, data.ljust(os.fstat(fd).st_size, b" "), 0)
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)

@@ -18,7 +18,7 @@ from kubernetes import client
 from ..controller.kube_client import load_config
 from ..controller.observed import JobPodView, JobView, job_pod_view, job_view
 from ..controller.spec import OWNER_LABEL, owner_label
-from ..controller.targets import cause, indexes
+from ..controller.targets import cause, chunk_failures, indexes
 from ..shared.errors import UsageError
 from ..shared.progress import duration_text
 from ..shared.targets import per_index
@@ -26,6 +26,7 @@ from ..shared.timestamps import parse_time
 from ..shared.versions import Version
 
 SUCCEEDED, FAILED, RUNNING, PENDING = "succeeded", "failed", "running", "pending"
+POD = "pod"
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,9 @@ class Ran:
 
     state: str
     job: str
-    seconds: int | None = None  # the index's last pod, start to end (or to now while it runs)
+    seconds: float | None = None  # the target's run as its pod's report says; else the index's last pod's
     error: str | None = None
+    seconds_of: str | None = None  # POD: the pod's, start to end (or to now), over every target of its chunk
 
 
 @dataclass(frozen=True)
@@ -77,19 +79,25 @@ def _phase(entry: PhaseJob, job: JobView, now: datetime) -> list[tuple[str, Ran]
             state = RUNNING if job.live and pod and pod.finished is None else PENDING
         seconds = _seconds(started.get(pod.name), pod.finished, now) if pod and state != PENDING else None
         ran = Ran(state, job.name, seconds, cause(job, index, entry.pods) if state == FAILED else None)
-        found += [(name, _in_chunk(ran, name, pod)) for name in names]
+        if len(names) > 1 and seconds is not None:
+            ran = replace(ran, seconds_of=POD)
+        found += [(name, _in_chunk(ran, n, names, pod)) for n, name in enumerate(names)]
     return found
 
 
-def _in_chunk(ran: Ran, name: str, pod: JobPodView | None) -> Ran:
-    """One target of a failed index of several: its pod's report names the ones that failed, each with its cause."""
-    report = pod.report if pod else None
-    if ran.state != FAILED or not report or not report.failed_count:
+def _in_chunk(ran: Ran, n: int, names: tuple[str, ...], pod: JobPodView | None) -> Ran:
+    """The `n`th target of an index of several: its own duration if its pod's report kept it; of
+    a failed index, whether its pod's report names it failed (with its cause), or not reached."""
+    durations = pod.report.durations if pod and pod.report else ()
+    if ran.state in (SUCCEEDED, FAILED) and n < len(durations):
+        ran = replace(ran, seconds=durations[n] / 1000, seconds_of=None)
+    found = chunk_failures(names, pod) if ran.state == FAILED and pod else None
+    if not found:
         return ran
-    said = dict(report.failed_targets)
-    if name in said:
-        return replace(ran, error=said[name])
-    return replace(ran, state=SUCCEEDED, error=None) if len(said) == report.failed_count else ran
+    count, failures = found
+    if names[n] in failures:
+        return replace(ran, error=failures[names[n]])
+    return replace(ran, state=SUCCEEDED, error=None) if len(failures) == count else ran
 
 
 def _seconds(start: str | None, end: str | None, now: datetime) -> int | None:
@@ -110,13 +118,18 @@ def table(phase_jobs: list[PhaseJob], now: datetime) -> list[str]:
         f"{p.phase}: Job {p.name} is gone (its TTL): status.targets keeps its counts" for p in phase_jobs if not p.job
     ]
     failures = [(name, p, ran.error) for name, row in rows.items() for p, ran in row.items() if ran.error]
+    if any(ran.seconds_of == POD for row in rows.values() for ran in row.values()):
+        lines.append(f"({POD}): its pod's duration, over all the targets it migrated: its report kept none of its own")
     return lines + [f"{name} ({phase}): {error}" for name, phase, error in failures]
 
 
 def _cell(ran: Ran | None) -> str:
     if ran is None:
         return "-"
-    return f"{ran.state} {duration_text(ran.seconds)}" if ran.seconds is not None else ran.state
+    if ran.seconds is None:
+        return ran.state
+    took = duration_text(ran.seconds) if ran.seconds >= 1 else f"{round(ran.seconds * 1000)}ms"
+    return f"{ran.state} {took}" + (f" ({POD})" if ran.seconds_of == POD else "")
 
 
 def document(phase_jobs: list[PhaseJob], now: datetime) -> dict[str, Any]:

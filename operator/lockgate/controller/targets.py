@@ -225,10 +225,25 @@ def _failed_targets(
 ) -> tuple[int, list[tuple[str, str]]]:
     """How many targets of a failed index failed, and those its last report names with their causes."""
     ran = sorted((p for p in pods if p.job == job.name and p.index == index), key=lambda p: p.finished or "")
-    report = ran[-1].report if ran else None
-    if report and report.failed_count:  # a pod of several targets named its failed ones
-        return report.failed_count, [(t, cut(c, CAUSE_CHARS)) for t, c in report.failed_targets]
+    found = chunk_failures(names, ran[-1]) if ran else None
+    if found:
+        count, failures = found
+        return count, [(t, cut(c, CAUSE_CHARS)) for t, c in failures.items()]
     return len(names), [(", ".join(names), cause(job, index, pods))]
+
+
+def chunk_failures(names: tuple[str, ...], pod: JobPodView) -> tuple[int, dict[str, str]] | None:
+    """How many targets of a failed index of several failed, and those named, with their causes,
+    as its pod's last report says: those that failed, and those it had not reached when it died
+    (SIGKILL, OOM: the runner rewrites its report after each target). None when the report does
+    not say (a pod of one target, or no report): its whole chunk failed."""
+    report = pod.report
+    if not report or report.failed_count is None:
+        return None
+    unreached = names[report.reported :] if report.reported is not None else ()
+    died = f"its pod died before reporting this target: kubectl logs {pod.name}"
+    count = report.failed_count + len(unreached)
+    return (count, dict(report.failed_targets) | dict.fromkeys(unreached, died)) if count else None
 
 
 def digest(names: tuple[str, ...]) -> str:

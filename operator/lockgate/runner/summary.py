@@ -38,6 +38,7 @@ class Summary:
     duration_ms: int = 0
     failed_targets: list[tuple[str, str]] = field(default_factory=list)  # a pod of several targets
     failed_count: int | None = None
+    durations: list[int] = field(default_factory=list)  # a pod of several targets: each reported one's ms, in order
 
     def fail(self, exc: LockgateError) -> None:
         """Record why the command ended early; what was applied before stays in `applied`."""
@@ -77,6 +78,8 @@ class Summary:
         if self.failed_count is not None:
             report["failed_targets"] = [(t, cut(c, CAUSE_CHARS)) for t, c in self.failed_targets]
             report["failed_count"] = self.failed_count
+            report["reported"] = len(self.durations)
+            report["durations"] = self.durations
         return report
 
 
@@ -91,6 +94,7 @@ def chunk_summary(results: list[tuple[str, Summary]], total: int) -> Summary:
     combined.applied = [a for _, s in results for a in s.applied]
     combined.pending = [p for _, s in results for p in s.pending]
     combined.duration_ms = sum(s.duration_ms for _, s in results)
+    combined.durations = [s.duration_ms for _, s in results]
     versions = {s.schema_version for _, s in results}
     combined.schema_version = versions.pop() if len(versions) == 1 else None
     combined.failed_targets = [(target, s.cause()) for target, s in failed]

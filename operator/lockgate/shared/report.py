@@ -44,6 +44,10 @@ class Report(TypedDict):
     # too long (failed_count keeps how many failed).
     failed_targets: NotRequired[list[tuple[str, str]]]
     failed_count: NotRequired[int]
+    # How many of its targets, in order, have a result yet: rewritten after each, so a pod killed
+    # mid-chunk still reports those; and each one's duration (ms), dropped first when too long.
+    reported: NotRequired[int]
+    durations: NotRequired[list[int]]
 
 
 @dataclass(frozen=True)
@@ -56,11 +60,16 @@ class RunnerReport:
     error: str | None = None
     failed_targets: tuple[tuple[str, str], ...] = ()  # a pod of several targets: (target, cause)
     failed_count: int | None = None  # how many of its targets failed; None: a pod of one target
+    reported: int | None = None  # how many of its targets, in order, have a result; None: all of them
+    durations: tuple[int, ...] = ()  # each reported target's ms, in order; () when not kept
 
 
 def encode(report: Report, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
-    """The report in under `limit` bytes: the oldest applied entries go first."""
+    """The report in under `limit` bytes: the targets' durations go first, then the oldest applied entries."""
     text = json.dumps(report, separators=(",", ":"))
+    if len(text.encode()) >= limit and "durations" in report:
+        del report["durations"]
+        text = json.dumps(report, separators=(",", ":"))
     while len(text.encode()) >= limit and report["applied"]:
         report["applied"] = report["applied"][len(report["applied"]) // 2 + 1 :]
         text = json.dumps(report, separators=(",", ":"))
@@ -85,8 +94,14 @@ def parse_report(message: str | None, exit_code: int | None) -> RunnerReport:
         schema_version=doc.get("schema_version"),
         error=excerpt(error_text(doc)) if doc.get("exit_code") else None,
         failed_targets=_pairs(doc.get("failed_targets")),
-        failed_count=doc["failed_count"] if isinstance(doc.get("failed_count"), int) else None,
+        failed_count=_count(doc.get("failed_count")),
+        reported=_count(doc.get("reported")),
+        durations=tuple(d for d in doc.get("durations") or () if isinstance(d, int)),
     )
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and value >= 0 else None
 
 
 def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
