@@ -1,5 +1,6 @@
 """Many tenants under faults, on the real node: a Job pod's runner SIGKILLed mid-script (Kubernetes
-retries the index; nothing is applied twice), a tenant whose database cannot be reached (named with a
+retries the index; nothing is applied twice; a pod of several tenants killed mid-chunk still
+reports those it finished), a tenant whose database cannot be reached (named with a
 cause that holds no URL or password, the gate closed until its Secret is fixed and retried), and a
 tenant added while a release's expand runs (it ends with that version, the gate for it opens only
 once that tenant expanded it too, and the pods already serving stay Ready throughout)."""
@@ -102,6 +103,41 @@ def test_a_runner_sigkilled_mid_script_is_retried_by_kubernetes_and_applies_noth
     victim_indexes = sorted(p.metadata.labels["batch.kubernetes.io/job-completion-index"] for p in victims)
     assert sorted(indexes) == sorted(["0", "1", "2", *victim_indexes]), indexes  # one retry per killed index
     assert (job.status.failed, job.status.succeeded) == (2, 3)
+
+
+def test_a_pod_of_several_tenants_sigkilled_mid_chunk_keeps_the_tenants_it_finished(
+    kube: Kube, namespace: str, migrations: Migrations, run_operator: Any, database_url: str, cluster: Any
+) -> None:
+    tenants = ["tenant_a", "tenant_b", "tenant_c"]
+    for tenant in tenants:
+        query(database_url, f"CREATE SCHEMA {tenant}")
+    run_operator()
+    migrations.create(
+        "chunkkill",
+        "1",
+        migrations.scripts("chunkkill-r1", {"V1__slow.sql": "CREATE TABLE runs (id int);\nSELECT pg_sleep(4);"}),
+        targets={"schemas": tenants, "perPod": 3},  # one pod, the three in turn
+        backoffLimit=0,
+        background={"enabled": False},
+        contract={"enabled": False},
+    )
+    done = "SELECT count(*) FROM pg_tables WHERE schemaname = 'tenant_a' AND tablename = 'runs'"
+    wait_for(
+        "tenant_a committed, tenant_b inside its script",
+        lambda: query(database_url, done) == [(1,)] and sleeping_scripts(database_url) == 1,
+    )
+    [job] = migrations.jobs("chunkkill")
+    [pod] = pods_running(kube, namespace, job.metadata.name, 1)
+    kill_runner(cluster, pod)
+
+    failed = migrations.wait("chunkkill", phase_is("Failed"), timeout=240)
+    died = f"its pod died before reporting this target: kubectl logs {pod.metadata.name}"
+    targets = failed["status"]["targets"]
+    assert targets["failed"] == [{"phase": "expand", "target": t, "error": died} for t in ("tenant_b", "tenant_c")]
+    assert targets["summary"] == "1/3 expand, 2 failed"  # tenant_a's report, written before the kill, counts
+    assert applied(database_url, "tenant_a.lockgate_schema_history") == [("V1__slow.sql", True)]
+    [killed] = job_pods(kube, namespace, job.metadata.name)
+    assert killed.status.container_statuses[0].state.terminated.exit_code == 137
 
 
 def leaks(kube: Kube, namespace: str, migrations: Migrations, name: str, secrets: tuple[str, ...]) -> list[str]:

@@ -5,7 +5,7 @@ brings the last tenant up without applying anything twice; a tenant added later 
 Canary first: a failing canary is named and nothing else runs; fixed and retried, the rest wait for
 the canary approval, then run.
 A database per tenant: the pods get the tenants' Secrets only, and a missing one fails its tenant;
-Secrets picked by label, one labelled later becoming a new target.
+Secrets picked by label, one labelled later becoming a new target; a canary picked by label.
 Several tenants per pod: the failing one is named and the next one of its pod still applied."""
 
 from __future__ import annotations
@@ -239,6 +239,41 @@ def test_tenants_secrets_picked_by_label_and_a_secret_labelled_later_catches_up(
         "sel", lambda b: (b.get("status") or {}).get("targets", {}).get("summary") == "3/3 expand", timeout=240
     )
     assert caught_up["metadata"]["generation"] == 1 and condition(caught_up, "Ready")["status"] == "True"
+    for url in urls.values():
+        assert [row[2] for row in history(url)] == ["V1__items.sql"]
+
+
+def test_a_canary_picked_by_label_runs_first_and_alone(
+    kube: Kube, namespace: str, migrations: Migrations, run_operator: Any, postgres: Any, cluster: Any
+) -> None:
+    urls = tenant_databases(postgres, namespace, "one", "two", "three")
+    for name, url in urls.items():
+        tenant_secret(kube, namespace, name, url, cluster.node_ip)
+    canary = {"lockgate.dev/canary": "yes"}
+    kube.core.patch_namespaced_secret("tenant-two-db", namespace, {"metadata": {"labels": canary}})
+    run_operator()
+    body = migrations.body(
+        "bylabel",
+        "1",
+        migrations.scripts("bylabel-r1", SCRIPTS),
+        targets={"databases": {"secrets": list(urls)}, "canary": {"selector": {"matchLabels": canary}}},
+        **ONLY_EXPAND,
+    )
+    del body["spec"]["database"]
+    kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    done = migrations.wait("bylabel", phase_is("Complete"), timeout=240)
+    assert done["status"]["targets"]["summary"] == "3/3 expand" and done["status"]["targets"]["canary"] == 1
+
+    def listed(job: Any) -> str:
+        return next(e.value for e in job.spec.template.spec.containers[0].env if e.name == "LOCKGATE_TARGETS")
+
+    jobs = {j.metadata.labels["lockgate.dev/wave"]: j for j in migrations.jobs("bylabel")}
+    assert {wave: listed(job) for wave, job in jobs.items()} == {
+        "canary": "tenant-two-db",
+        "rest": "tenant-one-db,tenant-three-db",
+    }
+    # alone: the rest's Job was made only once the canary's completed
+    assert jobs["rest"].metadata.creation_timestamp >= jobs["canary"].status.completion_time
     for url in urls.values():
         assert [row[2] for row in history(url)] == ["V1__items.sql"]
 
