@@ -60,12 +60,18 @@ def applied(url: str, table: str = "lockgate_schema_history") -> list[tuple[str,
     return [row[2:] for row in history(url, table)]
 
 
+def tenant_schemas(url: str) -> list[str]:
+    """tenant_a, tenant_b and tenant_c, each a new schema in the database."""
+    tenants = ["tenant_a", "tenant_b", "tenant_c"]
+    for tenant in tenants:
+        query(url, f"CREATE SCHEMA {tenant}")
+    return tenants
+
+
 def test_a_runner_sigkilled_mid_script_is_retried_by_kubernetes_and_applies_nothing_twice(
     kube: Kube, namespace: str, migrations: Migrations, run_operator: Any, database_url: str, cluster: Any
 ) -> None:
-    tenants = ["tenant_a", "tenant_b", "tenant_c"]
-    for tenant in tenants:
-        query(database_url, f"CREATE SCHEMA {tenant}")
+    tenants = tenant_schemas(database_url)
     scripts = {
         "V1__runs.sql": "CREATE TABLE runs (at timestamptz NOT NULL DEFAULT now());",
         # The insert commits with the history row or not at all: a second run would leave two rows.
@@ -108,9 +114,7 @@ def test_a_runner_sigkilled_mid_script_is_retried_by_kubernetes_and_applies_noth
 def test_a_pod_of_several_tenants_sigkilled_mid_chunk_keeps_the_tenants_it_finished(
     kube: Kube, namespace: str, migrations: Migrations, run_operator: Any, database_url: str, cluster: Any
 ) -> None:
-    tenants = ["tenant_a", "tenant_b", "tenant_c"]
-    for tenant in tenants:
-        query(database_url, f"CREATE SCHEMA {tenant}")
+    tenants = tenant_schemas(database_url)
     run_operator()
     migrations.create(
         "chunkkill",
