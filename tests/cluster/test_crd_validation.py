@@ -131,6 +131,8 @@ REFUSED = [
     ("no tenant at all", {"targets": {"schemas": []}}, "spec.targets.schemas", "should have at least 1 items"),
     ("a canary of every target", {"targets": {"schemas": ["a", "b"], "canary": {"count": 2}}}, "spec.targets.canary.count", "must be below the number of targets"),
     ("a canary of no target", {"targets": {"schemas": ["a", "b"], "canary": {"count": 0}}}, "spec.targets.canary.count", "greater than or equal to 1"),
+    ("a canary by neither count nor label", {"targets": {"schemas": ["a", "b"], "canary": {"requireApproval": True}}}, "spec.targets.canary", "set canary.count (the first targets) or canary.selector (by label), one of them"),
+    ("a canary by label over schemas", {"targets": {"schemas": ["a", "b"], "canary": {"selector": {"matchLabels": {"c": "y"}}}}}, "spec.targets.canary.selector", "schemas have no labels"),
     ("a qualified history table for schemas", {"targets": {"schemas": ["a"]}, "database": {"urlFrom": {"secretKeyRef": {"name": "db", "key": "url"}}, "historyTable": "app.history"}}, "spec.database.historyTable", "each tenant's schema keeps its own"),
 ]
 # fmt: on
