@@ -221,7 +221,7 @@ def test_a_pod_killed_mid_chunk_counts_its_finished_targets_and_names_the_others
     ]
 
 
-def test_fifty_targets_per_pod_fit_a_termination_message_durations_going_first() -> None:
+def test_fifty_targets_per_pod_fit_a_termination_message_the_failures_counted() -> None:
     ok = Summary("migrate", "expand", applied=[{"version": "1", "script": "V1__a.sql", "ms": 3}], duration_ms=40)
     names = [f"tenant-{i:03}-" + "x" * 40 for i in range(50)]
     small = json.loads(chunk_summary([(n, ok) for n in names], 50).compact())
@@ -231,3 +231,12 @@ def test_fifty_targets_per_pod_fit_a_termination_message_durations_going_first()
     doc = json.loads(text)
     assert len(text.encode()) < 4096 and "durations" not in doc and (doc["reported"], doc["failed_count"]) == (50, 50)
     assert 3 < len(doc["failed_targets"]) < 50 and parse_report(text, 1).durations == ()
+
+
+def test_a_long_applied_list_is_cut_before_the_targets_durations() -> None:
+    scripts = [{"version": f"2026.12.06.{v:04}", "script": f"V2026.12.06.{v:04}__a.sql", "ms": 3} for v in range(10)]
+    ok = Summary("migrate", "expand", applied=scripts, duration_ms=40)
+    text = chunk_summary([(f"tenant-{i:03}", ok) for i in range(50)], 50).compact()
+    doc = json.loads(text)
+    assert len(text.encode()) < 4096 and doc["durations"] == [40] * 50 and doc["applied_count"] == 500
+    assert 0 < len(doc["applied"]) < 500

@@ -45,7 +45,8 @@ class Report(TypedDict):
     failed_targets: NotRequired[list[tuple[str, str]]]
     failed_count: NotRequired[int]
     # How many of its targets, in order, have a result yet: rewritten after each, so a pod killed
-    # mid-chunk still reports those; and each one's duration (ms), dropped first when too long.
+    # mid-chunk still reports those; and each one's duration (ms), dropped when even without the
+    # applied entries the report is too long.
     reported: NotRequired[int]
     durations: NotRequired[list[int]]
 
@@ -65,13 +66,14 @@ class RunnerReport:
 
 
 def encode(report: Report, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
-    """The report in under `limit` bytes: the targets' durations go first, then the oldest applied entries."""
+    """The report in under `limit` bytes: the oldest applied entries go first (the operator reads only
+    their count), then the targets' durations, then the last failed targets."""
     text = json.dumps(report, separators=(",", ":"))
-    if len(text.encode()) >= limit and "durations" in report:
-        del report["durations"]
-        text = json.dumps(report, separators=(",", ":"))
     while len(text.encode()) >= limit and report["applied"]:
         report["applied"] = report["applied"][len(report["applied"]) // 2 + 1 :]
+        text = json.dumps(report, separators=(",", ":"))
+    if len(text.encode()) >= limit and "durations" in report:
+        del report["durations"]
         text = json.dumps(report, separators=(",", ":"))
     while len(text.encode()) >= limit and report.get("failed_targets"):
         report["failed_targets"] = report["failed_targets"][:-1]
