@@ -20,6 +20,23 @@ from devcluster.processes import ManagedProcess, wait_until_ready
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 SERVICE_CIDR = "10.96.0.0/16"  # ClusterIPs: kube-proxy's iptables rules make them reachable
 START_TIMEOUT = 90.0
+# What the API server's audit log records (--audit-policy-file), for tests that prove from outside
+# how a client reads Secrets: get, list and watch of Secrets by a service account outside
+# kube-system, request and response, and nothing else, so the log stays small and holds only that
+# (rules match in order: the first that fits decides).
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted]
+rules:
+  - level: None
+    userGroups: ["system:serviceaccounts:kube-system"]
+  - level: RequestResponse
+    userGroups: ["system:serviceaccounts"]
+    verbs: [get, list, watch]
+    resources: [{group: "", resources: [secrets]}]
+  - level: None
+"""
 
 
 def client_context(ca: Path, client: CertKey | None = None) -> ssl.SSLContext:
@@ -51,6 +68,7 @@ class ControlPlane:
         self._cm_port = free_port()
         self._scheduler_port = free_port()
         self.kubeconfig = directory / "kubeconfig"
+        self.audit_log = directory / "logs" / "audit.log"  # JSON lines, one event a request (AUDIT_POLICY)
         self.processes: list[ManagedProcess] = []
         self.pki: ClusterPKI | None = None
         self._ready: dict[str, Callable[[], bool]] = {}  # etcd and kube-apiserver: their health checks
@@ -83,6 +101,7 @@ class ControlPlane:
         etcd_context = client_context(pki.ca.cert, pki.apiserver_etcd_client)
         self._ready["etcd"] = lambda: url_ok(f"https://127.0.0.1:{etcd_port}/health", etcd_context)
         wait_until_ready(etcd, self._ready["etcd"], START_TIMEOUT)
+        (self.directory / "audit-policy.yaml").write_text(AUDIT_POLICY)
         apiserver = self._launch("kube-apiserver", self._apiserver_args(pki, etcd_port))
         admin_context = client_context(pki.ca.cert, pki.admin)
         self._ready["kube-apiserver"] = lambda: url_ok(f"{self.server}/readyz", admin_context)
@@ -151,6 +170,11 @@ class ControlPlane:
             f"--kubelet-client-certificate={pki.apiserver_kubelet_client.cert}",
             f"--kubelet-client-key={pki.apiserver_kubelet_client.key}",
             "--profiling=false",
+            f"--audit-policy-file={self.directory / 'audit-policy.yaml'}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-mode=blocking",  # written as each request ends, not buffered: a test reads it at once
+            "--audit-log-maxsize=0",  # no rotation: the log is small and goes with the cluster's directory
         ]
 
     def _served_component_args(self, name: str, client: CertKey, user: str, port: int) -> list[str]:

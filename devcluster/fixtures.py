@@ -4,6 +4,9 @@
   back as the host was at the end, also after a failure or Ctrl-C), or the ExistingCluster named
   by LOCKGATE_TEST_KUBECONFIG. `.kubeconfig`, `.real_image` (lockgate's image), `.idle_image`.
 - `kubeconfig` (session): the admin kubeconfig path.
+- `audit_log` (session): the local kube-apiserver's audit log (JSON lines; what it records:
+  controlplane.AUDIT_POLICY). An existing cluster's API server is not ours to configure, so a test
+  that needs it skips there, saying why.
 - `kube` (session): `Kube` clients (core, apps, batch, rbac, custom, apiextensions).
 - `namespace`: a fresh namespace for one test (its `default` ServiceAccount and
   kube-root-ca.crt exist), deleted afterwards; `kube.temporary_namespace` for more.
@@ -77,6 +80,16 @@ def argocd(
 @pytest.fixture(scope="session")
 def kubeconfig(cluster: LocalCluster | ExistingCluster) -> Path:
     return cluster.kubeconfig
+
+
+@pytest.fixture(scope="session")  # before `kube` and the like: on an existing cluster it skips first
+def audit_log(cluster: LocalCluster | ExistingCluster) -> Path:
+    if not isinstance(cluster, LocalCluster) or cluster.control_plane is None:
+        pytest.skip(
+            "needs the API server's audit log, which only the local cluster writes (devcluster's "
+            "--audit-policy-file); LOCKGATE_TEST_KUBECONFIG names a cluster whose API server flags are not ours"
+        )
+    return cluster.control_plane.audit_log
 
 
 @pytest.fixture(scope="session")
