@@ -1,9 +1,11 @@
 """A batched background script on the real node: its progress reaches the SchemaMigration's
 status while the Job runs, `lockgate.dev/paused` suspends the Job (the runner stops after its
-batch) and removing it resumes after the last committed batch: every row done exactly once."""
+batch) and removing it resumes after the last committed batch: every row done exactly once.
+Over three schemas, status.progress sums the walks of the tenants in flight and counts those done."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -67,3 +69,39 @@ def test_progress_shows_while_background_runs_and_pause_resumes_after_the_last_b
     assert query(database_url, "SELECT touched, count(*) FROM items GROUP BY touched") == [(1, ROWS)]
     background = [e for e in finished["status"]["history"] if e["phase"] == "background"]
     assert [e["result"] for e in background] == ["Succeeded"]  # one Job, paused and resumed
+
+
+TENANTS = ["tenant_a", "tenant_b", "tenant_c"]
+TENANT_ROWS = 2000  # at 100 rows/s, 20 s a tenant: two in flight, then the third
+
+
+def test_progress_sums_the_walks_of_the_tenants_in_flight(
+    namespace: str, migrations: Migrations, run_operator: Any, database_url: str
+) -> None:
+    for tenant in TENANTS:
+        query(database_url, f"CREATE SCHEMA {tenant}")
+    run_operator()
+    scripts = {**SCRIPTS, "V1__items.sql": SCRIPTS["V1__items.sql"].replace(str(ROWS), str(TENANT_ROWS))}
+    targets = {"schemas": TENANTS, "maxParallel": 2}
+    migrations.create(
+        "tenants", "1", migrations.scripts("tenants-r1", scripts), targets=targets, contract={"enabled": False}
+    )
+    seen: list[dict[str, Any]] = []
+
+    def record(body: dict[str, Any]) -> bool:
+        if progress := body.get("status", {}).get("progress"):
+            seen.append(progress)
+        return body.get("status", {}).get("backgroundVersion") == "1"
+
+    finished = migrations.wait("tenants", record, timeout=120)
+    assert "progress" not in finished["status"]
+    assert seen and all(p["targets"]["total"] == len(TENANTS) for p in seen), seen
+    assert max(p["targets"]["walking"] for p in seen) >= 1 and all(p["targets"]["walking"] <= 2 for p in seen)
+    rows = [p["rows"] for p in seen]
+    assert any(0 < a < b for a, b in itertools.pairwise(rows)), rows  # a walk in flight moved on between two reads
+    assert max(p["targets"]["done"] for p in seen) >= 1, seen  # the third walks once one of the first two is done
+    assert all(f"/{len(TENANTS)} done" in p["summary"] for p in seen)
+    for tenant in TENANTS:
+        assert query(database_url, f"SELECT touched, count(*) FROM {tenant}.items GROUP BY touched") == [
+            (1, TENANT_ROWS)
+        ]
