@@ -14,7 +14,7 @@ from devcluster.postgres import ExternalPostgres, PostgresServer, standby_of
 from devcluster.processes import ComponentError
 from tests.tiers import Tier, misplaced, tier_of
 
-pytest_plugins = ["devcluster.fixtures", "tests.operator_fixtures"]
+pytest_plugins = ["devcluster.fixtures", "tests.operator_fixtures", "tests.chart_release"]
 
 
 @pytest.fixture(scope="session")

@@ -9,179 +9,33 @@ work on it, and with one permission removed the same migration must not get anyw
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
 import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import yaml
 from kubernetes.client.rest import ApiException
 
 from devcluster.images.recipes import LOCKGATE_IMAGE
 from devcluster.kube import Kube, watch_until
-from devcluster.postgres import free_port, in_cluster_url
-from tests.chart_support import CHART, REPO, bin_dir, helm, install_app, split_image
+from tests.chart_release import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    Release,
+    assert_no_password_in,
+    create_migration,
+    kubectl,
+    ready_condition,
+    tables,
+    wait_ready,
+)
+from tests.chart_support import CHART, REPO, helm, install_app, split_image
 from tests.health_support import argocd_health, kstatus
 from tests.operator_fixtures import Migrations
-
-GROUP, VERSION, PLURAL = "lockgate.dev", "v1alpha1", "schemamigrations"
-CRD_NAME = "schemamigrations.lockgate.dev"
-SCRIPTS = {"V1__t.sql": "CREATE TABLE t (id int);"}
-OPERATOR_READY_SECONDS = 120
-MIGRATION_READY_SECONDS = 150
-
-
-def kubectl(kubeconfig: Path, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [str(bin_dir() / "kubectl"), f"--kubeconfig={kubeconfig}", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stdout}{result.stderr}")
-    return result
-
-
-@dataclass
-class Release:
-    """One install of the chart; uninstalled (with its cluster-scoped RBAC) at teardown."""
-
-    name: str
-    namespace: str
-    kubeconfig: Path
-    kube: Kube
-    workdir: Path
-    notes: str = ""
-    values: dict[str, Any] = field(default_factory=dict)
-    installed: bool = field(default=False, repr=False)
-
-    @property
-    def fullname(self) -> str:
-        return f"{self.name}-lockgate"
-
-    @property
-    def service_account(self) -> str:
-        return f"system:serviceaccount:{self.namespace}:{self.fullname}"
-
-    def install(self, image: str, chart: Sequence[str] = (str(CHART),), digest: str = "", **values: Any) -> Release:
-        """`helm install` of `chart` (the checkout's unless it names another: `oci://...` and its flags)."""
-        repository, tag = split_image(image)
-        skip_crds = crd_exists(self.kube)  # helm would skip it anyway; say so explicitly
-        values = {
-            "image": {"repository": repository, "tag": tag, "digest": digest, "pullPolicy": "IfNotPresent"},
-            "healthPort": free_port(),
-            "metricsPort": free_port(),
-            **values,
-        }
-        values_file = self.workdir / f"values-{self.name}.yaml"
-        values_file.write_text(yaml.safe_dump(values))
-        self.values = values
-        args = [
-            "install",
-            self.name,
-            *chart,
-            "--namespace",
-            self.namespace,
-            "--values",
-            str(values_file),
-            "--wait",
-            "--timeout",
-            f"{OPERATOR_READY_SECONDS}s",
-        ]
-        result = helm(*args, *(["--skip-crds"] if skip_crds else []), kubeconfig=self.kubeconfig)
-        self.installed = True
-        self.notes = result.stdout
-        watch_until(
-            self.kube.apiextensions.list_custom_resource_definition,
-            lambda c: any(x.type == "Established" and x.status == "True" for x in c.status.conditions or []),
-            field_selector=f"metadata.name={CRD_NAME}",
-        )
-        return self
-
-    def operator_pod(self) -> Any:
-        return watch_until(
-            self.kube.core.list_namespaced_pod,
-            lambda p: any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or []),
-            timeout=OPERATOR_READY_SECONDS,
-            namespace=self.namespace,
-            label_selector=f"app.kubernetes.io/instance={self.name}",
-        )
-
-    def log(self) -> str:
-        return kubectl(self.kubeconfig, "logs", "-n", self.namespace, f"deployment/{self.fullname}", "--tail=-1").stdout
-
-    def can(self, verb: str, resource: str, namespace: str) -> bool:
-        """The API server's own authorization answer for the operator's ServiceAccount."""
-        resource, _, subresource = resource.partition("/")
-        extra = [f"--subresource={subresource}"] if subresource else []
-        result = kubectl(
-            self.kubeconfig,
-            "auth",
-            "can-i",
-            verb,
-            resource,
-            *extra,
-            "-n",
-            namespace,
-            f"--as={self.service_account}",
-            check=False,
-        )
-        return result.stdout.strip() == "yes"
-
-    def get(self, pod: Any, port_value: str, path: str) -> str:
-        """GET a path of the operator pod on the port the chart configured, through the API server's pod proxy."""
-        port = self.values[port_value]
-        return str(
-            self.kube.core.connect_get_namespaced_pod_proxy_with_path(
-                f"{pod.metadata.name}:{port}", self.namespace, path.lstrip("/")
-            )
-        )
-
-    def uninstall(self) -> None:
-        if self.installed:
-            helm(
-                "uninstall",
-                self.name,
-                "--namespace",
-                self.namespace,
-                "--wait",
-                "--timeout",
-                "60s",
-                kubeconfig=self.kubeconfig,
-                check=False,
-            )
-            self.installed = False
-
-
-def crd_exists(kube: Kube) -> bool:
-    try:
-        kube.apiextensions.read_custom_resource_definition(CRD_NAME)
-        return True
-    except ApiException as e:
-        if e.status == 404:
-            return False
-        raise
-
-
-@pytest.fixture
-def release_factory(kubeconfig: Path, kube: Kube, tmp_path: Path) -> Iterator[Callable[[str], Release]]:
-    releases: list[Release] = []
-
-    def make(namespace: str) -> Release:
-        releases.append(Release(f"lg-{uuid.uuid4().hex[:6]}", namespace, kubeconfig, kube, tmp_path))
-        return releases[-1]
-
-    yield make
-    for release in releases:
-        release.uninstall()
 
 
 @pytest.fixture
@@ -201,62 +55,6 @@ def extra_namespace(kube: Kube, namespace: str) -> Iterator[str]:
     except ApiException as e:
         if e.status != 404:
             raise
-
-
-def create_migration(kube: Kube, namespace: str, name: str, image: str, database_url: str, node_ip: str) -> None:
-    # The URL the migration Job's pod reaches the database by (on kind: PostgreSQL inside the cluster).
-    kube.core.create_namespaced_secret(
-        namespace, {"metadata": {"name": f"{name}-db"}, "stringData": {"url": in_cluster_url(database_url, node_ip)}}
-    )
-    kube.core.create_namespaced_config_map(namespace, {"metadata": {"name": f"{name}-scripts"}, "data": SCRIPTS})
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "SchemaMigration",
-        "metadata": {"name": name},
-        "spec": {
-            "version": "1",
-            "image": image,
-            "imagePullPolicy": "IfNotPresent",
-            "database": {"urlFrom": {"secretKeyRef": {"name": f"{name}-db", "key": "url"}}},
-            "migrations": {"configMap": {"name": f"{name}-scripts"}},
-        },
-    }
-    kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
-
-
-def ready_condition(body: dict[str, Any]) -> dict[str, Any]:
-    return next((c for c in (body.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), {})
-
-
-def wait_ready(kube: Kube, namespace: str, name: str, timeout: float = MIGRATION_READY_SECONDS) -> dict[str, Any]:
-    return watch_until(
-        kube.custom.list_namespaced_custom_object,
-        lambda b: (
-            ready_condition(b).get("status") == "True"
-            and (b.get("status") or {}).get("observedGeneration") == b["metadata"]["generation"]
-        ),
-        timeout=timeout,
-        group=GROUP,
-        version=VERSION,
-        namespace=namespace,
-        plural=PLURAL,
-        field_selector=f"metadata.name={name}",
-    )
-
-
-def tables(database_url: str) -> set[str]:
-    with psycopg.connect(database_url) as conn:
-        return {row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
-
-
-def assert_no_password_in(text: str, database_url: str) -> None:
-    """Neither the tests' nor the pods' database password appears in `text`."""
-    from sqlalchemy.engine import make_url
-
-    for url in {database_url, in_cluster_url(database_url)}:
-        password = make_url(url).password
-        assert password, "the test database URL carries a password"
-        assert str(password) not in text
 
 
 def assert_migrated_with_kubectl(release: Release, namespace: str, name: str, database_url: str) -> None:
@@ -421,93 +219,6 @@ def test_helm_4_install_wait_fails_fast_when_the_operator_lacks_a_permission(
     )
     assert seconds < 120, f"helm --wait took {seconds:.0f}s of its 300s timeout"
     print(f"helm install --wait with the operator lacking a permission: failed after {seconds:.1f}s (timeout 300s)")
-
-
-def test_a_secret_selector_without_the_chart_value_says_which_to_set_and_goes_on_once_granted(
-    cluster: Any, kube: Kube, namespace: str, database_url: str, release_factory: Callable[[str], Release]
-) -> None:
-    """spec.targets.databases.selector needs `list` on Secrets, which the chart grants only with
-    rbac.secretSelector=true: without it the SchemaMigration says so; granted, it migrates with no edit."""
-    release = release_factory(namespace).install(cluster.real_image)
-    release.operator_pod()
-    assert not release.can("list", "secrets", namespace)
-    create_selector_migration(kube, namespace, cluster.real_image, in_cluster_url(database_url, cluster.node_ip))
-    stalled = watch_until(
-        kube.custom.list_namespaced_custom_object,
-        lambda b: "rbac.secretSelector=true" in str((b.get("status") or {}).get("conditions")),
-        timeout=MIGRATION_READY_SECONDS,
-        group=GROUP, version=VERSION, namespace=namespace, plural=PLURAL, field_selector="metadata.name=sel",
-    )  # fmt: skip
-    assert kstatus(stalled)[0] == "Failed" and not kube.batch.list_namespaced_job(namespace).items
-
-    # What rbac.secretSelector=true adds (tests/tools/test_chart.py): `list`, no get or watch.
-    role = kube.rbac.read_cluster_role(release.fullname)
-    role.rules.append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]})
-    kube.rbac.replace_cluster_role(release.fullname, role)
-    done = wait_ready(kube, namespace, "sel")  # picked up within the selector's refresh: no edit needed
-    assert done["status"]["targets"]["phases"]["expand"]["succeeded"] == 1 and "t" in tables(database_url)
-    assert not release.can("get", "secrets", namespace)
-    assert_no_password_in(release.log(), database_url)
-
-
-def test_with_rbac_secret_selector_the_operator_lists_tenant_secrets_by_metadata_only(
-    cluster: Any,
-    audit_log: Path,  # before kube: on an existing cluster the test skips before it touches anything
-    kube: Kube,
-    namespace: str,
-    database_url: str,
-    release_factory: Callable[[str], Release],
-) -> None:
-    """The API server's audit log (devcluster's policy: Secret reads by service accounts) says what
-    the operator's account asked for and got back: lists of names and labels, never a Secret's
-    data, never a get. A plain list would log a SecretList with each Secret's `data`."""
-    release = release_factory(namespace).install(cluster.real_image, rbac={"secretSelector": True})
-    release.operator_pod()
-    assert release.can("list", "secrets", namespace) and not release.can("get", "secrets", namespace)
-    create_selector_migration(kube, namespace, cluster.real_image, in_cluster_url(database_url, cluster.node_ip))
-    assert wait_ready(kube, namespace, "sel")["status"]["targets"]["phases"]["expand"]["succeeded"] == 1
-    reads = secret_reads(audit_log, release.service_account)
-    lists = [e for e in reads if e["verb"] == "list" and e["responseStatus"]["code"] == 200]
-    assert lists, f"no list of Secrets by {release.service_account} in {audit_log}"
-    assert {e["verb"] for e in reads} == {"list"}
-    # Cluster-wide, it also lists for SchemaMigrations that other tests left in namespaces being deleted.
-    for event in lists:
-        listed = event["responseObject"]
-        assert (listed["apiVersion"], listed["kind"]) == ("meta.k8s.io/v1", "PartialObjectMetadataList"), listed
-        assert not {"data", "stringData"} & keys_in(listed), listed
-    ours = [e["responseObject"] for e in lists if e["objectRef"]["namespace"] == namespace]
-    assert ours and all([item["metadata"]["name"] for item in answer["items"]] == ["t1-db"] for answer in ours)
-
-
-def create_selector_migration(kube: Kube, namespace: str, image: str, url: str) -> None:
-    """SchemaMigration `sel` over the Secrets labelled lockgate.dev/tenant=yes: `t1-db`, holding `url`."""
-    labels = {"lockgate.dev/tenant": "yes"}
-    kube.core.create_namespaced_secret(
-        namespace, {"metadata": {"name": "t1-db", "labels": labels}, "stringData": {"url": url}}
-    )
-    kube.core.create_namespaced_config_map(namespace, {"metadata": {"name": "sel-scripts"}, "data": SCRIPTS})
-    spec = {"version": "1", "image": image, "imagePullPolicy": "IfNotPresent"}
-    spec |= {
-        "migrations": {"configMap": {"name": "sel-scripts"}},
-        "targets": {"databases": {"selector": {"matchLabels": labels}}},
-    }
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "SchemaMigration", "metadata": {"name": "sel"}, "spec": spec}
-    kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
-
-
-def secret_reads(audit_log: Path, user: str) -> list[dict[str, Any]]:
-    """The audit log's events of `user` on Secrets (what the policy records: get, list, watch)."""
-    events = [json.loads(line) for line in audit_log.read_text().splitlines()]
-    return [e for e in events if e["user"]["username"] == user and e["objectRef"]["resource"] == "secrets"]
-
-
-def keys_in(value: Any) -> set[str]:
-    """Every key of every mapping inside a decoded JSON value."""
-    if isinstance(value, dict):
-        return set(value).union(*(keys_in(v) for v in value.values()))
-    if isinstance(value, list):
-        return set().union(*(keys_in(v) for v in value))
-    return set()
 
 
 def test_the_chart_installs_from_an_oci_registry_with_the_image_pinned_by_digest(
