@@ -33,13 +33,28 @@ def options_from(args: argparse.Namespace) -> Options:
     return Options(**{f.name: getattr(args, f.name) for f in fields(Options) if hasattr(args, f.name)}, limits=limits)
 
 
-def _targets() -> tuple[targets.Target, ...]:
-    """This pod's targets in a fan-out Job (LOCKGATE_TARGETS...), none elsewhere."""
+def _targets(args: argparse.Namespace) -> tuple[targets.Target, ...]:
+    """This pod's targets in a fan-out Job (LOCKGATE_TARGETS..., or the schemas its schemaQuery
+    lists), none elsewhere."""
     from ..runner import targets
-    from ..shared.targets import INDEX_ENV, KIND_ENV, NAMES_ENV, PER_POD_ENV
+    from ..shared.targets import INDEX_ENV, INDEXES_ENV, KIND_ENV, NAMES_ENV, PER_POD_ENV, QUERY_ENV
 
     env = os.environ.get
+    if sql := env(QUERY_ENV):
+        from ..runner.schema_query import listed_schemas
+
+        url = getattr(args, "database_url", None) or env("LOCKGATE_DATABASE_URL")
+        if not url:
+            raise UsageError("no database URL for the schemaQuery: set LOCKGATE_DATABASE_URL")
+        return targets.pick_listed(listed_schemas(url, sql), env(INDEX_ENV), env(INDEXES_ENV))
     return targets.pick(env(KIND_ENV), env(NAMES_ENV), env(INDEX_ENV), env(PER_POD_ENV))
+
+
+def _listed() -> bool:
+    """A pod of a schemaQuery's Job: its targets are whatever its shard of the query's rows holds."""
+    from ..shared.targets import QUERY_ENV
+
+    return bool(os.environ.get(QUERY_ENV))
 
 
 def _database(args: argparse.Namespace, target: targets.Target | None) -> Database:
@@ -59,8 +74,13 @@ def _database(args: argparse.Namespace, target: targets.Target | None) -> Databa
     return Database(parse_url(url), table, schema)
 
 
-def _one_target() -> targets.Target | None:
-    chunk = _targets()
+def _one_target(args: argparse.Namespace) -> targets.Target | None:
+    if _listed():
+        raise UsageError(
+            "this pod's targets are the schemas a schemaQuery lists, any number of them: a command other "
+            "than lockgate migrate or undo takes one target; list the schemas in spec.targets.schemas"
+        )
+    chunk = _targets(args)
     if len(chunk) > 1:
         raise UsageError(
             f"this pod has {len(chunk)} targets (LOCKGATE_TARGETS_PER_POD): a command other than "
@@ -146,13 +166,15 @@ def _run_command(
     the database included: the operator reads it."""
     summary_file: str | None = getattr(args, "summary_file", None)
     try:
-        chunk = _targets()
+        chunk = _targets(args)
     except LockgateError as exc:
         return out.finish(_failed_before_start(args, exc), summary_file)
 
     def run(target: targets.Target | None) -> Summary:
         return _summary(args, out, command, needs_dir, announce, target)
 
+    if _listed():  # a schemaQuery's pod reports how many schemas it covered, none included
+        return out.finish(_run_chunk(out, run, chunk) if chunk else _no_targets(args), summary_file)
     return out.finish(
         run(chunk[0] if chunk else None) if len(chunk) <= 1 else _run_chunk(out, run, chunk, summary_file),
         summary_file,
@@ -208,12 +230,24 @@ def _summary(
 
 
 def _failed_before_start(args: argparse.Namespace, exc: LockgateError) -> Summary:
+    summary = _started(args)
+    summary.fail(exc)
+    return summary
+
+
+def _started(args: argparse.Namespace) -> Summary:
     from ..runner.summary import Summary
 
     options = options_from(args)
     target = getattr(args, "to", None) or options.target
-    summary = Summary(args.command, options.phase, str(target) if target else None)
-    summary.fail(exc)
+    return Summary(args.command, options.phase, str(target) if target else None)
+
+
+def _no_targets(args: argparse.Namespace) -> Summary:
+    """A schemaQuery's index whose shard lists no schema (yet): done, with nothing to do."""
+    summary = _started(args)
+    summary.failed_count, summary.target_count = 0, 0
+    summary.notes.append("none of the schemas the schemaQuery lists falls to this index")
     return summary
 
 
@@ -227,7 +261,7 @@ def cmd_exec(args: argparse.Namespace, out: Output) -> int:
     try:
         if not argv:
             raise UsageError("lockgate exec needs a command: lockgate exec [OPTIONS] -- COMMAND [ARGS...]")
-        db = _database(args, _one_target())
+        db = _database(args, _one_target(args))
     except LockgateError as exc:
         summary = Summary("exec", EXEC, args.version_label)
         summary.fail(exc)
@@ -239,7 +273,7 @@ def cmd_exec(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_info(args: argparse.Namespace, out: Output) -> int:
-    runner = _runner(args, out, target=_one_target())
+    runner = _runner(args, out, target=_one_target(args))
     try:
         listing = runner.info()
     finally:

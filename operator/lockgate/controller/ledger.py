@@ -28,8 +28,9 @@ from ..shared.timestamps import parse_time
 from ..shared.versions import Version
 from .history_entry import FINAL, HistoryEntry, Result
 from .observed import JobPodView, JobView, Observed
+from .schema_query import unreported_indexes
 from .spec import Migration
-from .targets import CANARY, WHOLE, Tally, applied_total, digest, tally, wave_targets
+from .targets import CANARY, WHOLE, Tally, applied_total, digest, indexes, tally, wave_targets
 
 HISTORY_LIMIT = 20
 # A claim younger than this is left alone while the Job shows up in the watch; an older one
@@ -191,7 +192,8 @@ class Ledger:
                 continue
             report = _report(observed.job_pods, job.name)
             waited = observed.now - (parse_time(job.finished) or observed.now)
-            if report is None and job.state != Result.RUNNING and waited < REPORT_GRACE:
+            silent = report is None or unreported_indexes(job, observed.job_pods, indexes(job.completed_indexes))
+            if silent and job.state != Result.RUNNING and waited < REPORT_GRACE:
                 retry = 1.0
                 continue
             finished = self._finish(job, version, entry, report, observed)
@@ -239,7 +241,7 @@ class Ledger:
             entry = HistoryEntry(version, job.phase, job.name, job.attempt, job.image, None, wave=job.wave or None)
             self.history.append(entry)
         deleted_early = job.state == Result.RUNNING
-        counts = tally(job, observed.job_pods) if job.targets else None  # a fan-out Job: one report per target
+        counts = tally(job, observed.job_pods) if job.fan_out else None  # a fan-out Job: one report per target
         finished = replace(
             entry,
             result=Result.FAILED if deleted_early else job.state,
@@ -352,7 +354,7 @@ def _covers_spec(job: JobView, migration: Migration | None) -> bool:
     them all (plan_for), and only that Job's success advances the version: the gate opens once
     every target expanded."""
     targets = migration.spec.targets if migration else None
-    return targets is None or digest(job.targets) == digest(wave_targets(targets, job.wave or WHOLE).names)
+    return targets is None or digest(job.listing()) == digest(wave_targets(targets, job.wave or WHOLE).listing())
 
 
 def _over_budget(job: JobView) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..shared.errors import Paused
 from ..shared.phases import UNDO
-from ..shared.targets import DATABASE, KIND_ENV, NAMES_ENV, PER_POD_ENV, SECRETS_DIR, joined
+from ..shared.targets import DATABASE, INDEXES_ENV, KIND_ENV, NAMES_ENV, PER_POD_ENV, QUERY_ENV, SECRETS_DIR, joined
 from .ledger import JobRequest
 from .spec import (
     API_VERSION,
@@ -200,7 +200,11 @@ def _env(migration: Migration, request: JobRequest) -> list[dict[str, Any]]:
         env.append({"name": "LOCKGATE_DATABASE_URL", "valueFrom": url})
     if targets := _targets(migration, request):  # each pod picks its own by its completion index (runner/targets.py)
         env.append({"name": KIND_ENV, "value": targets.kind})
-        env.append({"name": NAMES_ENV, "value": joined(targets.names)})
+        if targets.query:  # each pod lists the schemas itself and takes those of its index
+            env.append({"name": QUERY_ENV, "value": targets.query})
+            env.append({"name": INDEXES_ENV, "value": str(targets.indexes)})
+        else:
+            env.append({"name": NAMES_ENV, "value": joined(targets.names)})
         if targets.per_pod > 1:
             env.append({"name": PER_POD_ENV, "value": str(targets.per_pod)})
     env += [

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..shared.progress import Progress
 from ..shared.report import RunnerReport, parse_report
-from ..shared.targets import NAMES_ENV, PER_POD_ENV, split
+from ..shared.targets import INDEXES_ENV, NAMES_ENV, PER_POD_ENV, QUERY_ENV, query_listing, split
 from ..shared.versions import Version
 from .conditions import find
 from .history_entry import Result
@@ -59,6 +59,17 @@ class JobView:
     active: int = 0
     wave: str = ""  # with a canary: canary or rest (targets.waves)
     max_failed: int | None = None  # spec.maxFailedIndexes: the failed indexes, not targets, it allows
+    query: str = ""  # a schemaQuery's Job: the SQL its pods run to list their schemas (`targets` empty)
+    indexes: int = 0  # a schemaQuery's Job: its indexes, each migrating the schemas that shard to it
+
+    @property
+    def fan_out(self) -> bool:
+        """An Indexed Job over many targets, listed or queried."""
+        return bool(self.targets or self.indexes)
+
+    def listing(self) -> tuple[str, ...]:
+        """Its target list, as spec.targets gives it (targets.Targets.listing)."""
+        return query_listing(self.query, self.indexes) if self.indexes else self.targets
 
     @property
     def live(self) -> bool:
@@ -161,6 +172,8 @@ def job_view(body: Mapping[str, Any]) -> JobView:
         active=status.get("active", 0),
         wave=labels.get(WAVE_LABEL, ""),
         max_failed=body.get("spec", {}).get("maxFailedIndexes"),
+        query=_env(containers[0], QUERY_ENV),
+        indexes=int(count) if (count := _env(containers[0], INDEXES_ENV)).isdigit() else 0,
     )
 
 

@@ -209,7 +209,7 @@ def parse_spec(spec: dict[str, Any], pod_security: Level = Level.RESTRICTED) -> 
     if spec.get("targets") is not None:
         targets, wrong = parse_targets(spec["targets"], bool(database), database.get("historyTable"))
         targets, labels = parse_selectors(spec["targets"], targets)
-        problems += wrong + labels + _own_commands_per_pod(spec, targets.per_pod)
+        problems += wrong + labels + _own_commands_only(spec, targets)
     elif not secret:
         problems.append("spec.database: set it, or spec.targets for many tenants")
     return MigrationSpec(
@@ -236,12 +236,14 @@ def parse_spec(spec: dict[str, Any], pod_security: Level = Level.RESTRICTED) -> 
     )
 
 
-def _own_commands_per_pod(spec: dict[str, Any], per_pod: int) -> list[str]:
-    """Only lockgate's own commands migrate a pod's several targets in turn: another tool gets one."""
-    if per_pod == 1:
+def _own_commands_only(spec: dict[str, Any], targets: Targets) -> list[str]:
+    """Only lockgate's own commands migrate a pod's several targets in turn (a schemaQuery's pod has
+    any number): another tool gets one."""
+    if targets.per_pod == 1 and not targets.query:
         return []
+    fix = "list the schemas in spec.targets.schemas" if targets.query else "set spec.targets.perPod to 1"
     own = [n for n in (*Phase, "rollback") if ((spec.get(n) or {}).get("command") or ["lockgate"])[0] != "lockgate"]
-    return [f"spec.{n}.command: another tool migrates one target per pod: set spec.targets.perPod to 1" for n in own]
+    return [f"spec.{n}.command: another tool migrates one target per pod: {fix}" for n in own]
 
 
 def _checked(problems: list[str], field: str, parse: Callable[[Any], T], raw: Any, fallback: F) -> T | F:

@@ -12,7 +12,8 @@ several), never from a database. Each
 finished Job records which target list it covered: a phase that succeeded for another list than
 the spec's runs again (waves.behind), so new targets catch up. With a canary, each phase runs in
 two waves, a Job each: the first `canary` targets, then the others (waves.py); canary.selector
-moves its matches first (selectors.py).
+moves its matches first (selectors.py). With a schemaQuery the pods list the schemas themselves
+and count them in their reports (schema_query.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..shared.report import cut
-from ..shared.targets import DATABASE, SCHEMA, SCHEMA_NAME, per_index
+from ..shared.targets import DATABASE, SCHEMA, SCHEMA_NAME, per_index, query_listing
+from .schema_query import parse_query, reported
 
 if TYPE_CHECKING:  # observed.py reads spec.py, which reads this module
     from ..shared.versions import Version
@@ -56,6 +58,12 @@ class Targets:
     # canary's matches come first in `names`, `canary` of them, once the operator listed them.
     selector: str = ""
     canary_selector: str = ""
+    query: str = ""  # SCHEMA listed by schemaQuery: the SQL each pod runs (`names` stays empty)
+    indexes: int = 0  # schemaQuery: the Job's indexes, each migrating the schemas that shard to it
+
+    def listing(self) -> tuple[str, ...]:
+        """What its Jobs cover, for `digest`: the names, or a schemaQuery's SQL and indexes."""
+        return query_listing(self.query, self.indexes) if self.query else self.names
 
 
 # A Job's wave: every target, or with a canary the first `canary` targets, then the others.
@@ -80,15 +88,19 @@ def parse_targets(raw: Mapping[str, Any], has_database: bool, history_table: str
     """spec.targets and what is wrong with it, each problem naming its field (the CRD refuses the
     same; this catches bodies that did not pass through it)."""
     problems: list[str] = []
-    schemas, databases = raw.get("schemas"), raw.get("databases")
-    if (schemas is None) == (databases is None):
+    schemas, databases, query = raw.get("schemas"), raw.get("databases"), raw.get("schemaQuery")
+    if [schemas, query, databases].count(None) != 2:
         problems.append(
-            "spec.targets: set schemas (a schema per tenant) or databases (a database per tenant), one of them"
+            "spec.targets: set schemas (a schema per tenant), schemaQuery (a query listing them) or databases "
+            "(a database per tenant), one of them"
         )
-    if schemas is not None:
-        kind, names, pattern, field = SCHEMA, list(schemas), SCHEMA_NAME, "spec.targets.schemas"
+    sql, shards, wrong = parse_query(raw, int(raw.get("maxParallel", DEFAULT_MAX_PARALLEL))) if query else ("", 0, [])
+    problems += wrong
+    if schemas is not None or query is not None:
+        kind, names, pattern = SCHEMA, list(schemas or []), SCHEMA_NAME
+        field = "spec.targets.schemas" if schemas is not None else "spec.targets.schemaQuery"
         if not has_database:
-            problems.append("spec.targets.schemas: set spec.database, the database that holds the schemas")
+            problems.append(f"{field}: set spec.database, the database that holds the schemas")
         if history_table and "." in history_table:
             problems.append("spec.database.historyTable: give the table's name only: each schema keeps its own")
     else:
@@ -96,7 +108,7 @@ def parse_targets(raw: Mapping[str, Any], has_database: bool, history_table: str
         if has_database:
             problems.append("spec.database: remove it: with targets.databases each tenant's Secret holds its URL")
     raw_selector = (databases or {}).get("selector")
-    if names or raw_selector is None:  # a selector alone may list none (`selectors.selected` checks its matches)
+    if names or (raw_selector is None and not query):  # a selector or a query may list none here
         problems += name_problems(field, names, pattern)
     max_failed, canary = raw.get("maxFailed"), raw.get("canary") or {}
     if int(raw.get("perPod", DEFAULT_PER_POD)) < 1:
@@ -120,6 +132,8 @@ def parse_targets(raw: Mapping[str, Any], has_database: bool, history_table: str
             per_pod=int(raw.get("perPod", DEFAULT_PER_POD)),
             canary=max(count, 0),
             canary_approval=bool(canary.get("requireApproval", False)),
+            query=sql,
+            indexes=shards,
         ),
         problems,
     )
@@ -137,8 +151,9 @@ def name_problems(field: str, names: list[str], pattern: re.Pattern[str]) -> lis
 
 
 def indexed_job(targets: Targets, backoff_limit: int) -> dict[str, Any]:
-    """The Job spec fields of a fan-out Job: one index per perPod targets, retried on its own."""
-    total = len(per_index(targets.names, targets.per_pod))
+    """The Job spec fields of a fan-out Job: one index per perPod targets (a schemaQuery's: its
+    `indexes`), retried on its own."""
+    total = targets.indexes or len(per_index(targets.names, targets.per_pod))
     fields: dict[str, Any] = {
         "completionMode": "Indexed",
         "completions": total,
@@ -170,6 +185,7 @@ class Tally:
     running: int = 0
     failures: tuple[tuple[str, str], ...] = ()  # (target, cause), the first FAILURES_SHOWN
     covered: str = ""  # the digest of the Job's target list (`behind`)
+    unreported: int = 0  # schemaQuery: indexes yet to report, their schemas not counted yet
 
     @property
     def pending(self) -> int:
@@ -177,7 +193,8 @@ class Tally:
 
     def counts(self) -> dict[str, int]:
         done = {"total": self.total, "succeeded": self.succeeded, "failed": self.failed}
-        return done | {"running": self.running, "pending": self.pending}
+        unreported = {"unreportedIndexes": self.unreported} if self.unreported else {}
+        return done | {"running": self.running, "pending": self.pending} | unreported
 
     def to_api(self) -> dict[str, Any]:
         """As a history entry keeps it: the counts and the failed targets shown."""
@@ -193,8 +210,11 @@ class Tally:
         """As a history entry keeps it; counts edited into something else read as none (`total` pending)."""
         try:
             failures = tuple((str(f["target"]), str(f["error"])) for f in data.get("failures") or [])
-            done, failed, running = (int(data.get(k) or 0) for k in ("succeeded", "failed", "running"))
-            return cls(int(data.get("total") or total), done, failed, running, failures, str(data.get("covered") or ""))
+            done, failed, running, unreported = (
+                int(data.get(k) or 0) for k in ("succeeded", "failed", "running", "unreportedIndexes")
+            )
+            covered = str(data.get("covered") or "")
+            return cls(int(data.get("total") or total), done, failed, running, failures, covered, unreported)
         except (TypeError, ValueError, KeyError):
             return cls(total)
 
@@ -211,13 +231,19 @@ def tally(job: JobView, pods: tuple[JobPodView, ...]) -> Tally:
     """Where a fan-out Job's targets stand, from its status and its pods' reports. A failed index
     failed the targets its pod's report names; without such a report, every target it covers."""
     done, failed = indexes(job.completed_indexes), indexes(job.failed_indexes)
+    if job.indexes:  # a schemaQuery's: only its pods know its schemas
+        seen = reported(job, pods, (done, failed), lambda i: cause(job, i, pods))
+        named = seen.failures[:FAILURES_SHOWN]
+        return Tally(
+            seen.total, seen.total - seen.failed, seen.failed, 0, named, digest(job.listing()), seen.unreported
+        )
     covered = per_index(job.targets, job.per_pod)
     finished = sum(len(covered[i]) for i in done | failed if i < len(covered))
     lost = [_failed_targets(job, i, covered[i], pods) for i in sorted(failed) if i < len(covered)]
     failed_count = sum(count for count, _ in lost)
     running = 0 if not job.live else min(job.active * job.per_pod, len(job.targets) - finished)
     named = tuple(pair for _, pairs in lost for pair in pairs)[:FAILURES_SHOWN]
-    return Tally(len(job.targets), finished - failed_count, failed_count, running, named, digest(job.targets))
+    return Tally(len(job.targets), finished - failed_count, failed_count, running, named, digest(job.listing()))
 
 
 def _failed_targets(
@@ -281,7 +307,8 @@ def indexes(text: str) -> set[int]:
 def summary(phase: str, counts: Tally) -> str:
     """The TARGETS column: how many targets the latest phase has done, and how many failed."""
     failed = f", {counts.failed} failed" if counts.failed else ""
-    return f"{counts.succeeded}/{counts.total} {phase}{failed}"
+    unreported = f", {counts.unreported} indexes to report" if counts.unreported else ""
+    return f"{counts.succeeded}/{counts.total} {phase}{failed}{unreported}"
 
 
 def targets_status(
@@ -293,20 +320,23 @@ def targets_status(
 ) -> dict[str, Any]:
     """status.targets: per phase of `version`, the counts of its latest Job of each wave, summed over
     every target (live while a Job runs, else as history recorded them; a wave not run yet counts
-    as pending), the failed targets (bounded), and the TARGETS column's summary."""
+    as pending), the failed targets (bounded), and the TARGETS column's summary. With a schemaQuery
+    the total is what the pods reported so far (schema_query.py), the most any phase counted."""
     mine = [e for e in history if e.version == version]
     latest, newest = {(e.phase, e.wave or WHOLE): e for e in mine}, {e.phase: e for e in mine}
-    phases, failed, last = {}, [], None
+    phases, failed, last, reported = {}, [], None, [0]
     for phase, entry in sorted(newest.items(), key=lambda item: history.index(item[1])):
         entries = [latest[phase, w] for w in waves(targets) if (phase, w) in latest] or [entry]
-        counts = _summed([_counts(e, targets, jobs, pods) for e in entries], len(targets.names))
+        counts = _summed([_counts(e, targets, jobs, pods) for e in entries], len(targets.names) or None)
         phases[phase] = {"job": entry.job, **({"wave": entry.wave} if entry.wave else {}), **counts.counts()}
         failed += [{"phase": phase, "target": t, "error": e} for t, e in counts.failures]
-        last = summary(phase, counts)
-    state = {"kind": targets.kind, "total": len(targets.names), "phases": phases}
+        last, reported = summary(phase, counts), reported + [counts.total]
+    total = len(targets.names) or max(reported)
+    state = {"kind": targets.kind, "total": total, "phases": phases}
+    state |= {"schemaQuery": {"indexes": targets.indexes}} if targets.query else {}
     shown = {"failed": failed[:FAILURES_SHOWN]} if failed else {}
     canary = {"canary": targets.canary} if targets.canary else {}
-    return state | canary | shown | {"summary": last or f"0/{len(targets.names)}"}
+    return state | canary | shown | {"summary": last or f"0/{total}"}
 
 
 def _counts(entry: HistoryEntry, targets: Targets, jobs: tuple[JobView, ...], pods: tuple[JobPodView, ...]) -> Tally:
@@ -315,8 +345,11 @@ def _counts(entry: HistoryEntry, targets: Targets, jobs: tuple[JobView, ...], po
     return tally(live, pods) if live else Tally.from_api(entry.targets or {}, total)
 
 
-def _summed(tallies: list[Tally], total: int) -> Tally:
-    """The waves' counts as one phase's: over `total` targets, those no wave ran yet pending."""
+def _summed(tallies: list[Tally], total: int | None) -> Tally:
+    """The waves' counts as one phase's: over `total` targets, those no wave ran yet pending (None:
+    a schemaQuery's, as many as its pods reported)."""
     failures = tuple(f for t in tallies for f in t.failures)[:FAILURES_SHOWN]
-    done, failed, running = (sum(getattr(t, k) for t in tallies) for k in ("succeeded", "failed", "running"))
-    return Tally(total, done, failed, running, failures)
+    done, failed, running, reported, unreported = (
+        sum(getattr(t, k) for t in tallies) for k in ("succeeded", "failed", "running", "total", "unreported")
+    )
+    return Tally(reported if total is None else total, done, failed, running, failures, unreported=unreported)

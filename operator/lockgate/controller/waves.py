@@ -74,4 +74,4 @@ def _last(entries: list[HistoryEntry], wave: str) -> HistoryEntry | None:
 
 def _covers(entry: HistoryEntry | None, targets: Targets, wave: str) -> bool:
     covered = (entry.targets or {}).get("covered") if entry else None
-    return covered == digest(wave_targets(targets, wave).names)
+    return covered == digest(wave_targets(targets, wave).listing())

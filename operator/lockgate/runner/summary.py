@@ -39,6 +39,7 @@ class Summary:
     failed_targets: list[tuple[str, str]] = field(default_factory=list)  # a pod of several targets
     failed_count: int | None = None
     durations: list[int] = field(default_factory=list)  # a pod of several targets: each reported one's ms, in order
+    target_count: int | None = None  # a pod of several targets (a schemaQuery's: any number, none too)
 
     def fail(self, exc: LockgateError) -> None:
         """Record why the command ended early; what was applied before stays in `applied`."""
@@ -80,6 +81,8 @@ class Summary:
             report["failed_count"] = self.failed_count
             report["reported"] = len(self.durations)
             report["durations"] = self.durations
+        if self.target_count is not None:
+            report["target_count"] = self.target_count
         return report
 
 
@@ -90,7 +93,7 @@ def chunk_summary(results: list[tuple[str, Summary]], total: int) -> Summary:
     else of the first failure."""
     first = results[0][1]
     failed = [(target, s) for target, s in results if s.exit_code]
-    combined = Summary(first.command, first.phase, first.target, failed_count=len(failed))
+    combined = Summary(first.command, first.phase, first.target, failed_count=len(failed), target_count=total)
     combined.applied = [a for _, s in results for a in s.applied]
     combined.pending = [p for _, s in results for p in s.pending]
     combined.duration_ms = sum(s.duration_ms for _, s in results)

@@ -5,7 +5,9 @@ gives each pod its index (JOB_COMPLETION_INDEX), which stands for LOCKGATE_TARGE
 in a row (shared.targets.per_index), migrated one after another. A schema target runs against the one
 database URL with that schema first on the search_path and its own history table (so its own
 lock keys) in that schema; a database target reads its URL from the file the Job mounts for its
-Secret, named after the Secret (the operator itself never reads it).
+Secret, named after the Secret (the operator itself never reads it). With a schemaQuery
+(LOCKGATE_TARGETS_QUERY) the pod lists the schemas itself (runner/schema_query.py) and takes those
+whose shard is its index (`pick_listed`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..shared.errors import UsageError
-from ..shared.targets import KINDS, SCHEMA_NAME, per_index, split
+from ..shared.targets import KINDS, SCHEMA, SCHEMA_NAME, per_index, shard, split
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,22 @@ def pick(kind: str | None, names: str | None, index: str | None, per_pod: str | 
         )
     first = int(index) * size
     return tuple(Target(kind, name, first + n, len(listed)) for n, name in enumerate(chunks[int(index)]))
+
+
+def pick_listed(rows: list[str | None], index: str | None, indexes: str | None) -> tuple[Target, ...]:
+    """This pod's schemas of those a schemaQuery listed: the ones whose shard is its index, once each,
+    in name order. A row that is no plain schema name stays a target: it fails, named
+    (schema_history_table), and the others go on. A NULL row reads as "NULL"."""
+    if indexes is None or not indexes.isdigit() or int(indexes) < 1:
+        raise UsageError(f"LOCKGATE_TARGETS_INDEXES {indexes!r} is not a whole number of at least 1")
+    if index is None or not index.isdigit() or int(index) >= int(indexes):
+        raise UsageError(
+            f"JOB_COMPLETION_INDEX {index!r} is not one of the {indexes} indexes of LOCKGATE_TARGETS_INDEXES: "
+            "run it in an Indexed Job whose completions match"
+        )
+    names = sorted({"NULL" if row is None else row for row in rows})
+    mine = [name for name in names if shard(name, int(indexes)) == int(index)]
+    return tuple(Target(SCHEMA, name, n, len(mine)) for n, name in enumerate(mine))
 
 
 def schema_history_table(schema: str, table: str) -> str:

@@ -49,6 +49,7 @@ class Report(TypedDict):
     # applied entries the report is too long.
     reported: NotRequired[int]
     durations: NotRequired[list[int]]
+    target_count: NotRequired[int]  # how many targets the pod covered (a schemaQuery's: only it knows)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class RunnerReport:
     failed_count: int | None = None  # how many of its targets failed; None: a pod of one target
     reported: int | None = None  # how many of its targets, in order, have a result; None: all of them
     durations: tuple[int, ...] = ()  # each reported target's ms, in order; () when not kept
+    target_count: int | None = None  # how many targets it covered; None: a pod of one target
 
 
 def encode(report: Report, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
@@ -99,6 +101,7 @@ def parse_report(message: str | None, exit_code: int | None) -> RunnerReport:
         failed_count=_count(doc.get("failed_count")),
         reported=_count(doc.get("reported")),
         durations=tuple(d for d in doc.get("durations") or () if isinstance(d, int)),
+        target_count=_count(doc.get("target_count")),
     )
 
 
