@@ -4,6 +4,8 @@ Kubernetes already holds it all, so this reads it, never writes: the Jobs status
 the latest of each phase (and wave, with a canary) of spec.version, their completedIndexes and
 failedIndexes, and their pods (each pod's completion index, start and end, and the runner's report
 in its termination message). A Job deleted since (its TTL) leaves the counts in status.targets only.
+A schemaQuery's Job lists no schema the operator knows: a row per index, and one per failed schema
+its pod's report names.
 """
 
 from __future__ import annotations
@@ -71,7 +73,8 @@ def _phase(entry: PhaseJob, job: JobView, now: datetime) -> list[tuple[str, Ran]
         if mine.index is not None:
             last[mine.index] = mine
     found = []
-    for index, names in enumerate(per_index(job.targets, job.per_pod)):
+    chunks = tuple((f"index {i}",) for i in range(job.indexes)) if job.indexes else per_index(job.targets, job.per_pod)
+    for index, names in enumerate(chunks):
         pod = last.get(index)
         if index in done or index in failed:
             state = SUCCEEDED if index in done else FAILED
@@ -81,8 +84,18 @@ def _phase(entry: PhaseJob, job: JobView, now: datetime) -> list[tuple[str, Ran]
         ran = Ran(state, job.name, seconds, cause(job, index, entry.pods) if state == FAILED else None)
         if len(names) > 1 and seconds is not None:
             ran = replace(ran, seconds_of=POD)
-        found += [(name, _in_chunk(ran, n, names, pod)) for n, name in enumerate(names)]
+        if job.indexes:
+            found += _listed(ran, names[0], pod)
+        else:
+            found += [(name, _in_chunk(ran, n, names, pod)) for n, name in enumerate(names)]
     return found
+
+
+def _listed(ran: Ran, index: str, pod: JobPodView | None) -> list[tuple[str, Ran]]:
+    """A schemaQuery's index, and each failed schema its pod's report names with its cause."""
+    report = pod.report if pod and ran.state == FAILED else None
+    named = [(target, replace(ran, error=error)) for target, error in report.failed_targets] if report else []
+    return [(index, replace(ran, error=None) if named else ran), *named]
 
 
 def _in_chunk(ran: Ran, n: int, names: tuple[str, ...], pod: JobPodView | None) -> Ran:
