@@ -1,7 +1,9 @@
 """Benchmark: one SchemaMigration over many tenants, against a loop of `lockgate migrate`.
 
-For --targets databases (one per tenant, each with its Secret) and, separately, --targets schemas
-in one database, on one PostgreSQL on this host: one expand of a few statements per tenant, run
+For --targets databases (one per tenant, each with its Secret), separately --targets schemas in one
+database, listed in the spec, and --kinds query: as many schemas, listed by spec.targets.schemaQuery
+(for 10,000: beyond a list's 1,000), on one PostgreSQL on this host: one expand of a few statements
+per tenant, run
   - by the operator on the real node, once per --settings entry (maxParallel x perPod), each run
     with its own scripts and history table so that it starts from nothing: the time from the
     SchemaMigration created to its expand Job Complete, the operator's peak resident memory, and
@@ -13,7 +15,8 @@ The loop runs after the cluster stopped: it needs none, and the cluster's time i
 average: the machine is shared, and other sessions' clusters slow both sides.
 
 `make bench-fanout`, or `.venv/bin/python benchmarks/fanout.py [--targets 1000] [--kinds databases,schemas]
-[--settings 8x10,8x50]`.
+[--settings 8x10,8x50]`; with --kinds query a setting is maxParallel x indexes (`--targets 10000
+--kinds query --settings 8x64 --no-loop`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from devcluster.postgres import PostgresServer, in_cluster_url  # noqa: E402
 from lockgate.controller.spec import GROUP, PLURAL, VERSION  # noqa: E402
 
 NS = "fanout"
+LISTING = "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\\_%'"
 LOCKGATE = Path(sys.executable).parent / "lockgate"
 
 
@@ -61,10 +65,10 @@ class Tenants:
 
     def __init__(self, postgres: PostgresServer, kind: str, count: int) -> None:
         self.kind = kind
-        if kind == "schemas":
-            self.names = [f"tenant_{n:04}" for n in range(count)]
-            url = postgres.create_database("schemas")
-            with psycopg.connect(url, autocommit=True) as conn:
+        if kind in ("schemas", "query"):
+            self.names = [f"tenant_{n:05}" for n in range(count)]
+            url = postgres.create_database(kind)
+            with psycopg.connect(url, autocommit=True) as conn:  # one round trip, one transaction
                 conn.execute("".join(f"CREATE SCHEMA {name};" for name in self.names))
             self.urls = {name: url for name in self.names}
         else:
@@ -76,7 +80,7 @@ class Tenants:
         directory = write_scripts(tmp / "loop", scripts("loop"))
         started = time.monotonic()
         for name in self.names:
-            schema = ["--schema", name] if self.kind == "schemas" else []
+            schema = ["--schema", name] if self.kind != "databases" else []
             command = [str(LOCKGATE), "migrate", "--dir", str(directory), "--history-table", "h_loop", *schema]
             subprocess.run(
                 command, env=os.environ | {"LOCKGATE_DATABASE_URL": self.urls[name]}, check=True, capture_output=True
@@ -90,15 +94,19 @@ class Tenants:
                 kube.core.create_namespaced_secret(NS, {"metadata": {"name": name}, "stringData": {"url": url}})
         else:
             url = in_cluster_url(self.urls[self.names[0]], node_ip)
-            kube.core.create_namespaced_secret(NS, {"metadata": {"name": "schemas-db"}, "stringData": {"url": url}})
+            secret = {"metadata": {"name": f"{self.kind}-db"}, "stringData": {"url": url}}
+            kube.core.create_namespaced_secret(NS, secret)
 
     def spec(self, max_parallel: int, per_pod: int) -> dict[str, Any]:
+        """With a query, `per_pod` is its indexes: each pod migrates the schemas that shard to it."""
         parallel = {"maxParallel": max_parallel, "perPod": per_pod}
-        if self.kind == "schemas":
-            return {
-                "database": {"urlFrom": {"secretKeyRef": {"name": "schemas-db", "key": "url"}}},
-                "targets": {"schemas": self.names, **parallel},
+        database = {"database": {"urlFrom": {"secretKeyRef": {"name": f"{self.kind}-db", "key": "url"}}}}
+        if self.kind == "query":
+            return database | {
+                "targets": {"schemaQuery": {"sql": LISTING, "indexes": per_pod}, "maxParallel": max_parallel}
             }
+        if self.kind == "schemas":
+            return database | {"targets": {"schemas": self.names, **parallel}}
         return {"targets": {"databases": {"secrets": self.names}, **parallel}}
 
 
@@ -213,9 +221,10 @@ def on_the_cluster(
                 seconds, peak, whole, status = fan_out(
                     bench.kube, bench.operator.pid, tenants, run, max_parallel, per_pod
                 )
-                fanned.setdefault(tenants.kind, []).append((f"maxParallel {max_parallel} perPod {per_pod}", seconds))
+                shape = f"maxParallel {max_parallel} {'indexes' if tenants.kind == 'query' else 'perPod'} {per_pod}"
+                fanned.setdefault(tenants.kind, []).append((shape, seconds))
                 print(
-                    f"{tenants.kind}: {len(tenants.names)} targets, maxParallel {max_parallel}, perPod {per_pod}: "
+                    f"{tenants.kind}: {len(tenants.names)} targets, {shape}: "
                     f"all expanded in {seconds:.1f} s; operator peak {peak:.0f} MiB RSS; "
                     f"SchemaMigration {whole / 1024:.1f} KiB, its status {status / 1024:.1f} KiB "
                     f"(load average {os.getloadavg()[0]:.1f})",

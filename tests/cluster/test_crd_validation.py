@@ -28,6 +28,7 @@ EXAMPLES = [
     REPO / "examples/argocd/shop/schemamigration.yaml",
     REPO / "examples/tenants/schemamigration.yaml",
     REPO / "examples/tenants/schemamigration-databases.yaml",
+    REPO / "examples/tenants/schemamigration-query.yaml",
 ]
 MINIMAL = {
     "version": "1",

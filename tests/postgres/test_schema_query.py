@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import yaml
+
 from lockgate.shared.targets import shard
 from tests.runner_support import Result, history, lockgate, query, write
 
@@ -90,3 +92,34 @@ def test_the_query_runs_read_only_under_a_statement_timeout(tmp_path: Path, data
     settings = "SELECT current_setting('statement_timeout') || ' ' || current_setting('transaction_read_only')"
     done, said = run_index(tmp_path, database_url, settings, 0, 1)
     assert done.code == 2 and said["target_count"] == 1 and said["failed_targets"][0][0] == "1min on"
+
+
+def test_the_query_example_migrates_each_schema_it_lists(tmp_path: Path, database_url: str) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "tenants"
+    spec = yaml.safe_load((example / "schemamigration-query.yaml").read_text())["spec"]
+    schemas = ["tenant_acme", "tenant_globex", "tenant_initech"]
+    for schema in [*schemas, "tenantx", "public_tenant_x"]:  # the last two: not the pattern's
+        query(database_url, f"CREATE SCHEMA {schema}")
+    indexes, covered = spec["targets"]["schemaQuery"]["indexes"], 0
+    for index in range(indexes):
+        report = tmp_path / f"termination-log-{index}"
+        env = {
+            "LOCKGATE_TARGETS_QUERY": spec["targets"]["schemaQuery"]["sql"],
+            "LOCKGATE_TARGETS_INDEXES": str(indexes),
+        }
+        env |= {
+            "LOCKGATE_TARGET_KIND": "schema",
+            "JOB_COMPLETION_INDEX": str(index),
+            "LOCKGATE_SUMMARY_FILE": str(report),
+        }
+        done = lockgate(
+            "migrate", "--dir", str(example / "migrations"), "--target", spec["version"], url=database_url, **env
+        )
+        assert done.code == 0, done.err
+        covered += json.loads(report.read_text())["target_count"]
+    assert covered == len(schemas)
+    for schema in schemas:
+        assert len(history(database_url, f"{schema}.lockgate_schema_history")) == 2  # V1, V2: expand
+    assert query(database_url, "SELECT to_regclass('tenantx.notes'), to_regclass('public_tenant_x.notes')") == [
+        (None, None)
+    ]

@@ -26,7 +26,7 @@ from lockgate.shared.report import parse_report
 from lockgate.shared.targets import shard
 from tests.release_walk import applied, conditions, job, observe
 from tests.unit.test_spec import with_defaults
-from tests.unit.test_targets import CRD, DATABASE, fan_out, manifest, spec
+from tests.unit.test_targets import CRD, DATABASE, ONLY_EXPAND, fan_out, manifest, spec
 
 SQL = "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\\_%'"
 
@@ -170,17 +170,21 @@ def test_a_finished_job_waits_briefly_for_its_pods_counts() -> None:
     assert early.requeue_after == 1.0 and "appliedVersion" not in (early.status or {})  # pods' reports not seen yet
 
 
-def test_a_new_query_or_index_count_runs_the_phase_again() -> None:
-    m = fan_out(schemaQuery={"sql": SQL, "indexes": 2})
+def test_a_new_query_or_index_count_runs_the_phases_again_while_the_gate_stays_open() -> None:
+    """How schemas created since catch up without a new version (docs/tenants.md): the retry
+    annotation reruns failed phases only; a changed query runs every applied phase again."""
+    m = fan_out(schemaQuery={"sql": SQL, "indexes": 2}, spec=ONLY_EXPAND)
     first = decide(observe(m))
     name = first.create.name
     pods = [reporting(name, i, 3) for i in range(2)]
     done = applied(
         m, decide(observe(applied(m, first), jobs=[queried(name, Result.SUCCEEDED, "0-1", indexes=2)], job_pods=pods))
     )
-    wider = fan_out(schemaQuery={"sql": SQL, "indexes": 3})
-    again = decide(observe(dataclasses.replace(wider, status=done.status)))
-    assert again.create is not None and again.create.phase == "expand"  # its schemas, sharded anew
+    assert decide(observe(dataclasses.replace(done, annotations={"lockgate.dev/retry": "1"}))).create is None
+    for changed in ({"sql": SQL + " /* new tenants */", "indexes": 2}, {"sql": SQL, "indexes": 3}):
+        again = decide(observe(dataclasses.replace(fan_out(schemaQuery=changed, spec=ONLY_EXPAND), status=done.status)))
+        assert again.create is not None and again.create.phase == "expand"  # every schema listed now
+        assert again.status["appliedVersion"] == "3" and conditions(again)["Ready"] == "True"
 
 
 def test_status_targets_shows_each_index_and_each_failed_schema() -> None:
@@ -199,3 +203,9 @@ def test_a_pods_report_says_how_many_schemas_it_covered_none_included() -> None:
     none = Summary("migrate", "expand", failed_count=0, target_count=0)
     assert parse_report(none.compact(), 0).target_count == 0
     assert parse_report(Summary("migrate").compact(), 0).target_count is None  # one database: no count
+
+
+def test_the_query_example_parses_without_problems() -> None:
+    example = yaml.safe_load((CRD.parents[1] / "examples" / "tenants" / "schemamigration-query.yaml").read_text())
+    parsed = parse_spec(example["spec"])
+    assert parsed.problems == () and parsed.targets is not None and parsed.targets.indexes == 8
