@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from lockgate.cli.targets_view import PhaseJob, target_rows
+from lockgate.controller.background import progress_status
 from lockgate.controller.decide import decide
 from lockgate.controller.history_entry import Result
 from lockgate.controller.observed import JobPodView, job_view
@@ -22,6 +23,7 @@ from lockgate.controller.targets import tally
 from lockgate.runner.summary import Summary, chunk_summary
 from lockgate.runner.targets import pick_listed
 from lockgate.shared.errors import MigrationFailed, UsageError
+from lockgate.shared.progress import Progress
 from lockgate.shared.report import parse_report
 from lockgate.shared.targets import shard
 from tests.release_walk import applied, conditions, job, observe
@@ -209,3 +211,13 @@ def test_the_query_example_parses_without_problems() -> None:
     example = yaml.safe_load((CRD.parents[1] / "examples" / "tenants" / "schemamigration-query.yaml").read_text())
     parsed = parse_spec(example["spec"])
     assert parsed.problems == () and parsed.targets is not None and parsed.targets.indexes == 8
+
+
+def test_background_progress_counts_a_querys_indexes_done() -> None:
+    walking = dataclasses.replace(reporting("bg", 1, 0), finished=None, report=None, started=True)
+    bg = dataclasses.replace(queried("bg", Result.RUNNING, "0,2", active=2), phase="background")
+    lines = {walking.name: Progress("A3__fill.sql", "running", 1000, 10, 40.0, 100.0, 30)}
+    m = fan_out(schemaQuery={"sql": SQL, "indexes": 4})
+    progress = progress_status(dataclasses.replace(observe(m, jobs=[bg], job_pods=[walking]), progress=lines))
+    assert progress is not None and progress["targets"] == {"walking": 1, "done": 2, "total": 4, "unit": "indexes"}
+    assert progress["summary"].endswith("1,000 rows, 30s left, 1 walking, 2/4 indexes done")

@@ -40,14 +40,21 @@ def progress_status(observed: Observed) -> dict[str, Any] | None:
         return None
     pod, progress = reports[-1]
     job = next((j for j in observed.jobs if j.name == pod.job), None)
-    if job is None or not job.targets:
+    if job is None or not job.fan_out:
         return _progress(pod.job, progress, progress.summary())
     walks = [p for mine, p in reports if mine.job == job.name]
-    covered = per_index(job.targets, job.per_pod)  # a completed index: every target it covers
-    done = sum(len(covered[i]) for i in indexes(job.completed_indexes) if i < len(covered))
-    fan_out = {"walking": len(walks), "done": done, "total": len(job.targets)}
+    if job.indexes:  # a schemaQuery's schemas are its pods' to know: its indexes are counted instead
+        done, of, unit = len(indexes(job.completed_indexes)), job.indexes, " indexes"
+    else:
+        covered = per_index(job.targets, job.per_pod)  # a completed index: every target it covers
+        done, of, unit = (
+            sum(len(covered[i]) for i in indexes(job.completed_indexes) if i < len(covered)),
+            len(job.targets),
+            "",
+        )
+    fan_out = {"walking": len(walks), "done": done, "total": of} | ({"unit": "indexes"} if unit else {})
     total = summed(walks)
-    summary = f"{total.summary()}, {len(walks)} walking, {done}/{len(job.targets)} done"
+    summary = f"{total.summary()}, {len(walks)} walking, {done}/{of}{unit} done"
     return _progress(job.name, total, summary) | {"targets": fan_out}
 
 
