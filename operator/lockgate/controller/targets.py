@@ -110,7 +110,8 @@ def parse_targets(raw: Mapping[str, Any], has_database: bool, history_table: str
     raw_selector = (databases or {}).get("selector")
     if names or (raw_selector is None and not query):  # a selector or a query may list none here
         problems += name_problems(field, names, pattern)
-    max_failed, canary = raw.get("maxFailed"), raw.get("canary") or {}
+    max_failed = raw.get("maxFailed")
+    canary = {} if query else raw.get("canary") or {}  # beside a query, parse_query refuses it
     if int(raw.get("perPod", DEFAULT_PER_POD)) < 1:
         problems.append("spec.targets.perPod: give 1 or more targets per pod")
     count = canary.get("count", 0) if isinstance(canary.get("count", 0), int) else -1
