@@ -173,6 +173,9 @@ def fan_out(
         raise RuntimeError(f"{run} failed: {json.dumps(done['status'])[:2000]}")
     time.sleep(3)  # the last status write (history, counts) lands
     final = kube.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, run)
+    counted = final["status"]["targets"]["phases"]["expand"]["succeeded"]
+    if counted != len(tenants.names):  # a query's count is its pods' reports: all of them, once each
+        raise RuntimeError(f"{run}: status.targets counts {counted} expanded, not {len(tenants.names)}")
     return seconds, peak, size(final), size(final["status"])
 
 
