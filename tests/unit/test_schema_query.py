@@ -142,6 +142,15 @@ def test_the_tally_counts_what_the_pods_reported_and_names_the_failed_schemas() 
     assert (lost.total, lost.failed, lost.unreported) == (21, 3, 0)
     assert lost.failures[-1] == ("index 2", "q")
     assert lost.error().startswith("3 of 21 targets failed: tenant_x: boom; bad name: not a plain name; index 2: q")
+    # A pod killed mid-way: its last report, rewritten after each schema, counts those it never reached.
+    said = {"exit_code": 0, "applied_count": 2, "failed_count": 0, "failed_targets": [], "target_count": 5}
+    died = parse_report(json.dumps(said | {"reported": 2, "durations": [3, 4]}), 137)
+    killed = JobPodView("j-3", "j", "2026-11-21T11:59:31Z", died, index=3)
+    cut_short = tally(queried("j", Result.FAILED, "0", "1,3"), (*pods, killed))
+    assert (cut_short.total, cut_short.failed, cut_short.succeeded) == (20, 5, 15)
+    assert cut_short.failures[-1][0] == "index 3" and cut_short.failures[-1][1].startswith(
+        "3 of its 5 schemas not reached"
+    )
 
 
 def test_the_gate_opens_once_every_index_succeeded_and_status_counts_the_reported_schemas() -> None:

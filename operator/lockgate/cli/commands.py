@@ -174,7 +174,7 @@ def _run_command(
         return _summary(args, out, command, needs_dir, announce, target)
 
     if _listed():  # a schemaQuery's pod reports how many schemas it covered, none included
-        return out.finish(_run_chunk(out, run, chunk) if chunk else _no_targets(args), summary_file)
+        return out.finish(_run_chunk(out, run, chunk, summary_file) if chunk else _no_targets(args), summary_file)
     return out.finish(
         run(chunk[0] if chunk else None) if len(chunk) <= 1 else _run_chunk(out, run, chunk, summary_file),
         summary_file,

@@ -67,20 +67,30 @@ def reported(
     job: JobView, pods: tuple[JobPodView, ...], finished: tuple[set[int], set[int]], cause: Callable[[int], str]
 ) -> Reported:
     """The finished indexes (completed, failed) as their last pods' reports count them. A failed
-    index whose pod named no failed schema (the query failed, the pod was killed) counts as one
-    failed target named by its index, with `cause`; a completed one without a report is unreported."""
+    index counts the schemas its report names, and those its pod died before reaching (the report
+    is rewritten after each); one whose pod counted nothing (the query failed, the pod was killed
+    first) or named no schema counts as one failed target named by its index, with `cause`. A
+    completed index without a count is unreported."""
     completed, failed = finished
     last = last_reports(job, pods)
     total = lost = 0
     failures: list[tuple[str, str]] = []
     for index in sorted(completed | failed):
         report = last.get(index)
-        if index in failed and not (report and report.failed_count):
-            total, lost = total + max(1, _count(report)), lost + 1
-            failures.append((f"index {index}", cause(index)))
-        elif report and report.target_count is not None:
-            total, lost = total + report.target_count, lost + (report.failed_count or 0)
-            failures += [(t, cut(c, 300)) for t, c in report.failed_targets] if index in failed else []
+        count = report.target_count if report else None
+        if report is None or count is None:
+            total, lost = (total + 1, lost + 1) if index in failed else (total, lost)
+            failures += [(f"index {index}", cause(index))] if index in failed else []
+            continue
+        bad = 0
+        if index in failed:  # at least one failed target: the index failed
+            unreached = count - report.reported if report.reported is not None else 0
+            bad = max((report.failed_count or 0) + unreached, 1)
+            failures += [(t, cut(c, 300)) for t, c in report.failed_targets]
+            if unreached or not report.failed_count:
+                said = f"{unreached} of its {count} schemas not reached: " if unreached else ""
+                failures.append((f"index {index}", said + cause(index)))
+        total, lost = total + max(count, bad), lost + bad
     unreported = job.indexes - len(completed | failed) + unreported_indexes(job, pods, completed)
     return Reported(total, lost, tuple(failures), unreported)
 
@@ -101,7 +111,3 @@ def last_reports(job: JobView, pods: tuple[JobPodView, ...]) -> dict[int, Runner
         if pod.index is not None and pod.report:
             last[pod.index] = pod.report
     return last
-
-
-def _count(report: RunnerReport | None) -> int:
-    return (report.target_count or 0) if report else 0
