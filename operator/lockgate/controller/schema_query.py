@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # observed.py reads spec.py, which reads targets.py, which re
 FIELD = "spec.targets.schemaQuery"
 INDEXES_PER_PARALLEL = 2  # indexes default to 2 × maxParallel: a slow index leaves the others work
 MAX_INDEXES = 1000
+CAUSE_CHARS = 300  # a failed schema's cause as status shows it (targets.CAUSE_CHARS)
 MAX_SQL = 4000  # it travels in the Job's environment and is shown back, so it stays short
 _EXAMPLE = "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\\_%'"
 _MEANINGLESS = {
@@ -78,15 +79,16 @@ def reported(
     for index in sorted(completed | failed):
         report = last.get(index)
         count = report.target_count if report else None
-        if report is None or count is None:
-            total, lost = (total + 1, lost + 1) if index in failed else (total, lost)
-            failures += [(f"index {index}", cause(index))] if index in failed else []
+        if report is None or count is None:  # the query failed, or the pod died before it counted
+            if index in failed:
+                total, lost = total + 1, lost + 1
+                failures.append((f"index {index}", cause(index)))
             continue
         bad = 0
         if index in failed:  # at least one failed target: the index failed
             unreached = count - report.reported if report.reported is not None else 0
             bad = max((report.failed_count or 0) + unreached, 1)
-            failures += [(t, cut(c, 300)) for t, c in report.failed_targets]
+            failures += [(t, cut(c, CAUSE_CHARS)) for t, c in report.failed_targets]
             if unreached or not report.failed_count:
                 said = f"{unreached} of its {count} schemas not reached: " if unreached else ""
                 failures.append((f"index {index}", said + cause(index)))
