@@ -58,6 +58,14 @@ def test_a_selector_alone_parses_and_its_matches_follow_the_listed_secrets_by_na
     assert [s["secret"]["name"] for s in volume["projected"]["sources"]] == ["zed-db", "a-db", "b-db"]
 
 
+def test_a_selector_matching_more_than_a_job_carries_is_refused_saying_what_to_do_instead() -> None:
+    m = fan_out(databases={"selector": TENANTS})
+    resolved = with_selected(m, tuple(f"t{n:04}-db" for n in range(1001)))
+    [problem] = resolved.spec.problems
+    assert "1001 targets, more than the 1000" in problem and "several SchemaMigrations" in problem
+    assert decide(observe(resolved)).create is None  # nothing runs over part of them
+
+
 def test_without_the_right_to_list_secrets_the_spec_says_which_chart_value_to_set() -> None:
     m = fan_out(databases={"selector": TENANTS})
     forbidden = decide(observe(with_selected(m, None)))

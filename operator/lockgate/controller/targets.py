@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -142,9 +143,14 @@ def parse_targets(raw: Mapping[str, Any], has_database: bool, history_table: str
 
 def name_problems(field: str, names: list[str], pattern: re.Pattern[str]) -> list[str]:
     problems = []
-    if not names or len(names) > MAX_TARGETS:
+    if not names:
         problems.append(f"{field}: list 1 to {MAX_TARGETS} targets")
-    if duplicates := sorted({n for n in names if names.count(n) > 1}):
+    elif len(names) > MAX_TARGETS:
+        problems.append(
+            f"{field}: {len(names)} targets, more than the {MAX_TARGETS} one Job's pods can carry: for more "
+            "schemas use spec.targets.schemaQuery; split more databases over several SchemaMigrations"
+        )
+    if duplicates := sorted(n for n, times in Counter(map(str, names)).items() if times > 1):
         problems.append(f"{field}: {', '.join(duplicates)} listed more than once: list each target once")
     if bad := [n for n in names if not isinstance(n, str) or not pattern.fullmatch(n)]:
         problems.append(f"{field}: {', '.join(map(str, bad[:5]))} is not a valid name")
