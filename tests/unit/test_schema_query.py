@@ -42,7 +42,6 @@ def query(**fields: Any) -> dict[str, Any]:
     [
         (query() | {"schemas": ["a"]}, "spec.targets: set schemas (a schema per tenant), schemaQuery"),
         (query() | {"perPod": 5}, "spec.targets.perPod: no meaning with schemaQuery"),
-        (query() | {"canary": {"count": 1}}, "spec.targets.canary: not with schemaQuery"),
         ({"schemaQuery": {"sql": " "}}, "spec.targets.schemaQuery.sql: give the SELECT whose first column"),
         ({"schemaQuery": {"sql": "x" * 4001}}, "keep the query under 4000"),
         (query(indexes=0), "spec.targets.schemaQuery.indexes: 0 is not between 1 and 1000"),

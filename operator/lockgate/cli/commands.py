@@ -37,7 +37,7 @@ def _targets(args: argparse.Namespace) -> tuple[targets.Target, ...]:
     """This pod's targets in a fan-out Job (LOCKGATE_TARGETS..., or the schemas its schemaQuery
     lists), none elsewhere."""
     from ..runner import targets
-    from ..shared.targets import INDEX_ENV, INDEXES_ENV, KIND_ENV, NAMES_ENV, PER_POD_ENV, QUERY_ENV
+    from ..shared.targets import FIRST_INDEX_ENV, INDEX_ENV, INDEXES_ENV, KIND_ENV, NAMES_ENV, PER_POD_ENV, QUERY_ENV
 
     env = os.environ.get
     if sql := env(QUERY_ENV):
@@ -46,7 +46,7 @@ def _targets(args: argparse.Namespace) -> tuple[targets.Target, ...]:
         url = getattr(args, "database_url", None) or env("LOCKGATE_DATABASE_URL")
         if not url:
             raise UsageError("no database URL for the schemaQuery: set LOCKGATE_DATABASE_URL")
-        return targets.pick_listed(listed_schemas(url, sql), env(INDEX_ENV), env(INDEXES_ENV))
+        return targets.pick_listed(listed_schemas(url, sql), env(INDEX_ENV), env(INDEXES_ENV), env(FIRST_INDEX_ENV))
     return targets.pick(env(KIND_ENV), env(NAMES_ENV), env(INDEX_ENV), env(PER_POD_ENV))
 
 

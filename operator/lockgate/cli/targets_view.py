@@ -73,7 +73,8 @@ def _phase(entry: PhaseJob, job: JobView, now: datetime) -> list[tuple[str, Ran]
         if mine.index is not None:
             last[mine.index] = mine
     found = []
-    chunks = tuple((f"index {i}",) for i in range(job.indexes)) if job.indexes else per_index(job.targets, job.per_pod)
+    shards = range(job.first_index, job.first_index + job.index_count)  # a canary's rest Job: from its first on
+    chunks = tuple((f"index {i}",) for i in shards) if job.indexes else per_index(job.targets, job.per_pod)
     for index, names in enumerate(chunks):
         pod = last.get(index)
         if index in done or index in failed:

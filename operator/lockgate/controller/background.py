@@ -44,7 +44,7 @@ def progress_status(observed: Observed) -> dict[str, Any] | None:
         return _progress(pod.job, progress, progress.summary())
     walks = [p for mine, p in reports if mine.job == job.name]
     if job.indexes:  # a schemaQuery's schemas are its pods' to know: its indexes are counted instead
-        done, of, unit = len(indexes(job.completed_indexes)), job.indexes, " indexes"
+        done, of, unit = len(indexes(job.completed_indexes)), job.index_count, " indexes"
     else:
         covered = per_index(job.targets, job.per_pod)  # a completed index: every target it covers
         done, of, unit = (

@@ -7,7 +7,17 @@ from typing import Any
 
 from ..shared.errors import Paused
 from ..shared.phases import UNDO
-from ..shared.targets import DATABASE, INDEXES_ENV, KIND_ENV, NAMES_ENV, PER_POD_ENV, QUERY_ENV, SECRETS_DIR, joined
+from ..shared.targets import (
+    DATABASE,
+    FIRST_INDEX_ENV,
+    INDEXES_ENV,
+    KIND_ENV,
+    NAMES_ENV,
+    PER_POD_ENV,
+    QUERY_ENV,
+    SECRETS_DIR,
+    joined,
+)
 from .ledger import JobRequest
 from .spec import (
     API_VERSION,
@@ -203,6 +213,8 @@ def _env(migration: Migration, request: JobRequest) -> list[dict[str, Any]]:
         if targets.query:  # each pod lists the schemas itself and takes those of its index
             env.append({"name": QUERY_ENV, "value": targets.query})
             env.append({"name": INDEXES_ENV, "value": str(targets.indexes)})
+            if targets.first_index:  # a canary's rest Job: its index i migrates shard first_index + i
+                env.append({"name": FIRST_INDEX_ENV, "value": str(targets.first_index)})
         else:
             env.append({"name": NAMES_ENV, "value": joined(targets.names)})
         if targets.per_pod > 1:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..shared.progress import Progress
 from ..shared.report import RunnerReport, parse_report
-from ..shared.targets import INDEXES_ENV, NAMES_ENV, PER_POD_ENV, QUERY_ENV, query_listing, split
+from ..shared.targets import FIRST_INDEX_ENV, INDEXES_ENV, NAMES_ENV, PER_POD_ENV, QUERY_ENV, query_listing, split
 from ..shared.versions import Version
 from .conditions import find
 from .history_entry import Result
@@ -60,16 +60,25 @@ class JobView:
     wave: str = ""  # with a canary: canary or rest (targets.waves)
     max_failed: int | None = None  # spec.maxFailedIndexes: the failed indexes, not targets, it allows
     query: str = ""  # a schemaQuery's Job: the SQL its pods run to list their schemas (`targets` empty)
-    indexes: int = 0  # a schemaQuery's Job: its indexes, each migrating the schemas that shard to it
+    indexes: int = 0  # a schemaQuery's Job: the shards its query's schemas hash to
+    first_index: int = 0  # ... its index i migrating shard first_index + i (a canary's rest Job)
+    completions: int = 0  # ... spec.completions: its own indexes (0: every shard from first_index on)
 
     @property
     def fan_out(self) -> bool:
         """An Indexed Job over many targets, listed or queried."""
         return bool(self.targets or self.indexes)
 
+    @property
+    def index_count(self) -> int:
+        """A schemaQuery Job's own indexes: its wave's shards."""
+        return self.completions or self.indexes - self.first_index
+
     def listing(self) -> tuple[str, ...]:
         """Its target list, as spec.targets gives it (targets.Targets.listing)."""
-        return query_listing(self.query, self.indexes) if self.indexes else self.targets
+        if self.indexes:
+            return query_listing(self.query, self.indexes, self.first_index, self.index_count)
+        return self.targets
 
     @property
     def live(self) -> bool:
@@ -174,6 +183,8 @@ def job_view(body: Mapping[str, Any]) -> JobView:
         max_failed=body.get("spec", {}).get("maxFailedIndexes"),
         query=_env(containers[0], QUERY_ENV),
         indexes=int(count) if (count := _env(containers[0], INDEXES_ENV)).isdigit() else 0,
+        first_index=int(first) if (first := _env(containers[0], FIRST_INDEX_ENV)).isdigit() else 0,
+        completions=made if isinstance(made := body.get("spec", {}).get("completions"), int) else 0,
     )
 
 

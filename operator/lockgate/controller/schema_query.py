@@ -25,11 +25,7 @@ MAX_INDEXES = 1000
 CAUSE_CHARS = 300  # a failed schema's cause as status shows it (targets.CAUSE_CHARS)
 MAX_SQL = 4000  # it travels in the Job's environment and is shown back, so it stays short
 _EXAMPLE = "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\\_%'"
-_MEANINGLESS = {
-    "perPod": "each index migrates every schema that falls to it: remove perPod (or set it to 1)",
-    "canary": "a query's schemas are known to the pods only, so none can go first: remove canary, or list "
-    "the schemas in spec.targets.schemas",
-}
+PER_POD = "each index migrates every schema that falls to it: remove perPod (or set it to 1)"
 
 
 def parse_query(raw: Mapping[str, Any], max_parallel: int) -> tuple[str, int, list[str]]:
@@ -48,9 +44,7 @@ def parse_query(raw: Mapping[str, Any], max_parallel: int) -> tuple[str, int, li
             "each migrating the schemas whose hash falls to it"
         )
     if raw.get("perPod", 1) != 1:
-        problems.append(f"spec.targets.perPod: no meaning with schemaQuery: {_MEANINGLESS['perPod']}")
-    if raw.get("canary") is not None:
-        problems.append(f"spec.targets.canary: not with schemaQuery: {_MEANINGLESS['canary']}")
+        problems.append(f"spec.targets.perPod: no meaning with schemaQuery: {PER_POD}")
     return (sql if isinstance(sql, str) else ""), (indexes if isinstance(indexes, int) else 1), problems
 
 
@@ -70,8 +64,9 @@ def reported(
     """The finished indexes (completed, failed) as their last pods' reports count them. A failed
     index counts the schemas its report names, and those its pod died before reaching (the report
     is rewritten after each); one whose pod counted nothing (the query failed, the pod was killed
-    first) or named no schema counts as one failed target named by its index, with `cause`. A
-    completed index without a count is unreported."""
+    first) or named no schema counts as one failed target named by its index (its shard: a canary's
+    rest Job's index 0 is shard first_index), with `cause`. A completed index without a count is
+    unreported."""
     completed, failed = finished
     last = last_reports(job, pods)
     total = lost = 0
@@ -82,7 +77,7 @@ def reported(
         if report is None or count is None:  # the query failed, or the pod died before it counted
             if index in failed:
                 total, lost = total + 1, lost + 1
-                failures.append((f"index {index}", cause(index)))
+                failures.append((f"index {job.first_index + index}", cause(index)))
             continue
         bad = 0
         if index in failed:  # at least one failed target: the index failed
@@ -91,9 +86,9 @@ def reported(
             failures += [(t, cut(c, CAUSE_CHARS)) for t, c in report.failed_targets]
             if unreached or not report.failed_count:
                 said = f"{unreached} of its {count} schemas not reached: " if unreached else ""
-                failures.append((f"index {index}", said + cause(index)))
+                failures.append((f"index {job.first_index + index}", said + cause(index)))
         total, lost = total + max(count, bad), lost + bad
-    unreported = job.indexes - len(completed | failed) + unreported_indexes(job, pods, completed)
+    unreported = job.index_count - len(completed | failed) + unreported_indexes(job, pods, completed)
     return Reported(total, lost, tuple(failures), unreported)
 
 

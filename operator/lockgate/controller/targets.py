@@ -60,11 +60,19 @@ class Targets:
     selector: str = ""
     canary_selector: str = ""
     query: str = ""  # SCHEMA listed by schemaQuery: the SQL each pod runs (`names` stays empty)
-    indexes: int = 0  # schemaQuery: the Job's indexes, each migrating the schemas that shard to it
+    indexes: int = 0  # schemaQuery: the shards, each migrating the schemas that hash to it
+    first_index: int = 0  # schemaQuery with a canary: the first shard of this wave's Job
+    index_count: int = 0  # ... and how many (0: every shard from first_index on)
+
+    def job_indexes(self) -> int:
+        """A schemaQuery Job's indexes: its wave's shards."""
+        return self.index_count or self.indexes - self.first_index
 
     def listing(self) -> tuple[str, ...]:
-        """What its Jobs cover, for `digest`: the names, or a schemaQuery's SQL and indexes."""
-        return query_listing(self.query, self.indexes) if self.query else self.names
+        """What its Jobs cover, for `digest`: the names, or a schemaQuery's SQL and its wave's shards."""
+        if self.query:
+            return query_listing(self.query, self.indexes, self.first_index, self.job_indexes())
+        return self.names
 
 
 # A Job's wave: every target, or with a canary the first `canary` targets, then the others.
@@ -77,11 +85,12 @@ def waves(targets: Targets | None) -> tuple[str, ...]:
 
 
 def wave_targets(targets: Targets, wave: str) -> Targets:
-    """The targets one Job of `wave` covers, in index order: its index i migrates names[i]."""
+    """The targets one Job of `wave` covers, in index order: its index i migrates names[i]; a
+    schemaQuery's, the schemas of shard first_index + i (the canary wave: the first `canary` shards)."""
     if wave == CANARY:
-        return replace(targets, names=targets.names[: targets.canary])
+        return replace(targets, names=targets.names[: targets.canary], index_count=targets.canary)
     if wave == REST:
-        return replace(targets, names=targets.names[targets.canary :])
+        return replace(targets, names=targets.names[targets.canary :], first_index=targets.canary)
     return targets
 
 
@@ -112,17 +121,19 @@ def parse_targets(raw: Mapping[str, Any], has_database: bool, history_table: str
     if names or (raw_selector is None and not query):  # a selector or a query may list none here
         problems += name_problems(field, names, pattern)
     max_failed = raw.get("maxFailed")
-    canary = {} if query else raw.get("canary") or {}  # beside a query, parse_query refuses it
+    canary = raw.get("canary") or {}
     if int(raw.get("perPod", DEFAULT_PER_POD)) < 1:
         problems.append("spec.targets.perPod: give 1 or more targets per pod")
     count = canary.get("count", 0) if isinstance(canary.get("count", 0), int) else -1
-    most = (MAX_TARGETS if raw_selector is not None else len(names)) - 1  # a selector's matches: `selected`
+    # A query's canary is its first indexes; a selector's matches are counted later (selectors.selected).
+    most = (shards if query else MAX_TARGETS if raw_selector is not None else len(names)) - 1
+    unit = "indexes (shards of the query's schemas)" if query else "targets"
     if canary and ("count" in canary) == ("selector" in canary):
         problems.append("spec.targets.canary: set count (the first targets) or selector (by label), one of them")
     elif "count" in canary and not 1 <= count <= most:
         problems.append(
             f"spec.targets.canary.count: {canary.get('count')!r} is not between 1 and {most}: the canary "
-            "wave runs the first count targets and leaves at least one for the rest"
+            f"wave runs the first count {unit} and leaves at least one for the rest"
         )
     return (
         Targets(
@@ -160,7 +171,7 @@ def name_problems(field: str, names: list[str], pattern: re.Pattern[str]) -> lis
 def indexed_job(targets: Targets, backoff_limit: int) -> dict[str, Any]:
     """The Job spec fields of a fan-out Job: one index per perPod targets (a schemaQuery's: its
     `indexes`), retried on its own."""
-    total = targets.indexes or len(per_index(targets.names, targets.per_pod))
+    total = targets.job_indexes() if targets.query else len(per_index(targets.names, targets.per_pod))
     fields: dict[str, Any] = {
         "completionMode": "Indexed",
         "completions": total,
@@ -334,7 +345,8 @@ def targets_status(
     phases, failed, last, reported = {}, [], None, [0]
     for phase, entry in sorted(newest.items(), key=lambda item: history.index(item[1])):
         entries = [latest[phase, w] for w in waves(targets) if (phase, w) in latest] or [entry]
-        counts = _summed([_counts(e, targets, jobs, pods) for e in entries], len(targets.names) or None)
+        tallies = [_counts(e, targets, jobs, pods) for e in entries] + _not_run(targets, phase, latest)
+        counts = _summed(tallies, len(targets.names) or None)
         phases[phase] = {"job": entry.job, **({"wave": entry.wave} if entry.wave else {}), **counts.counts()}
         failed += [{"phase": phase, "target": t, "error": e} for t, e in counts.failures]
         last, reported = summary(phase, counts), reported + [counts.total]
@@ -350,6 +362,14 @@ def _counts(entry: HistoryEntry, targets: Targets, jobs: tuple[JobView, ...], po
     live = next((j for j in jobs if j.name == entry.job and j.live), None)
     total = len(wave_targets(targets, entry.wave or WHOLE).names)
     return tally(live, pods) if live else Tally.from_api(entry.targets or {}, total)
+
+
+def _not_run(targets: Targets, phase: str, latest: Mapping[tuple[str, str], HistoryEntry]) -> list[Tally]:
+    """A schemaQuery's canary waves not run yet for `phase`: their indexes yet to report."""
+    if not (targets.query and targets.canary):
+        return []
+    missing = [w for w in waves(targets) if (phase, w) not in latest]
+    return [Tally(0, unreported=wave_targets(targets, w).job_indexes()) for w in missing]
 
 
 def _summed(tallies: list[Tally], total: int | None) -> Tally:

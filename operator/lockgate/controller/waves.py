@@ -8,7 +8,8 @@ lockgate.dev/approve-canary names the version, if canary.requireApproval). A fai
 stalls the phase like any failed Job: nothing else runs until a retry's canary Job succeeds. A
 failed rest Job is retried without the canaries; anything else that runs a phase again (new
 targets) starts with the canary wave. Only the rest wave's success advances the versions, so the
-gate opens when every target expanded.
+gate opens when every target expanded. A schemaQuery's canary wave is its first `canary` indexes
+(shards), the rest wave the others (targets.wave_targets).
 """
 
 from __future__ import annotations
@@ -35,10 +36,13 @@ def next_wave_job(
     approved = not targets.canary_approval or phase != Phase.EXPAND or m.canary_approved_version == str(version)
     if verdict.request is None or wave == CANARY or approved:
         return verdict
-    rest = len(targets.names) - targets.canary
+    if targets.query:  # only the pods know the schemas: the waves are counted in indexes
+        canaries = f"schemas of the {targets.canary} canary index(es)"
+        others = f"other {targets.indexes - targets.canary} indexes' schemas"
+    else:
+        canaries, others = f"{targets.canary} canary target(s)", f"other {len(targets.names) - targets.canary}"
     message = (
-        f"the {targets.canary} canary target(s) expanded {version}; annotate "
-        f"{APPROVE_CANARY_ANNOTATION}={version} to expand the other {rest}"
+        f"the {canaries} expanded {version}; annotate {APPROVE_CANARY_ANNOTATION}={version} to expand the {others}"
     )
     return JobVerdict(waiting=message, awaiting_approval=True)
 

@@ -7,7 +7,7 @@ database URL with that schema first on the search_path and its own history table
 lock keys) in that schema; a database target reads its URL from the file the Job mounts for its
 Secret, named after the Secret (the operator itself never reads it). With a schemaQuery
 (LOCKGATE_TARGETS_QUERY) the pod lists the schemas itself (runner/schema_query.py) and takes those
-whose shard is its index (`pick_listed`).
+whose shard is its index, offset in a canary's rest Job (`pick_listed`).
 """
 
 from __future__ import annotations
@@ -51,19 +51,30 @@ def pick(kind: str | None, names: str | None, index: str | None, per_pod: str | 
     return tuple(Target(kind, name, first + n, len(listed)) for n, name in enumerate(chunks[int(index)]))
 
 
-def pick_listed(rows: list[str | None], index: str | None, indexes: str | None) -> tuple[Target, ...]:
-    """This pod's schemas of those a schemaQuery listed: the ones whose shard is its index, once each,
-    in name order. A row that is no plain schema name stays a target: it fails, named
-    (schema_history_table), and the others go on. A NULL row reads as "NULL"."""
+def pick_listed(
+    rows: list[str | None], index: str | None, indexes: str | None, first_index: str | None = None
+) -> tuple[Target, ...]:
+    """This pod's schemas of those a schemaQuery listed: the ones whose shard is its index (plus
+    LOCKGATE_TARGETS_FIRST_INDEX in a canary's rest Job, whose index 0 is the first shard after the
+    canaries'), once each, in name order. A row that is no plain schema name stays a target: it
+    fails, named (schema_history_table), and the others go on. A NULL row reads as "NULL"."""
     if indexes is None or not indexes.isdigit() or int(indexes) < 1:
         raise UsageError(f"LOCKGATE_TARGETS_INDEXES {indexes!r} is not a whole number of at least 1")
-    if index is None or not index.isdigit() or int(index) >= int(indexes):
+    if first_index is not None and (not first_index.isdigit() or int(first_index) >= int(indexes)):
         raise UsageError(
-            f"JOB_COMPLETION_INDEX {index!r} is not one of the {indexes} indexes of LOCKGATE_TARGETS_INDEXES: "
-            "run it in an Indexed Job whose completions match"
+            f"LOCKGATE_TARGETS_FIRST_INDEX {first_index!r} is not one of the {indexes} indexes of "
+            "LOCKGATE_TARGETS_INDEXES: the first shard a canary's rest Job migrates"
+        )
+    first = int(first_index or 0)
+    if index is None or not index.isdigit() or first + int(index) >= int(indexes):
+        offset = f" plus LOCKGATE_TARGETS_FIRST_INDEX {first}" if first else ""
+        rest = " (a canary's rest Job: LOCKGATE_TARGETS_INDEXES less LOCKGATE_TARGETS_FIRST_INDEX)" if first else ""
+        raise UsageError(
+            f"JOB_COMPLETION_INDEX {index!r}{offset} is not one of the {indexes} indexes of LOCKGATE_TARGETS_INDEXES: "
+            f"run it in an Indexed Job whose completions match{rest}"
         )
     names = sorted({"NULL" if row is None else row for row in rows})
-    mine = [name for name in names if shard(name, int(indexes)) == int(index)]
+    mine = [name for name in names if shard(name, int(indexes)) == first + int(index)]
     return tuple(Target(SCHEMA, name, n, len(mine)) for n, name in enumerate(mine))
 
 

@@ -19,6 +19,7 @@ NAMES_ENV = "LOCKGATE_TARGETS"  # comma-separated: neither schema nor Secret nam
 PER_POD_ENV = "LOCKGATE_TARGETS_PER_POD"  # targets each index migrates, one after another (default 1)
 QUERY_ENV = "LOCKGATE_TARGETS_QUERY"  # schemaQuery: the SQL each pod runs to list the schemas
 INDEXES_ENV = "LOCKGATE_TARGETS_INDEXES"  # schemaQuery: how many indexes share its schemas out
+FIRST_INDEX_ENV = "LOCKGATE_TARGETS_FIRST_INDEX"  # schemaQuery with a canary: the rest Job's index 0 is this shard
 INDEX_ENV = "JOB_COMPLETION_INDEX"  # set by Kubernetes in each pod of an Indexed Job
 SECRETS_DIR = "/var/run/lockgate/targets"  # a database target's URL: a file named after its Secret
 # Schema names PostgreSQL takes unquoted (the CRD's pattern too); the runner quotes them all the same.
@@ -47,7 +48,11 @@ def shard(name: str, indexes: int) -> int:
     return zlib.crc32(name.encode()) % indexes
 
 
-def query_listing(sql: str, indexes: int) -> tuple[str, ...]:
+def query_listing(sql: str, indexes: int, first: int = 0, count: int = 0) -> tuple[str, ...]:
     """A schemaQuery Job's target list, as far as the operator knows it: a new query or number of
-    indexes is a new list (its phases run again over every schema; those that have them apply nothing)."""
-    return (f"schemaQuery {indexes}: {sql}",)
+    indexes is a new list (its phases run again over every schema; those that have them apply nothing).
+    A canary's wave covers the `count` shards from `first` on (0: every one after it), a list of its own."""
+    last = first + (count or indexes - first) - 1
+    if first == 0 and last == indexes - 1:
+        return (f"schemaQuery {indexes}: {sql}",)
+    return (f"schemaQuery {indexes} shards {first}-{last}: {sql}",)
