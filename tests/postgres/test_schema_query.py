@@ -22,9 +22,10 @@ TENANTS = [f"tenant_{i:02}" for i in range(12)]
 BAD = "tenant Bad"  # a real schema, but one a plain name cannot be
 
 
-def run_index(tmp_path: Path, url: str, sql: str, index: int, indexes: int) -> tuple[Result, dict]:
-    report = tmp_path / f"termination-log-{index}"
+def run_index(tmp_path: Path, url: str, sql: str, index: int, indexes: int, first: int = 0) -> tuple[Result, dict]:
+    report = tmp_path / f"termination-log-{first}-{index}"
     env = {"LOCKGATE_TARGET_KIND": "schema", "LOCKGATE_TARGETS_QUERY": sql, "LOCKGATE_TARGETS_INDEXES": str(indexes)}
+    env |= {"LOCKGATE_TARGETS_FIRST_INDEX": str(first)} if first else {}
     env |= {"JOB_COMPLETION_INDEX": str(index), "LOCKGATE_SUMMARY_FILE": str(report)}
     done = lockgate("migrate", "--dir", str(tmp_path / "m"), url=url, **env)
     return done, json.loads(report.read_text())
@@ -56,6 +57,30 @@ def test_each_index_migrates_the_schemas_its_query_lists_and_names_a_bad_row(tmp
     assert query(database_url, f"SELECT count(*) FROM pg_tables WHERE schemaname = '{BAD}'") == [(0,)]
     again, said = run_index(tmp_path, database_url, LISTING, 0, 3)  # a retried index applies nothing
     assert said["applied_count"] == 0 and again.code in (0, 2)
+
+
+def test_a_canary_wave_then_the_rest_wave_migrate_every_schema_exactly_once(tmp_path: Path, database_url: str) -> None:
+    """canary.count 1 of 4 indexes: the canary Job's one pod takes shard 0, the rest Job's three
+    pods (LOCKGATE_TARGETS_FIRST_INDEX 1) shards 1 to 3."""
+    for schema in TENANTS:
+        query(database_url, f"CREATE SCHEMA {schema}")
+    write(tmp_path / "m", {"V1__items.sql": SCRIPTS["V1__items.sql"]})
+    canary, said = run_index(tmp_path, database_url, LISTING, 0, 4)
+    first = [s for s in TENANTS if shard(s, 4) == 0]
+    assert canary.code == 0 and said["target_count"] == len(first) > 0, canary.err
+    for schema in TENANTS:  # the canaries alone so far
+        migrated = query(database_url, f"SELECT to_regclass('{schema}.items') IS NOT NULL")
+        assert migrated == [(schema in first,)]
+    counts = [said["target_count"]]
+    for index in range(3):
+        done, said = run_index(tmp_path, database_url, LISTING, index, 4, first=1)
+        assert done.code == 0 and said["failed_count"] == 0, done.err
+        counts.append(said["target_count"])
+    assert sum(counts) == len(TENANTS)
+    for schema in TENANTS:  # every schema V1 exactly once, in its own history
+        assert [row[2] for row in history(database_url, f"{schema}.lockgate_schema_history")] == ["V1__items.sql"]
+    beyond, _ = run_index(tmp_path, database_url, LISTING, 3, 4, first=1)  # a rest Job with completions 4
+    assert beyond.code != 0 and "plus LOCKGATE_TARGETS_FIRST_INDEX 1 is not one of the 4 indexes" in beyond.err
 
 
 def test_an_index_with_no_schema_succeeds_covering_none(tmp_path: Path, database_url: str) -> None:
