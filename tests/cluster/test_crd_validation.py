@@ -132,7 +132,9 @@ REFUSED = [
     ("no tenant at all", {"targets": {"schemas": []}}, "spec.targets.schemas", "should have at least 1 items"),
     ("a canary of every target", {"targets": {"schemas": ["a", "b"], "canary": {"count": 2}}}, "spec.targets.canary.count", "must be below the number of targets"),
     ("schemas and a schemaQuery both", {"targets": {"schemas": ["a"], "schemaQuery": {"sql": "SELECT 'a'"}}}, "spec.targets", "targets.schemaQuery (a query listing them)"),
-    ("a canary over a schemaQuery", {"targets": {"schemaQuery": {"sql": "SELECT 'a'"}, "canary": {"count": 1}}}, "spec.targets.canary", "not with schemaQuery"),
+    ("a query canary of every index", {"targets": {"schemaQuery": {"sql": "SELECT 'a'", "indexes": 2}, "canary": {"count": 2}}}, "spec.targets.canary.count", "must be below schemaQuery.indexes"),
+    ("a query canary of every default index", {"targets": {"schemaQuery": {"sql": "SELECT 'a'"}, "maxParallel": 1, "canary": {"count": 2}}}, "spec.targets.canary.count", "must be below schemaQuery.indexes"),
+    ("a query canary by label", {"targets": {"schemaQuery": {"sql": "SELECT 'a'"}, "canary": {"selector": {"matchLabels": {"c": "y"}}}}}, "spec.targets.canary.selector", "schemas have no labels"),
     ("perPod with a schemaQuery", {"targets": {"schemaQuery": {"sql": "SELECT 'a'"}, "perPod": 5}}, "spec.targets.perPod", "no meaning with schemaQuery"),
     ("a schemaQuery of no indexes", {"targets": {"schemaQuery": {"sql": "SELECT 'a'", "indexes": 0}}}, "spec.targets.schemaQuery.indexes", "greater than or equal to 1"),
     ("a canary of no target", {"targets": {"schemas": ["a", "b"], "canary": {"count": 0}}}, "spec.targets.canary.count", "greater than or equal to 1"),
@@ -233,6 +235,8 @@ ACCEPTED = [
     {"contract": {"delay": "1.5h"}},
     {"contract": {"delay": "500ms"}},
     {"contract": {"delay": "10m0.5s"}},
+    {"targets": {"schemaQuery": {"sql": "SELECT 'a'", "indexes": 4}, "canary": {"count": 3, "requireApproval": True}}},
+    {"targets": {"schemaQuery": {"sql": "SELECT 'a'"}, "canary": {"count": 7}}},  # 2 × maxParallel's default 4
 ]
 
 

@@ -22,23 +22,25 @@ TENANTS = [f"tenant_{i:02}" for i in range(30)]
 LISTING = "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\\_%'"
 
 
+def create_schemas(database_url: str, count: int) -> None:
+    """tenant_00 ... : the first `count` of TENANTS."""
+    loop = f"FOR i IN 0..{count - 1} LOOP EXECUTE format('CREATE SCHEMA tenant_%s', lpad(i::text, 2, '0')); END LOOP"
+    query(database_url, f"DO $$ BEGIN {loop}; END $$")
+
+
+def expand(migrations: Migrations, name: str, targets: dict[str, Any]) -> None:
+    """A SchemaMigration of version 1 over `targets`, expand only, each index tried once."""
+    scripts = migrations.scripts(f"{name}-r1", SCRIPTS)
+    off = {"enabled": False}
+    migrations.create(name, "1", scripts, targets=targets, backoffLimit=0, background=off, contract=off)
+
+
 def test_a_schema_query_over_30_schemas_in_4_indexes_opens_the_gate_once_each_has_the_version(
     kube: Kube, namespace: str, migrations: Migrations, run_operator: Any, database_url: str, cluster: Any
 ) -> None:
-    query(
-        database_url,
-        "DO $$ BEGIN FOR i IN 0..29 LOOP EXECUTE format('CREATE SCHEMA tenant_%s', lpad(i::text, 2, '0')); END LOOP; END $$",
-    )
+    create_schemas(database_url, 30)
     run_operator()
-    migrations.create(
-        "queried",
-        "1",
-        migrations.scripts("queried-r1", SCRIPTS),
-        targets={"schemaQuery": {"sql": LISTING, "indexes": 4}, "maxParallel": 4},
-        backoffLimit=0,
-        background={"enabled": False},
-        contract={"enabled": False},
-    )
+    expand(migrations, "queried", {"schemaQuery": {"sql": LISTING, "indexes": 4}, "maxParallel": 4})
     done = migrations.wait("queried", phase_is("Complete"), timeout=180)
     status = done["status"]
     assert status["appliedVersion"] == "1" and condition(done, "Ready")["status"] == "True"
@@ -54,6 +56,37 @@ def test_a_schema_query_over_30_schemas_in_4_indexes_opens_the_gate_once_each_ha
     env = {e.name: e.value for e in job.spec.template.spec.containers[0].env}
     assert env["LOCKGATE_TARGETS_QUERY"] == LISTING and "LOCKGATE_TARGETS" not in env
     detail = lockgate_status(cluster, namespace, "queried", "--targets", "--json")
+    assert {t["target"]: t["phases"]["expand"]["state"] for t in detail["targets"]} == {
+        f"index {i}": "succeeded" for i in range(4)
+    }
+
+
+def test_a_query_canary_of_1_of_4_indexes_completes_before_the_rest_job_is_created(
+    kube: Kube, namespace: str, migrations: Migrations, run_operator: Any, database_url: str, cluster: Any
+) -> None:
+    """canary.count 1 with schemaQuery: the canary Job migrates shard 0's schemas, and only once it
+    completed is the rest Job (3 indexes, from shard 1 on) created; every schema has V1 exactly once."""
+    create_schemas(database_url, 12)
+    run_operator()
+    targets = {"schemaQuery": {"sql": LISTING, "indexes": 4}, "maxParallel": 4, "canary": {"count": 1}}
+    expand(migrations, "canaried", targets)
+    done = migrations.wait("canaried", phase_is("Complete"), timeout=150)
+    status = done["status"]
+    assert status["appliedVersion"] == "1" and condition(done, "Ready")["status"] == "True"
+    assert status["targets"]["total"] == 12 and status["targets"]["summary"] == "12/12 expand"
+    assert [e["wave"] for e in status["history"]] == ["canary", "rest"]
+    assert sum(e["targets"]["total"] for e in status["history"]) == 12
+    for tenant in TENANTS[:12]:  # each exactly once, in its own schema
+        assert [row[2:] for row in history(database_url, f"{tenant}.lockgate_schema_history")] == [
+            ("V1__items.sql", True)
+        ]
+    jobs = {j.metadata.labels["lockgate.dev/wave"]: j for j in migrations.jobs("canaried")}
+    canary, rest = jobs["canary"], jobs["rest"]
+    assert (canary.spec.completions, rest.spec.completions) == (1, 3)
+    assert canary.status.completion_time <= rest.metadata.creation_timestamp  # the rest only after the canary
+    env = {e.name: e.value for e in rest.spec.template.spec.containers[0].env}
+    assert env["LOCKGATE_TARGETS_FIRST_INDEX"] == "1" and env["LOCKGATE_TARGETS_INDEXES"] == "4"
+    detail = lockgate_status(cluster, namespace, "canaried", "--targets", "--json")
     assert {t["target"]: t["phases"]["expand"]["state"] for t in detail["targets"]} == {
         f"index {i}": "succeeded" for i in range(4)
     }
